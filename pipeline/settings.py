@@ -1,0 +1,131 @@
+"""Settings: one object, nested sections, read only at the edges (CLI, service).
+
+Every field can be set from the environment with the ``SKULENS_`` prefix and ``__``
+between section and field, e.g. ``SKULENS_FUSION__WEIGHTS__TEXT=0.3`` or
+``SKULENS_DETECTOR__WEIGHTS=/path/yolo.pt``.  ``SKULENS_DATA`` sets the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.types import SIGNALS
+
+
+def default_model_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "skulens" / "models"
+
+
+class ImageLimits(BaseModel):
+    max_bytes: int = Field(30 * 1024 * 1024, description="largest accepted file, in bytes")
+    max_pixels: int = Field(60_000_000, description="largest accepted width x height (refused before decoding)")
+    min_side: int = Field(16, description="smallest accepted width or height, in pixels")
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+
+
+class ModelSettings(BaseModel):
+    cache_dir: Path = Field(default_factory=default_model_cache)
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+
+
+class DetectorSettings(BaseModel):
+    backend: Literal["auto", "yolo", "mask", "none"] = Field(
+        "auto", description="'auto': YOLO when weights are set, else boxes from the background mask"
+    )
+    weights: Path | None = Field(None, description="an ultralytics model file (.pt or .onnx)")
+    confidence: float = 0.25
+    iou: float = 0.5
+    image_size: int = 640
+    max_boxes: int = 10
+    min_area_fraction: float = Field(0.01, description="drop boxes smaller than this share of the image")
+    expand: float = Field(0.04, description="grow each box by this share of its size on every side")
+
+
+class BackgroundSettings(BaseModel):
+    enabled: bool = True
+    model: Literal["isnet-medium", "isnet-small"] = "isnet-medium"
+    threshold: float = 0.5
+    at_index: bool = Field(True, description="remove backgrounds of catalogue images when indexing")
+
+
+class ColourSettings(BaseModel):
+    k: int = Field(5, ge=1, le=16)
+    sample_pixels: int = Field(4000, description="masked pixels sampled for k-means")
+    seed: int = 0
+    scale: float = Field(25.0, description="CIELAB distance at which colour similarity falls to 1/e")
+
+
+class OcrSettings(BaseModel):
+    enabled: bool = True
+    languages: str = Field("eng", description="Tesseract languages, e.g. 'eng+swe'")
+    min_confidence: float = Field(0.5, description="drop words read with less confidence than this")
+    min_length: int = 2
+    max_side: int = Field(1600, description="images are scaled down to this longest side first")
+    upscale_to: int = Field(1000, description="small images are scaled up to this longest side first")
+    timeout_s: float = 20.0
+
+
+class EmbedderSettings(BaseModel):
+    model: Literal["efficientnet-lite2"] = "efficientnet-lite2"
+    batch_size: int = 16
+    tags_top_k: int = 5
+    threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")
+
+
+class IndexSettings(BaseModel):
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF beyond"
+    )
+    ivf_threshold: int = 50_000
+    nprobe: int = 16
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    use_gpu: Literal["auto", "never"] = "auto"
+
+
+class Weights(BaseModel):
+    embedding: float = Field(0.70, ge=0)
+    colour: float = Field(0.10, ge=0)
+    tags: float = Field(0.10, ge=0)
+    text: float = Field(0.10, ge=0)
+
+    @field_validator("text")
+    @classmethod
+    def _not_all_zero(cls, v: float, info) -> float:  # noqa: ANN001 - pydantic's ValidationInfo
+        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s != "text"):
+            raise ValueError("at least one fusion weight must be positive")
+        return v
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: float(getattr(self, s)) for s in SIGNALS}
+
+
+class FusionSettings(BaseModel):
+    weights: Weights = Field(default_factory=Weights)
+    candidates: int = Field(300, description="image neighbours FAISS returns per query region")
+    text_candidates: int = Field(20, description="SKUs added from the full-text index")
+    text_scale: float = Field(6.0, description="summed IDF of matched words at which text similarity is 1-1/e")
+    merchant_tag_weight: float = 1.0
+    query_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a query photo embedded")
+    index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKULENS_", env_nested_delimiter="__", extra="ignore")
+
+    data: Path = Field(Path("skulens-data"), description="the data directory (SQLite + FAISS files)")
+    images: ImageLimits = Field(default_factory=ImageLimits)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    background: BackgroundSettings = Field(default_factory=BackgroundSettings)
+    colour: ColourSettings = Field(default_factory=ColourSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
