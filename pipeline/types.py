@@ -181,6 +181,9 @@ class OcrText:
     def empty(cls) -> "OcrText":
         return cls((), np.zeros((0,), np.float32))
 
+    def __len__(self) -> int:
+        return len(self.tokens)
+
     def to_json(self) -> list[dict]:
         return [{"word": t, "confidence": round(float(c), 3)} for t, c in zip(self.tokens, self.confidences)]
 
@@ -210,6 +213,9 @@ class Tags:
     @classmethod
     def empty(cls) -> "Tags":
         return cls((), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     def as_dict(self) -> dict[str, float]:
         return {label: float(score) for label, score in zip(self.labels, self.scores)}

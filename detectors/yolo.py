@@ -1,0 +1,95 @@
+"""Ultralytics YOLO detector (any ultralytics model file the user supplies).
+
+No registry ships YOLO weights, so the file is a setting (``SKULENS_DETECTOR__WEIGHTS``).
+The model loads lazily, once; ultralytics ``Results`` become our ``Box`` list here and
+nowhere else.  Segmentation models also give each box its mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.devices import resolve_device
+from pipeline.errors import ModelNotFoundError, SkulensError
+from pipeline.settings import DetectorSettings, ModelSettings
+from pipeline.types import Box, Mask, check_image
+
+log = logging.getLogger(__name__)
+
+
+def boxes_from_results(result, settings: DetectorSettings, width: int, height: int) -> list[Box]:
+    """Adapter: one ultralytics ``Results`` -> our boxes, best first, clipped, with masks if any."""
+    if result.boxes is None or len(result.boxes) == 0:
+        return []
+    xyxy = result.boxes.xyxy.cpu().numpy().astype(np.float64)
+    conf = result.boxes.conf.cpu().numpy().astype(np.float64)
+    cls = result.boxes.cls.cpu().numpy().astype(int)
+    names = result.names or {}
+    masks = None
+    if getattr(result, "masks", None) is not None:
+        masks = result.masks.data.cpu().numpy()  # (N, h, w) at the model's resolution
+    min_area = settings.min_area_fraction * width * height
+    out = []
+    for i in np.argsort(-conf)[: settings.max_boxes]:
+        x1, y1, x2, y2 = xyxy[i]
+        if x2 <= x1 or y2 <= y1:
+            continue
+        box = Box(x1, y1, x2, y2, float(np.clip(conf[i], 0, 1)), str(names.get(cls[i], cls[i]))).clip(width, height)
+        if box.area < min_area:
+            continue
+        box = box.expand(settings.expand, width, height)
+        mask = None
+        if masks is not None:
+            mask = _box_mask(masks[i], box, width, height)
+        out.append(Box(box.x1, box.y1, box.x2, box.y2, box.score, box.label, mask))
+    return out
+
+
+def _box_mask(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
+    from PIL import Image
+
+    resized = np.asarray(Image.fromarray((full * 255).astype(np.uint8)).resize((width, height)), np.float32) / 255
+    x1, y1, x2, y2 = box.as_int()
+    return Mask(np.clip(resized[y1:y2, x1:x2], 0.0, 1.0))
+
+
+class YoloDetector:
+    def __init__(self, settings: DetectorSettings, models: ModelSettings) -> None:
+        if settings.weights is None:
+            raise ModelNotFoundError("the YOLO detector needs a weights file: set SKULENS_DETECTOR__WEIGHTS")
+        self.settings = settings
+        self.models = models
+        self._lock = threading.Lock()
+        self._model = None
+        self._device = "cpu"
+
+    def warmup(self) -> None:
+        self._load()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                path = Path(self.settings.weights).expanduser()
+                if not path.is_file():
+                    raise ModelNotFoundError(f"YOLO weights not found: {path}")
+                from ultralytics import YOLO
+
+                try:
+                    self._model = YOLO(str(path))
+                except Exception as exc:  # ultralytics raises many kinds on a bad file
+                    raise SkulensError(f"cannot load YOLO weights {path}: {exc}") from exc
+                self._device = resolve_device(self.models.device)
+                log.info("loaded YOLO %s on %s", path.name, self._device)
+        return self._model
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        model = self._load()
+        h, w = check_image(image).shape[:2]
+        # ultralytics expects BGR numpy arrays
+        results = model.predict(image[:, :, ::-1], imgsz=self.settings.image_size, conf=self.settings.confidence,
+                                iou=self.settings.iou, device=self._device, verbose=False)
+        return boxes_from_results(results[0], self.settings, w, h)

@@ -1,0 +1,85 @@
+"""Background removal with IS-Net (DIS) through rembg's ``dis_custom`` session (onnxruntime).
+
+The ONNX file comes from the model cache (``skulens models fetch``); the session is built
+lazily, once, behind a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from pipeline.errors import MissingDependencyError
+from pipeline.models import model_path
+from pipeline.settings import BackgroundSettings, ModelSettings
+from pipeline.types import Mask, check_image
+
+log = logging.getLogger(__name__)
+
+
+def _providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        log.warning("onnxruntime has no CUDA provider (install onnxruntime-gpu); IS-Net runs on the CPU")
+    return ["CPUExecutionProvider"]
+
+
+def _session_options():
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return opts
+
+
+def _session_class():
+    """rembg's DIS session, reading the model from our cache instead of rembg's home folder."""
+    try:
+        from rembg.sessions.dis_custom import DisCustomSession
+    except ImportError as exc:  # pragma: no cover - rembg is a dependency
+        raise MissingDependencyError("rembg is not installed: `pip install rembg`") from exc
+
+    class CachedIsNetSession(DisCustomSession):
+        @classmethod
+        def download_models(cls, *args, **kwargs):
+            return kwargs["model_path"]
+
+    return CachedIsNetSession
+
+
+class IsNetBackgroundRemover:
+    """``remove(image) -> Mask``: foreground probability per pixel."""
+
+    def __init__(self, settings: BackgroundSettings, models: ModelSettings) -> None:
+        self.settings = settings
+        self.models = models
+        self._lock = threading.Lock()
+        self._session = None
+
+    def warmup(self) -> None:
+        self._load()
+
+    def _load(self):
+        with self._lock:
+            if self._session is None:
+                path = model_path(self.settings.model, self.models.cache_dir)
+                self._session = _session_class()(
+                    "dis_custom", _session_options(), model_path=str(path), providers=_providers(self.models.device)
+                )
+                log.info("loaded %s from %s", self.settings.model, path)
+        return self._session
+
+    def remove(self, image: np.ndarray) -> Mask:
+        from PIL import Image
+
+        session = self._load()
+        pil = Image.fromarray(check_image(image))
+        alpha = session.predict(pil)[0]
+        arr = np.asarray(alpha, dtype=np.float32) / 255.0
+        return Mask(arr)

@@ -1,0 +1,194 @@
+"""FAISS vector index of catalogue embeddings (inner product on L2-normalised vectors).
+
+The index kind follows catalogue size: exact search (``flat``) for small catalogues, IVF
+beyond ``ivf_threshold`` vectors, or HNSW when asked.  Deletes remove ids in place (flat,
+IVF) or are filtered out of results and compacted later (HNSW, which cannot delete).  The
+index lives in CPU memory and on disk in CPU form; when faiss has GPU support and a GPU is
+visible, searches run on a GPU copy, with a logged fallback to the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from pipeline.settings import IndexSettings
+
+log = logging.getLogger(__name__)
+
+
+def choose_kind(settings: IndexSettings, count: int) -> str:
+    if settings.kind != "auto":
+        return settings.kind
+    return "ivf" if count >= settings.ivf_threshold else "flat"
+
+
+def _gpu_available(settings: IndexSettings) -> bool:
+    if settings.use_gpu == "never":
+        return False
+    if not hasattr(faiss, "StandardGpuResources"):
+        log.info("faiss has no GPU support (faiss-cpu installed); searching on the CPU")
+        return False
+    if faiss.get_num_gpus() == 0:
+        log.info("faiss has GPU support but sees no GPU; searching on the CPU")
+        return False
+    return True
+
+
+class FaissIndex:
+    """``add / remove / search`` over int64 ids; ``save`` and ``load`` are atomic."""
+
+    def __init__(self, dim: int, settings: IndexSettings, kind: str = "flat") -> None:
+        self.dim = dim
+        self.settings = settings
+        self.kind = kind
+        self._index = self._empty(kind)
+        self._deleted: set[int] = set()  # HNSW tombstones
+        self._use_gpu = _gpu_available(settings)
+        self._gpu = None
+
+    # -- construction -------------------------------------------------------------
+    def _empty(self, kind: str, train: np.ndarray | None = None):
+        if kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if kind == "hnsw":
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efSearch = self.settings.hnsw_ef_search
+            return faiss.IndexIDMap2(hnsw)
+        if kind == "ivf":
+            n = 0 if train is None else len(train)
+            nlist = int(max(1, min(4 * np.sqrt(max(n, 1)), n // 39 if n >= 39 else 1)))
+            ivf = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+            if train is not None and len(train):
+                ivf.train(train)
+            ivf.nprobe = min(self.settings.nprobe, nlist)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids stay ours, reconstruct works
+            return ivf
+        raise ValueError(f"expected index kind flat, ivf or hnsw, got {kind!r}")
+
+    @classmethod
+    def build(cls, dim: int, settings: IndexSettings, ids: np.ndarray, vectors: np.ndarray) -> "FaissIndex":
+        """A fresh index of the kind that fits ``len(vectors)``."""
+        kind = choose_kind(settings, len(vectors))
+        index = cls(dim, settings, kind)
+        if kind == "ivf":
+            index._index = index._empty("ivf", train=_as_f32(vectors, dim))
+        index.add(ids, vectors)
+        return index
+
+    # -- the VectorIndex protocol ---------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._index.ntotal) - len(self._deleted)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        vectors = _as_f32(vectors, self.dim)
+        if len(ids) != len(vectors):
+            raise ValueError(f"expected one id per vector, got {len(ids)} ids and {len(vectors)} vectors")
+        if not len(ids):
+            return
+        self._index.add_with_ids(vectors, ids)
+        self._deleted.difference_update(ids.tolist())
+        self._gpu = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        if not len(ids):
+            return
+        if self.kind == "hnsw":
+            self._deleted.update(ids.tolist())
+        else:
+            self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+        self._gpu = None
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = _as_f32(vectors, self.dim)
+        k = max(1, int(k))
+        if self._index.ntotal == 0:
+            return np.zeros((len(vectors), k), np.float32), np.full((len(vectors), k), -1, np.int64)
+        extra = min(len(self._deleted), 10 * k)
+        sims, ids = self._searcher().search(vectors, k + extra)
+        if self._deleted:
+            sims, ids = _drop_deleted(sims, ids, self._deleted, k)
+        return sims[:, :k], ids[:, :k]
+
+    def _searcher(self):
+        if not self._use_gpu or self.kind == "hnsw":
+            return self._index
+        if self._gpu is None:
+            try:
+                self._gpu = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, self._index)
+            except RuntimeError as exc:
+                log.warning("cannot move the index to the GPU (%s); searching on the CPU", exc)
+                self._use_gpu = False
+                return self._index
+        return self._gpu
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, path: Path, generation: int) -> None:
+        """Write the index, then its stamp; each by rename, so a crash leaves an old or a new pair."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        faiss.write_index(self._index, str(tmp))
+        os.replace(tmp, path)
+        stamp = {"generation": generation, "kind": self.kind, "dim": self.dim, "ntotal": int(self._index.ntotal),
+                 "deleted": sorted(self._deleted)}
+        _write_json_atomic(path.with_suffix(".json"), stamp)
+
+    @classmethod
+    def load(cls, path: Path, settings: IndexSettings, generation: int, dim: int) -> "FaissIndex | None":
+        """The saved index if its stamp matches ``generation`` and ``dim``, else None."""
+        path = Path(path)
+        stamp_path = path.with_suffix(".json")
+        if not path.is_file() or not stamp_path.is_file():
+            return None
+        try:
+            stamp = json.loads(stamp_path.read_text())
+            if stamp.get("generation") != generation or stamp.get("dim") != dim:
+                return None
+            raw = faiss.read_index(str(path))
+        except (ValueError, RuntimeError, OSError) as exc:
+            log.warning("cannot read %s (%s); it will be rebuilt", path, exc)
+            return None
+        if raw.ntotal != stamp.get("ntotal"):
+            return None
+        index = cls(dim, settings, stamp.get("kind", "flat"))
+        index._index = raw
+        index._deleted = set(stamp.get("deleted", []))
+        return index
+
+
+def _as_f32(vectors: np.ndarray, dim: int) -> np.ndarray:
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (N, {dim}), got {arr.shape}")
+    return arr
+
+
+def _drop_deleted(sims: np.ndarray, ids: np.ndarray, deleted: set[int], k: int):
+    out_s = np.zeros((len(ids), k), np.float32)
+    out_i = np.full((len(ids), k), -1, np.int64)
+    for row in range(len(ids)):
+        keep = [j for j, i in enumerate(ids[row]) if i >= 0 and int(i) not in deleted][:k]
+        out_s[row, : len(keep)] = sims[row, keep]
+        out_i[row, : len(keep)] = ids[row, keep]
+    return out_s, out_i
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

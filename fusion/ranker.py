@@ -1,0 +1,173 @@
+"""Fusion ranker: candidates from FAISS (and from full-text search), scored on four signals.
+
+Each candidate SKU gets, in [0, 1]: ``embedding`` (best cosine between any query region
+and any of the SKU's image vectors), ``colour`` (palette similarity to the best-matching
+image), ``tags`` (overlap of visual tags, and of the merchant's own tags), ``text``
+(IDF-weighted overlap of the query's OCR and typed words with the SKU's text).  The fused
+score is the weighted mean of the four, so it is monotone in each signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from fusion.colour import palette_similarities
+from fusion.text import TextScorer, fts_match_expression, tokenize
+from pipeline.errors import InvalidInputError
+from pipeline.protocols import VectorIndex
+from pipeline.types import SIGNALS, Match, ObjectFeatures, Palette, Tags
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageInfo:
+    sku: str
+    palette: Palette
+    tags: Tags
+
+
+@dataclass
+class CatalogView:
+    """What the ranker reads of the catalogue, kept in memory by the engine."""
+
+    index: VectorIndex
+    vector_owner: dict[int, tuple[int, str]] = field(default_factory=dict)  # vector id -> (image id, sku)
+    sku_vectors: dict[str, list[int]] = field(default_factory=dict)
+    images: dict[int, ImageInfo] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)
+    merchant_tags: dict[str, frozenset[str]] = field(default_factory=dict)  # normalised tag words
+    sku_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
+    text_scorer: TextScorer | None = None
+    fts: Callable[[str, int], list[tuple[str, float]]] | None = None
+
+
+@dataclass
+class Candidate:
+    sku: str
+    image_id: int | None
+    embedding: float
+
+
+def parse_weights(spec: str | dict | None, defaults: dict[str, float]) -> dict[str, float]:
+    """``"embedding=0.5,text=0.3"`` or a dict over the defaults; unknown names or bad values are errors."""
+    weights = dict(defaults)
+    if not spec:
+        return weights
+    items = spec.items() if isinstance(spec, dict) else (p.split("=", 1) for p in str(spec).split(",") if p.strip())
+    for item in items:
+        if len(item) != 2:
+            raise InvalidInputError(f"expected weights as name=value pairs, got {spec!r}")
+        name, value = str(item[0]).strip().lower().replace("color", "colour"), item[1]
+        if name not in SIGNALS:
+            raise InvalidInputError(f"unknown signal {name!r} in weights; expected {', '.join(SIGNALS)}")
+        try:
+            weights[name] = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"weight {name} must be a number, got {value!r}") from None
+        if not np.isfinite(weights[name]) or weights[name] < 0:
+            raise InvalidInputError(f"weight {name} must be a finite number >= 0, got {value!r}")
+    if sum(weights.values()) <= 0:
+        raise InvalidInputError("at least one weight must be positive")
+    return weights
+
+
+def query_tokens(ocr_tokens: Sequence[str], ocr_conf: Sequence[float], typed: str | None) -> list[tuple[str, float]]:
+    """(normalised token, weight) pairs: OCR words weighted by confidence, typed words by 1."""
+    best: dict[str, float] = {}
+    for word, conf in zip(ocr_tokens, ocr_conf):
+        for tok in tokenize(word):
+            best[tok] = max(best.get(tok, 0.0), float(conf))
+    for tok in tokenize(typed or ""):
+        best[tok] = 1.0
+    return list(best.items())
+
+
+def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
+                      n_neighbours: int, n_text: int) -> dict[str, Candidate]:
+    """Top image neighbours per query region, best image per SKU, plus SKUs found by text."""
+    found: dict[str, Candidate] = {}
+    if query is not None and len(view.index):
+        q = np.stack(list(query.vectors.values()))
+        sims, ids = view.index.search(q, min(n_neighbours, len(view.index)))
+        for sim, vid in zip(sims.ravel(), ids.ravel()):
+            owner = view.vector_owner.get(int(vid))
+            if owner is None:
+                continue
+            image_id, sku = owner
+            s = float(np.clip(sim, 0.0, 1.0))
+            if sku not in found or s > found[sku].embedding:
+                found[sku] = Candidate(sku, image_id, s)
+    expr = fts_match_expression([t for t, _ in tokens])
+    if expr and view.fts is not None and n_text > 0:
+        for sku, _ in view.fts(expr, n_text):
+            if sku not in found:
+                found[sku] = _exact_candidate(view, query, sku)
+    return found
+
+
+def _exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str) -> Candidate:
+    vids = view.sku_vectors.get(sku, [])
+    if query is None or not vids:
+        image_id = view.vector_owner[vids[0]][0] if vids else None
+        return Candidate(sku, image_id, 0.0)
+    stored = np.asarray(view.index.reconstruct(np.asarray(vids, np.int64)), np.float32)
+    sims = stored @ np.stack(list(query.vectors.values())).T
+    best = np.unravel_index(int(np.argmax(sims)), sims.shape)[0]
+    return Candidate(sku, view.vector_owner[vids[best]][0], float(np.clip(sims.max(), 0.0, 1.0)))
+
+
+def tag_similarity(query: Tags, image: Tags, merchant_words: frozenset[str], merchant_weight: float) -> float:
+    """Histogram intersection of the two tag distributions (each renormalised over its
+    top labels), or the share of query tag mass whose words the merchant's tags contain."""
+    if not len(query):
+        return 0.0
+    q = query.scores / max(float(query.scores.sum()), 1e-9)
+    inter = 0.0
+    if len(image):
+        img = dict(zip(image.labels, image.scores / max(float(image.scores.sum()), 1e-9)))
+        inter = sum(min(float(p), float(img.get(label, 0.0))) for label, p in zip(query.labels, q))
+    merchant = 0.0
+    if merchant_words:
+        merchant = sum(float(p) for label, p in zip(query.labels, q)
+                       if merchant_words.intersection(tokenize(label))) * merchant_weight
+    return float(np.clip(max(inter, merchant), 0.0, 1.0))
+
+
+class FusionRanker:
+    def __init__(self, colour_scale: float, merchant_tag_weight: float) -> None:
+        self.colour_scale = colour_scale
+        self.merchant_tag_weight = merchant_tag_weight
+
+    def rank(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
+             candidates: dict[str, Candidate], weights: dict[str, float], k: int) -> list[Match]:
+        if not candidates:
+            return []
+        cands = list(candidates.values())
+        signals = {name: np.zeros(len(cands), np.float64) for name in SIGNALS}
+        signals["embedding"] = np.asarray([c.embedding for c in cands], np.float64)
+        infos = [view.images.get(c.image_id) if c.image_id is not None else None for c in cands]
+        if query is not None:
+            palettes = [i.palette if i else Palette.empty() for i in infos]
+            signals["colour"] = palette_similarities(query.palette, palettes, self.colour_scale)
+            signals["tags"] = np.asarray([
+                tag_similarity(query.tags, i.tags if i else Tags.empty(), view.merchant_tags.get(c.sku, frozenset()),
+                               self.merchant_tag_weight) for c, i in zip(cands, infos)])
+        if tokens and view.text_scorer is not None:
+            docs = [view.sku_tokens.get(c.sku, frozenset()) for c in cands]
+            signals["text"] = view.text_scorer.score_many(tokens, docs).astype(np.float64)
+        active = weights if query is not None else {**weights, "embedding": 0.0, "colour": 0.0}
+        total = sum(active.values()) or 1.0
+        fused = sum(active[name] * signals[name] for name in SIGNALS) / total
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [Match(cands[i].sku, float(np.clip(fused[i], 0, 1)),
+                      {name: round(float(np.clip(signals[name][i], 0, 1)), 4) for name in SIGNALS},
+                      cands[i].image_id, view.titles.get(cands[i].sku, "")) for i in order]
+
+
+def merchant_words(tags: Sequence[str]) -> frozenset[str]:
+    return frozenset(w for t in tags for w in tokenize(t))

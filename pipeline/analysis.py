@@ -1,0 +1,160 @@
+"""Run the stages on one image: detection -> crop -> mask -> colours -> OCR -> embedding.
+
+Every stage's output stays available: each object keeps an embedding of the whole image
+(``full``), of its box (``crop``) and of its masked box on white (``masked``) as the
+settings ask, so the ranker (and the measurements) decide what helps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, TextReader
+from pipeline.types import Box, Mask, ObjectFeatures, OcrText, Palette, Tags, check_image
+
+log = logging.getLogger(__name__)
+
+REGIONS = ("full", "crop", "masked")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The backends of one pipeline; built by :func:`pipeline.build.build_stages`."""
+
+    embedder: Embedder
+    colours: ColorExtractor
+    detector: Detector | None = None
+    remover: BackgroundRemover | None = None
+    reader: TextReader | None = None
+
+    def warmup(self) -> None:
+        for stage in (self.embedder, self.detector, self.remover, self.reader):
+            warm = getattr(stage, "warmup", None)
+            if warm is not None:
+                warm()
+
+
+@dataclass
+class Analysis:
+    width: int
+    height: int
+    boxes: list[Box]
+    objects: list[ObjectFeatures]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"w": self.width, "h": self.height, "boxes": [_box_json(b) for b in self.boxes],
+                           "objects": [_object_json(o) for o in self.objects]}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Analysis":
+        d = json.loads(data)
+        return cls(d["w"], d["h"], [_box_from(b) for b in d["boxes"]], [_object_from(o) for o in d["objects"]])
+
+
+class Analyzer:
+    def __init__(self, stages: Stages, ocr_enabled: bool = True, background_enabled: bool = True) -> None:
+        self.stages = stages
+        self.ocr_enabled = ocr_enabled
+        self.background_enabled = background_enabled
+
+    def analyse(self, image: np.ndarray, regions: tuple[str, ...], all_objects: bool = False) -> Analysis:
+        """Features of the main object (or of every detected object with ``all_objects``)."""
+        check_image(image)
+        unknown = set(regions) - set(REGIONS)
+        if unknown or not regions:
+            raise ValueError(f"expected regions among {REGIONS}, got {regions}")
+        h, w = image.shape[:2]
+        timings: dict[str, float] = {}
+        boxes: list[Box] = []
+        if self.stages.detector is not None:
+            with _timed(timings, "detect"):
+                boxes = self.stages.detector.detect(image)
+        targets = boxes if (all_objects and boxes) else boxes[:1] or [Box.full(w, h)]
+        if all_objects:
+            regions = tuple(r for r in regions if r != "full") or ("crop",)
+        objects = [self._object(image, box, regions, timings) for box in targets]
+        return Analysis(w, h, boxes, objects, timings)
+
+    def _object(self, image: np.ndarray, box: Box, regions: tuple[str, ...], timings: dict) -> ObjectFeatures:
+        x1, y1, x2, y2 = box.as_int()
+        crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+        mask = box.mask
+        if mask is None and self.background_enabled and self.stages.remover is not None:
+            with _timed(timings, "background"):
+                mask = self.stages.remover.remove(crop)
+        with _timed(timings, "colour"):
+            palette = self.stages.colours.extract(crop, mask)
+        ocr = OcrText.empty()
+        if self.ocr_enabled and self.stages.reader is not None:
+            with _timed(timings, "ocr"):
+                ocr = self.stages.reader.read(crop)
+        named = _region_images(image, crop, mask, box, regions)
+        with _timed(timings, "embed"):
+            vectors, tags = self.stages.embedder.embed(list(named.values()))
+        by_region = dict(zip(named, vectors))
+        tag_region = "crop" if "crop" in named else next(iter(named))
+        coverage = mask.coverage() if mask is not None else 0.0
+        return ObjectFeatures(box, by_region, palette, ocr, tags[list(named).index(tag_region)], coverage)
+
+
+def _region_images(image: np.ndarray, crop: np.ndarray, mask: Mask | None, box: Box,
+                   regions: tuple[str, ...]) -> dict[str, np.ndarray]:
+    h, w = image.shape[:2]
+    whole = box.area >= 0.98 * w * h
+    out: dict[str, np.ndarray] = {}
+    for region in regions:
+        if region == "full":
+            out["full"] = image
+        elif region == "crop" and not (whole and "full" in regions):
+            out["crop"] = crop
+        elif region == "masked" and mask is not None and mask.shape == crop.shape[:2]:
+            alpha = mask.alpha[..., None]
+            out["masked"] = (crop * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return out or {"full": image}
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of settings and model names, for feature-cache keys."""
+    return hashlib.sha256(json.dumps([str(p) for p in parts], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _b64(arr: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(arr, np.float32).tobytes()).decode()
+
+
+def _box_json(b: Box) -> dict:
+    return {"xyxy": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "label": b.label}
+
+
+def _box_from(d: dict) -> Box:
+    return Box(*d["xyxy"], d["score"], d["label"])
+
+
+def _object_json(o: ObjectFeatures) -> dict:
+    return {"box": _box_json(o.box), "vectors": {r: _b64(v) for r, v in o.vectors.items()},
+            "palette": o.palette.to_json(), "ocr": o.ocr.to_json(), "tags": o.tags.to_json(),
+            "coverage": o.mask_coverage}
+
+
+def _object_from(d: dict) -> ObjectFeatures:
+    vectors = {r: np.frombuffer(base64.b64decode(v), np.float32).copy() for r, v in d["vectors"].items()}
+    return ObjectFeatures(_box_from(d["box"]), vectors, Palette.from_json(d["palette"]),
+                          OcrText.from_json(d["ocr"]), Tags.from_json(d["tags"]), d["coverage"])

@@ -1,0 +1,39 @@
+"""The one place that picks backends from settings."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.analysis import Stages
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_stages(settings: Settings) -> Stages:
+    from detectors.mask import MaskDetector
+    from detectors.yolo import YoloDetector
+    from features.background_isnet import IsNetBackgroundRemover
+    from features.colour_kmeans import KMeansColourExtractor
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+    from features.ocr_tesseract import TesseractReader
+
+    remover = IsNetBackgroundRemover(settings.background, settings.models)
+    det = settings.detector
+    backend = det.backend
+    if backend == "auto":
+        backend = "yolo" if det.weights else "mask"
+    if backend == "yolo":
+        detector = YoloDetector(det, settings.models)
+    elif backend == "mask":
+        detector = MaskDetector(remover, det, settings.background)
+    else:
+        detector = None
+    log.info("detector: %s", backend)
+    return Stages(
+        embedder=EfficientNetLite2Embedder(settings.embedder, settings.models),
+        colours=KMeansColourExtractor(settings.colour),
+        detector=detector,
+        remover=remover if settings.background.enabled else None,
+        reader=TesseractReader(settings.ocr) if settings.ocr.enabled else None,
+    )

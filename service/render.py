@@ -1,0 +1,49 @@
+"""JSON shapes shared by the CLI (``--json``) and the HTTP API: one place, one format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from features.colour_kmeans import colour_names, lab_to_rgb_hex
+from pipeline.store import Product, StoredImage
+from pipeline.types import ObjectFeatures, Palette
+
+
+def palette_json(p: Palette) -> dict:
+    return {**p.to_json(), "hex": lab_to_rgb_hex(p.colors) if len(p) else [], "names": colour_names(p)}
+
+
+def _object_json(obj: ObjectFeatures | None) -> dict:
+    if obj is None:
+        return {"box": None, "palette": palette_json(Palette.empty()), "ocr": [], "tags": []}
+    return {"box": obj.box.to_list(), "palette": palette_json(obj.palette), "ocr": obj.ocr.to_json(),
+            "tags": obj.tags.to_json(), "regions": sorted(obj.vectors)}
+
+
+def result_json(result, engine, all_objects: bool) -> dict | list[dict]:
+    """``{"query": {...}, "results": [...]}``, or a list of those (one per box) with ``all_objects``."""
+    analysis = result.analysis
+    boxes = [b.to_list() for b in analysis.boxes] if analysis else []
+    timings = {k: round(v, 1) for k, v in result.timings.items()}
+    files = {}
+    groups = []
+    for group in result.groups:
+        rows = []
+        for m in group.matches:
+            if m.image_id is not None and m.image_id not in files:
+                files.update({im.id: im.file for im in engine.store.images(m.sku)})
+            rows.append({"sku": m.sku, "score": round(m.score, 4), "signals": m.signals, "title": m.title,
+                         "image_id": m.image_id,
+                         "image": str(Path(engine.data) / files[m.image_id]) if m.image_id in files else None})
+        query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings}
+        if analysis:
+            query["size"] = [analysis.width, analysis.height]
+        groups.append({"query": query, "results": rows})
+    return groups if all_objects else groups[0]
+
+
+def product_json(product: Product, images: list[StoredImage], data_dir: Path) -> dict:
+    return {**product.to_json(), "images": [
+        {"id": im.id, "file": str(Path(data_dir) / im.file), "sha256": im.sha256, "size": [im.width, im.height],
+         "palette": palette_json(im.palette), "ocr": im.ocr.to_json(), "tags": im.tags.to_json(), "boxes": im.boxes}
+        for im in images]}
