@@ -92,9 +92,22 @@ class FaissIndex:
             raise ValueError(f"expected one id per vector, got {len(ids)} ids and {len(vectors)} vectors")
         if not len(ids):
             return
+        if not self._index.is_trained:  # an IVF built empty: train it on its first vectors
+            self._index = self._empty("ivf", train=vectors)
+        if self.kind == "hnsw" and not self._deleted.isdisjoint(ids.tolist()):
+            self._compact()  # else the tombstoned old vectors of these ids would come back with them
         self._index.add_with_ids(vectors, ids)
         self._deleted.difference_update(ids.tolist())
         self._gpu = None
+
+    def _compact(self) -> None:
+        """Rebuild the HNSW graph without its tombstoned vectors (HNSW cannot delete in place)."""
+        all_ids = faiss.vector_to_array(self._index.id_map)
+        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
+        keep = ~np.isin(all_ids, np.fromiter(self._deleted, np.int64, len(self._deleted)))
+        self._index, self._deleted = self._empty("hnsw"), set()
+        if keep.any():
+            self._index.add_with_ids(vectors[keep], all_ids[keep])
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)

@@ -85,7 +85,8 @@ class TextScorer:
 
     ``doc_freq`` maps each normalised catalogue word to the number of entries holding it
     (out of ``n_docs``); words it does not know weigh nothing.  ``scale`` is the summed
-    IDF of matched words at which similarity reaches ``1 - 1/e``.
+    IDF of matched words, in units of the IDF of a word held by one entry only, at which
+    similarity reaches ``1 - 1/e``.
     """
 
     def __init__(self, doc_freq: Mapping[str, int], n_docs: int, scale: float) -> None:
@@ -97,6 +98,9 @@ class TextScorer:
         self.scale = float(scale)
         self._df = {t: int(df) for t, df in doc_freq.items() if df > 0}
         self._sorted = sorted(self._df)
+        # IDF of a word only one entry holds: one such match is one unit of evidence,
+        # so ``scale`` means the same for a catalogue of 10 entries or of 100,000.
+        self._unit = max(math.log((self.n_docs + 1) / 1.5), 1e-6)
         log.debug("text scorer over %d words in %d entries", len(self._df), self.n_docs)
         self._matches: dict[str, tuple[float, dict[str, float]]] = {}
         self._last: tuple[tuple[tuple[str, float], ...], _Prepared] | None = None
@@ -160,7 +164,7 @@ class TextScorer:
             for i, value in hits[word]:
                 if value > best.get(i, 0.0):
                     best[i] = value
-        return 1.0 - math.exp(-sum(best.values()) / self.scale)
+        return 1.0 - math.exp(-sum(best.values()) / (self.scale * self._unit))
 
     def _lookup(self, token: str) -> tuple[float, dict[str, float]]:
         """Cached (idf of the exact word, {fuzzy match: idf}) for one query token."""

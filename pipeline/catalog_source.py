@@ -58,7 +58,11 @@ def read_catalog(path: Path) -> CatalogSource:
     flat_images = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     source = CatalogSource()
     _read_flat(path, source)
+    flat_stems = {p.stem for p in flat_images}
     for sub in subdirs:
+        if sub.name in flat_stems:  # one SKU twice would make the second entry overwrite the first
+            source.skipped.append(Skipped(sub.name, f"both {sub.name}/ and a {sub.name} image file; rename one"))
+            continue
         _read_subfolder(sub, source)
     if not source.entries and not source.skipped:
         raise InvalidInputError(f"{path}: no product images found (expected <sku>.jpg files or <sku>/ folders)")
@@ -144,8 +148,9 @@ def _read_flat(folder: Path, source: CatalogSource) -> None:
 def _read_subfolder(sub: Path, source: CatalogSource) -> None:
     sku = sub.name
     images = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    txt = next((p for p in (sub / f"{sku}.txt", sub / "product.txt") if p.is_file()), None)
-    js = next((p for p in (sub / f"{sku}.json", sub / "product.json") if p.is_file()), None)
+    txt = next((p for p in (sub / f"{sku}.txt", sub / "product.txt", sub.parent / f"{sku}.txt") if p.is_file()), None)
+    js = next((p for p in (sub / f"{sku}.json", sub / "product.json", sub.parent / f"{sku}.json") if p.is_file()),
+              None)
     _add(source, sku, images, lambda: {**_text_fields(txt, sku), **_json_fields(js)})
 
 

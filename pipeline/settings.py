@@ -110,7 +110,8 @@ class FusionSettings(BaseModel):
     weights: Weights = Field(default_factory=Weights)
     candidates: int = Field(300, description="image neighbours FAISS returns per query region")
     text_candidates: int = Field(20, description="SKUs added from the full-text index")
-    text_scale: float = Field(6.0, description="summed IDF of matched words at which text similarity is 1-1/e")
+    text_scale: float = Field(
+        1.0, description="matched words (in units of a word unique to one SKU) at which text similarity is 1-1/e")
     merchant_tag_weight: float = 1.0
     query_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a query photo embedded")
     index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")

@@ -96,10 +96,10 @@ class Box:
 
     def clip(self, width: int, height: int) -> "Box":
         """The part of the box inside a ``width`` x ``height`` image (at least 1 px)."""
-        x1 = min(max(self.x1, 0.0), width - 1.0)
-        y1 = min(max(self.y1, 0.0), height - 1.0)
-        x2 = max(min(self.x2, float(width)), x1 + 1.0)
-        y2 = max(min(self.y2, float(height)), y1 + 1.0)
+        x1 = float(min(max(self.x1, 0.0), width - 1.0))
+        y1 = float(min(max(self.y1, 0.0), height - 1.0))
+        x2 = float(max(min(self.x2, float(width)), x1 + 1.0))
+        y2 = float(max(min(self.y2, float(height)), y1 + 1.0))
         return Box(x1, y1, x2, y2, self.score, self.label, self.mask)
 
     def expand(self, ratio: float, width: int, height: int) -> "Box":

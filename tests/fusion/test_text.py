@@ -93,7 +93,8 @@ SHOP = catalogue(
 
 def test_exact_match_scores_the_idf() -> None:
     scorer, docs = SHOP
-    expected = 1 - math.exp(-scorer.idf("oatly") / 6.0)
+    unit = math.log(6 / 1.5)  # the IDF of a word one entry holds: one unit of evidence
+    expected = 1 - math.exp(-scorer.idf("oatly") / (6.0 * unit))
     assert scorer.score([("oatly", 1.0)], docs[2]) == pytest.approx(expected)
     assert scorer.idf("oatly") == pytest.approx(math.log(6 / 1.5))
 

@@ -1,0 +1,80 @@
+"""Shared fixtures: settings on a temporary data directory, real stages loaded once, tiny images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.errors import SkulensError
+from pipeline.models import model_path
+from pipeline.settings import Settings
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+def models_missing() -> str | None:
+    settings = Settings()
+    for name in (settings.embedder.model, settings.background.model):
+        try:
+            model_path(name, settings.models.cache_dir)
+        except SkulensError as exc:
+            return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_stages():
+    """The real default pipeline stages (models load once per test session)."""
+    reason = models_missing()
+    if reason:
+        pytest.skip(reason)
+    from pipeline.build import build_stages
+
+    return build_stages(Settings())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data=tmp_path / "data")
+
+
+def product_image(colour: tuple[int, int, int], word: str, shape: str = "box", size: int = 320) -> np.ndarray:
+    """A catalogue-style product picture: a coloured shape with a printed word on white."""
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    m = size // 6
+    if shape == "ellipse":
+        draw.ellipse((m, m, size - m, size - m), fill=colour)
+    else:
+        draw.rectangle((m // 2, m, size - m // 2, size - m), fill=colour)
+    font = ImageFont.truetype(FONT, size // 9)
+    draw.text((size // 2, size // 2), word, fill="white", font=font, anchor="mm")
+    return np.asarray(img)
+
+
+def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+CATALOGUE = {
+    "ARLA-MILK": ((30, 60, 200), "ARLA", "box"),
+    "OATLY-OAT": ((40, 40, 40), "OATLY", "box"),
+    "RED-APPLE": ((200, 20, 20), "APPLE", "ellipse"),
+    "LIME": ((60, 180, 40), "LIME", "ellipse"),
+}
+
+
+def make_catalogue(folder: Path) -> Path:
+    """A flat catalogue folder: <sku>.jpg + <sku>.txt for four made-up products."""
+    folder.mkdir(parents=True)
+    for sku, (colour, word, shape) in CATALOGUE.items():
+        (folder / f"{sku}.jpg").write_bytes(jpeg_bytes(product_image(colour, word, shape)))
+        (folder / f"{sku}.txt").write_text(f"{word.title()} product\nA {shape} of colour {colour}.\n")
+    return folder

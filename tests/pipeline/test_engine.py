@@ -1,0 +1,174 @@
+"""The engine with the real models: index, search, change the catalogue, restart, bad input."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.catalog_source import read_catalog
+from pipeline.engine import Engine
+from pipeline.errors import InvalidImageError, NotFoundError
+from pipeline.indexing import index_catalog
+from pipeline.settings import Settings
+from pipeline.types import SIGNALS
+from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+def query_photo(sku: str) -> bytes:
+    """A 'shopper photo' of a product: the catalogue picture shifted, cropped and recompressed."""
+    colour, word, shape = CATALOGUE[sku]
+    img = product_image(colour, word, shape, size=400)
+    canvas = np.full((480, 520, 3), 235, np.uint8)
+    canvas[50:450, 80:480] = img
+    return jpeg_bytes(canvas[20:470, 30:500], quality=70)
+
+
+@pytest.fixture(scope="module")
+def indexed_template(real_stages, tmp_path_factory):
+    """The four-product catalogue indexed once; each test gets a copy of its data directory."""
+    root = tmp_path_factory.mktemp("template")
+    folder = make_catalogue(root / "catalog")
+    settings = Settings(data=root / "data")
+    eng = Engine(settings, real_stages)
+    report = index_catalog(eng, read_catalog(folder))
+    eng.close()
+    assert sorted(report.indexed) == sorted(CATALOGUE) and not report.skipped
+    return root
+
+
+@pytest.fixture
+def catalogue_dir(indexed_template):
+    return indexed_template / "catalog"
+
+
+@pytest.fixture
+def engine(settings, real_stages, indexed_template):
+    shutil.copytree(indexed_template / "data", settings.data)
+    eng = Engine(settings, real_stages)
+    yield eng
+    eng.close()
+
+
+def top(engine: Engine, sku: str) -> list[str]:
+    return [m.sku for m in engine.search(query_photo(sku), k=4).groups[0].matches]
+
+
+def test_search_finds_each_product_with_every_signal(engine):
+    for sku in CATALOGUE:
+        result = engine.search(query_photo(sku), k=4)
+        matches = result.groups[0].matches
+        assert matches[0].sku == sku
+        for m in matches:
+            assert set(m.signals) == set(SIGNALS)
+            assert all(0.0 <= v <= 1.0 for v in m.signals.values())
+        assert {"decode", "detect", "colour", "ocr", "embed", "rank"} <= set(result.timings)
+
+
+def test_ocr_words_reach_the_text_signal(engine):
+    result = engine.search(query_photo("OATLY-OAT"), k=4)
+    words = {w.lower() for w in result.groups[0].features.ocr.tokens}
+    assert "oatly" in words
+    assert result.groups[0].matches[0].signals["text"] > 0.3
+
+
+def test_text_only_search(engine):
+    matches = engine.search(None, text="lime", k=3).groups[0].matches
+    assert matches[0].sku == "LIME"
+    assert matches[0].signals["embedding"] == 0.0
+
+
+def test_remove_and_add_apply_at_once_and_survive_a_restart(engine, settings, real_stages, catalogue_dir):
+    engine.remove_product("LIME")
+    assert "LIME" not in top(engine, "LIME")
+    engine.close()
+
+    reopened = Engine(settings, real_stages)
+    assert "LIME" not in top(reopened, "LIME")
+    product = read_catalog(catalogue_dir).entries[[e.product.sku for e in read_catalog(catalogue_dir).entries].index("LIME")]
+    reopened.add_product(product.product, [("lime.jpg", product.images[0].read_bytes())])
+    assert top(reopened, "LIME")[0] == "LIME"
+    reopened.close()
+
+    again = Engine(settings, real_stages)
+    assert top(again, "LIME")[0] == "LIME"
+    assert len(again.view.index) == again.store.count()[2]
+    again.close()
+
+
+def test_a_stale_index_file_is_rebuilt_from_the_database(engine, settings, real_stages):
+    before = top(engine, "ARLA-MILK")
+    engine.close()
+    # an index saved by an older generation (as after a crash between commit and save)
+    stamp = engine.index_path.with_suffix(".json")
+    stamp.write_text(stamp.read_text().replace('"generation": ', '"generation": 1000'))
+    reopened = Engine(settings, real_stages)
+    assert top(reopened, "ARLA-MILK") == before
+    reopened.close()
+
+
+def test_reindexing_unchanged_catalogue_does_nothing(engine, catalogue_dir):
+    report = index_catalog(engine, read_catalog(catalogue_dir))
+    assert report.indexed == [] and sorted(report.unchanged) == sorted(CATALOGUE)
+
+
+def _bad_inputs() -> dict[str, bytes]:
+    good = jpeg_bytes(product_image((10, 200, 10), "X", "box"))
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, "PNG")
+    return {"not an image": b"hello, I am text", "truncated": good[: len(good) // 2], "empty": b"",
+            "1x1": tiny.getvalue(), "corrupt": good[:200] + bytes(len(good) - 200)}
+
+
+@pytest.mark.parametrize("kind", list(_bad_inputs()))
+def test_bad_image_is_refused_and_nothing_is_lost(engine, kind):
+    counts = engine.store.count()
+    before = top(engine, "RED-APPLE")
+    from pipeline.store import Product
+
+    with pytest.raises(InvalidImageError):
+        engine.add_product(Product("NEW-SKU", "New"), [("bad.jpg", _bad_inputs()[kind])])
+    with pytest.raises(InvalidImageError):
+        engine.search(_bad_inputs()[kind])
+    assert engine.store.count() == counts
+    assert top(engine, "RED-APPLE") == before
+
+
+def test_unknown_sku_is_not_found_and_nothing_is_lost(engine):
+    counts = engine.store.count()
+    with pytest.raises(NotFoundError):
+        engine.remove_product("NO-SUCH-SKU")
+    with pytest.raises(NotFoundError):
+        engine.remove_image("ARLA-MILK", 999_999)
+    assert engine.store.count() == counts
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "I;16", "P", "RGBA", "LA"])
+def test_odd_but_valid_images_are_indexed(engine, mode):
+    img = Image.fromarray(product_image((200, 120, 20), "ODD", "box"))
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(img.convert("L")).astype(np.uint16) * 257))
+    else:
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, "TIFF" if mode == "CMYK" else "PNG")
+    from pipeline.store import Product
+
+    result = engine.add_product(Product(f"ODD-{mode.replace(';', '')}", "Odd"), [("odd", buf.getvalue())])
+    assert len(result.image_ids) == 1
+
+
+def test_all_objects_gives_one_group_per_box(engine):
+    canvas = np.full((400, 800, 3), 255, np.uint8)
+    canvas[40:360, 20:340] = product_image((200, 20, 20), "APPLE", "ellipse")
+    canvas[40:360, 460:780] = product_image((30, 60, 200), "ARLA", "box")
+    result = engine.search(jpeg_bytes(canvas), k=3, all_objects=True)
+    assert len(result.analysis.boxes) >= 2
+    assert len(result.groups) == len(result.analysis.boxes)
+    firsts = {g.matches[0].sku for g in result.groups}
+    assert {"RED-APPLE", "ARLA-MILK"} <= firsts

@@ -1,0 +1,243 @@
+"""CatalogStore against real SQLite files: round trips, transactions, cascades, FTS, the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InvalidInputError, NotFoundError, StorageError
+from pipeline.store import CatalogStore, NewImage, Product
+from pipeline.types import OcrText, Palette, Tags
+
+DIM = 8
+RNG = np.random.default_rng(0)
+
+
+def unit() -> np.ndarray:
+    v = RNG.normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def image(name: str, words: tuple[str, ...] = (), labels: tuple[str, ...] = ("shoe",),
+          regions: tuple[str, ...] = ("full", "crop")) -> NewImage:
+    return NewImage(
+        file=f"images/{name}.jpg", sha256=hashlib.sha256(name.encode()).hexdigest(), width=64, height=48,
+        palette=Palette(np.array([[50.0, 10.0, -10.0], [70.0, 0.0, 5.0]]), np.array([0.25, 0.75])),
+        ocr=OcrText(words, np.full(len(words), 0.5)), tags=Tags(labels, np.full(len(labels), 0.75)),
+        boxes=(), vectors={r: unit() for r in regions})
+
+
+SHOE = Product("SKU-1", title="Trail runner", brand="Arlagårdar", category="shoes", tags=("outdoor", "blue"),
+               price=89.5, description="Lightweight waterproof", extra={"colour": "blue", "sizes": [42, 43]})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = CatalogStore(tmp_path / "catalog.sqlite3")
+    yield s
+    s.close()
+
+
+def test_write_product_round_trips_every_field(store):
+    ims = [image("a", words=("MJÖLK", "1L")), image("b", labels=("shoe", "sneaker"))]
+    result = store.write_product(SHOE, ims, replace_images=True, source_hash="h1")
+
+    assert result.added_ids.shape == (4,) and result.added_vectors.shape == (4, DIM)
+    np.testing.assert_array_equal(result.added_vectors, [v for im in ims for v in im.vectors.values()])
+    assert len(result.removed_ids) == 0 and len(result.image_ids) == 2
+    assert store.get_product("SKU-1") == SHOE
+    assert store.list_products() == [SHOE]
+    assert store.count() == (1, 2, 4)
+    assert store.source_hash("SKU-1") == "h1"
+    stored = store.images("SKU-1")
+    assert [s.id for s in stored] == list(result.image_ids)
+    for s, im in zip(stored, ims):
+        assert (s.sku, s.file, s.sha256, s.width, s.height, s.boxes) == ("SKU-1", im.file, im.sha256, 64, 48, [])
+        np.testing.assert_allclose(s.palette.colors, im.palette.colors)
+        np.testing.assert_allclose(s.palette.weights, im.palette.weights)
+        assert s.ocr.tokens == im.ocr.tokens and s.tags.labels == im.tags.labels
+        np.testing.assert_allclose(s.ocr.confidences, im.ocr.confidences)
+        np.testing.assert_allclose(s.tags.scores, im.tags.scores)
+
+
+def test_replace_images_keeps_unchanged_removes_others_adds_new(store):
+    first = store.write_product(SHOE, [image("a"), image("b")], replace_images=True)
+    kept_id, gone_id = first.image_ids
+    second = store.write_product(SHOE, [image("a"), image("c")], replace_images=True)
+
+    assert sorted(second.removed_ids.tolist()) == first.added_ids[2:].tolist()
+    assert len(second.image_ids) == 1 and second.added_ids.shape == (2,)
+    assert [s.id for s in store.images("SKU-1")] == [kept_id, second.image_ids[0]]
+    assert gone_id not in {s.id for s in store.images()}
+    assert store.count() == (1, 2, 4)
+
+
+def test_append_adds_new_images_and_skips_duplicates(store):
+    store.write_product(SHOE, [image("a")], replace_images=True)
+    result = store.write_product(SHOE, [image("a"), image("b"), image("b")], replace_images=False)
+
+    assert len(result.image_ids) == 1 and len(result.removed_ids) == 0
+    assert [s.sha256 for s in store.images("SKU-1")] == [image("a").sha256, image("b").sha256]
+    assert store.count() == (1, 2, 4)
+
+
+def test_delete_product_removes_everything_and_returns_vector_ids(store):
+    added = store.write_product(SHOE, [image("a", words=("zebra",)), image("b")], replace_images=True).added_ids
+    store.write_product(Product("SKU-2", title="Other"), [image("c")], replace_images=True)
+
+    assert sorted(store.delete_product("SKU-1").tolist()) == added.tolist()
+    assert store.count() == (1, 1, 2)
+    assert store.images("SKU-1") == [] and store.fts_search("zebra", 10) == []
+    assert set(store.text_documents()) == {"SKU-2"}
+    with pytest.raises(NotFoundError):
+        store.get_product("SKU-1")
+
+
+def test_delete_image_removes_its_vectors_and_ocr_words(store):
+    result = store.write_product(SHOE, [image("a", words=("zebra",)), image("b")], replace_images=True)
+
+    removed = store.delete_image("SKU-1", result.image_ids[0])
+    assert sorted(removed.tolist()) == result.added_ids[:2].tolist()
+    assert store.count() == (1, 1, 2)
+    assert "zebra" not in store.text_documents_of("SKU-1") and store.fts_search("zebra", 10) == []
+
+
+@pytest.mark.parametrize("delete", [lambda s: s.delete_product("NOPE"), lambda s: s.delete_image("SKU-1", 999),
+                                    lambda s: s.delete_image("NOPE", 1)], ids=["product", "image", "image-sku"])
+def test_deleting_unknown_raises_not_found_and_changes_nothing(store, delete):
+    store.write_product(SHOE, [image("a")], replace_images=True)
+    before = store.generation()
+    with pytest.raises(NotFoundError):
+        delete(store)
+    assert store.generation() == before and store.count() == (1, 1, 2)
+
+
+def test_generation_bumps_exactly_once_per_write(store):
+    assert store.generation() == 0
+    result = store.write_product(SHOE, [image("a"), image("b")], replace_images=True)
+    assert store.generation() == 1
+    store.write_product(Product("SKU-2"), [], replace_images=False)
+    assert store.generation() == 2
+    store.delete_image("SKU-1", result.image_ids[0])
+    store.delete_product("SKU-2")
+    assert store.generation() == 4
+
+
+def fail_insert(*args, **kwargs):
+    raise RuntimeError("disk on fire")
+
+
+@pytest.mark.parametrize("how", ["bad-vector", "insert-raises"])
+def test_failed_write_rolls_back_everything(store, monkeypatch, how):
+    store.write_product(Product("SKU-0", title="Kept"), [image("z")], replace_images=True)
+    images = [image("a"), image("b")]
+    if how == "bad-vector":
+        images[1] = replace(images[1], vectors={"full": "not a vector"})
+    else:
+        monkeypatch.setattr(CatalogStore, "_insert_image", fail_insert)
+    with pytest.raises((ValueError, RuntimeError)):
+        store.write_product(SHOE, images, replace_images=True)
+    with pytest.raises((ValueError, RuntimeError)):
+        store.write_product(Product("SKU-0", title="Changed"), images, replace_images=True)
+
+    assert store.generation() == 1 and store.count() == (1, 1, 2)
+    assert store.get_product("SKU-0").title == "Kept" and store.fts_search("Changed", 10) == []
+    with pytest.raises(NotFoundError):
+        store.get_product("SKU-1")
+
+
+@pytest.mark.parametrize("query", ["trail", "arlagardar", "Arlagårdar", "waterproof", "outdoor", "MJÖLK", "mjolk",
+                                   "shoes"])
+def test_fts_search_finds_product_by_any_field(store, query):
+    store.write_product(SHOE, [image("a", words=("MJÖLK",))], replace_images=True)
+    store.write_product(Product("SKU-2", title="Red kettle"), [image("b")], replace_images=True)
+    hits = store.fts_search(query, 10)
+    assert [sku for sku, _ in hits] == ["SKU-1"] and hits[0][1] > 0
+
+
+@pytest.mark.parametrize("query", ['"unterminated', "AND", "nosuchcolumn:x", "a OR"])
+def test_fts_search_bad_expression_raises_invalid_input(store, query):
+    store.write_product(SHOE, [], replace_images=True)
+    with pytest.raises(InvalidInputError):
+        store.fts_search(query, 10)
+
+
+def test_text_documents_hold_metadata_and_ocr_words(store):
+    store.write_product(SHOE, [image("a", words=("MJÖLK", "1L"))], replace_images=True)
+    doc = store.text_documents_of("SKU-1")
+    assert store.text_documents() == {"SKU-1": doc}
+    for word in ("Trail", "Arlagårdar", "outdoor", "Lightweight", "MJÖLK", "1L"):
+        assert word in doc
+    assert store.text_documents_of("NOPE") == ""
+
+
+@pytest.mark.parametrize("kwargs", [{"sku": ""}, {"sku": "   "}, {"sku": "a/b"}, {"sku": " SKU"}, {"sku": "SKU "},
+                                    {"sku": "a\nb"}, {"sku": "x" * 201}, {"sku": "S", "price": -1.0},
+                                    {"sku": "S", "price": float("nan")}])
+def test_product_validation_rejects(kwargs):
+    with pytest.raises(InvalidInputError):
+        Product(**kwargs)
+
+
+def test_reopening_the_file_sees_everything(tmp_path, store):
+    result = store.write_product(SHOE, [image("a", words=("MJÖLK",))], replace_images=True)
+    store.cache_features("k", b"v")
+    store.close()
+    again = CatalogStore(tmp_path / "catalog.sqlite3")
+    try:
+        assert again.get_product("SKU-1") == SHOE and again.count() == (1, 1, 2)
+        assert again.generation() == 1 and again.cached_features("k") == b"v"
+        assert [sku for sku, _ in again.fts_search("mjolk", 5)] == ["SKU-1"]
+        ids, vecs, _ = again.vectors(DIM)
+        np.testing.assert_array_equal(ids, result.added_ids)
+        np.testing.assert_array_equal(vecs, result.added_vectors)
+    finally:
+        again.close()
+
+
+def test_other_schema_version_raises_storage_error(tmp_path):
+    path = tmp_path / "catalog.sqlite3"
+    CatalogStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StorageError, match="schema version 99"):
+        CatalogStore(path)
+
+
+def test_a_file_that_is_not_sqlite_raises_storage_error(tmp_path):
+    path = tmp_path / "catalog.sqlite3"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(StorageError):
+        CatalogStore(path)
+
+
+def test_feature_cache_round_trips_without_bumping_generation(store):
+    blob = bytes(range(256))
+    store.cache_features("sha:model", blob)
+    assert store.cached_features("sha:model") == blob
+    store.cache_features("sha:model", b"newer")
+    assert store.cached_features("sha:model") == b"newer"
+    assert store.cached_features("unknown") is None
+    assert store.generation() == 0
+
+
+def test_vectors_returns_everything_in_id_order(store):
+    assert store.vectors(DIM)[0].shape == (0,) and store.vectors(DIM)[1].shape == (0, DIM)
+    one = store.write_product(SHOE, [image("a"), image("b", regions=("full",))], replace_images=True)
+    two = store.write_product(Product("SKU-2"), [image("c")], replace_images=True)
+
+    ids, vecs, owners = store.vectors(DIM)
+    np.testing.assert_array_equal(ids, np.concatenate([one.added_ids, two.added_ids]))
+    assert np.all(np.diff(ids) > 0)
+    np.testing.assert_array_equal(vecs, np.concatenate([one.added_vectors, two.added_vectors]))
+    image_ids = one.image_ids + two.image_ids
+    assert owners == [(image_ids[0], "SKU-1", "full"), (image_ids[0], "SKU-1", "crop"),
+                      (image_ids[1], "SKU-1", "full"), (image_ids[2], "SKU-2", "full"),
+                      (image_ids[2], "SKU-2", "crop")]
+    assert store.vector_owners("SKU-2") == [(int(i), image_ids[2]) for i in two.added_ids]

@@ -1,0 +1,156 @@
+"""The `skulens` command as a user runs it: exit codes, one-line errors, JSON shape, kill safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, models_missing, product_image
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+
+def skulens(*args: str, data: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(data), *args],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"skulens {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    if reason := models_missing():
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("cli")
+    folder = make_catalogue(root / "catalog")
+    (folder / "BROKEN.jpg").write_bytes(b"not a jpeg at all")
+    (folder / "ORPHAN.txt").write_text("a description without an image")
+    proc = skulens("index", str(folder), data=root / "data")
+    return root, proc
+
+
+def test_index_skips_bad_items_reports_them_and_indexes_the_rest(indexed):
+    root, proc = indexed
+    assert "indexed 4" in proc.stderr
+    assert "BROKEN" in proc.stderr and "not an image" in proc.stderr
+    assert "ORPHAN" in proc.stderr
+    listed = json.loads(skulens("products", "list", "--json", data=root / "data").stdout)
+    assert sorted(p["sku"] for p in listed) == sorted(CATALOGUE)
+
+
+def test_search_json_has_query_analysis_and_all_signals(indexed, tmp_path):
+    root, _ = indexed
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["RED-APPLE"], size=360), quality=75))
+    doc = json.loads(skulens("search", str(photo), "--json", "--k", "3", data=root / "data").stdout)
+    assert set(doc) == {"query", "results"}
+    q = doc["query"]
+    assert {"boxes", "palette", "ocr", "tags", "timings_ms"} <= set(q)
+    assert {"detect", "colour", "ocr", "embed", "rank"} <= set(q["timings_ms"])
+    assert doc["results"][0]["sku"] == "RED-APPLE"
+    for r in doc["results"]:
+        assert set(r["signals"]) == {"embedding", "colour", "tags", "text"}
+        assert Path(r["image"]).is_file()
+
+
+def test_search_all_objects_gives_a_list_of_groups(indexed, tmp_path):
+    root, _ = indexed
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["LIME"])))
+    doc = json.loads(skulens("search", str(photo), "--json", "--all-objects", data=root / "data").stdout)
+    assert isinstance(doc, list) and doc and all({"query", "results"} == set(g) for g in doc)
+
+
+def test_table_output_and_weights(indexed, tmp_path):
+    root, _ = indexed
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["ARLA-MILK"])))
+    proc = skulens("search", str(photo), "--weights", "embedding=1,colour=0,tags=0,text=0", data=root / "data")
+    assert "ARLA-MILK" in proc.stdout and "timings" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("products", "show", "NOPE"), "no product with SKU 'NOPE'"),
+    (("products", "remove", "NOPE"), "no product with SKU 'NOPE'"),
+    (("search", "/no/such/photo.jpg"), "no such file"),
+    (("search", "--text", "x", "--weights", "sparkle=1"), "unknown signal 'sparkle'"),
+    (("index", "/no/such/folder"), "no such catalogue"),
+])
+def test_errors_are_one_line_and_exit_1(indexed, args, message):
+    root, _ = indexed
+    before = skulens("products", "list", "--json", data=root / "data").stdout
+    proc = skulens(*args, data=root / "data", check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert skulens("products", "list", "--json", data=root / "data").stdout == before
+
+
+@pytest.mark.parametrize("content", [b"", b"GIF89a broken", b"\xff\xd8\xff\xe0" + b"\0" * 50])
+def test_bad_query_files_are_one_line_errors(indexed, tmp_path, content):
+    root, _ = indexed
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content)
+    proc = skulens("search", str(bad), data=root / "data", check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_add_and_remove_change_results_at_once(indexed, tmp_path):
+    root, _ = indexed
+    data = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(root / "data", data)
+    img = tmp_path / "new.jpg"
+    img.write_bytes(jpeg_bytes(product_image((250, 200, 0), "BANANA", "ellipse")))
+    skulens("products", "add", "BANANA", str(img), "--title", "Banana", "--tags", "fruit;yellow", data=data)
+    doc = json.loads(skulens("search", str(img), "--json", "--k", "1", data=data).stdout)
+    assert doc["results"][0]["sku"] == "BANANA"
+    shown = json.loads(skulens("products", "show", "BANANA", data=data).stdout)
+    assert shown["tags"] == ["fruit", "yellow"] and len(shown["images"]) == 1
+    skulens("products", "remove", "BANANA", data=data)
+    doc = json.loads(skulens("search", str(img), "--json", "--k", "5", data=data).stdout)
+    assert "BANANA" not in [r["sku"] for r in doc["results"]]
+
+
+def test_killing_index_leaves_a_consistent_catalogue(tmp_path):
+    if reason := models_missing():
+        pytest.skip(reason)
+    folder = make_catalogue(tmp_path / "catalog")
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--data", str(data), "index", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = data / "catalog.sqlite3"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first committed product
+        if db.exists() and _products(db) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    count = _products(db)
+    assert 1 <= count <= len(CATALOGUE)
+    listed = json.loads(skulens("products", "list", "--json", data=data).stdout)
+    assert len(listed) == count and all(p["images"] == 1 for p in listed)
+    photo = tmp_path / "q.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["ARLA-MILK"])))
+    skulens("search", str(photo), "--json", data=data)  # the index is rebuilt or loaded, searches work
+    skulens("index", str(folder), data=data)
+    assert len(json.loads(skulens("products", "list", "--json", data=data).stdout)) == len(CATALOGUE)
+
+
+def _products(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
