@@ -34,7 +34,9 @@ def boxes_from_results(result, settings: DetectorSettings, width: int, height: i
         masks = result.masks.data.cpu().numpy()  # (N, h, w) at the model's resolution
     min_area = settings.min_area_fraction * width * height
     out = []
-    for i in np.argsort(-conf)[: settings.max_boxes]:
+    for i in np.argsort(-conf, kind="stable"):
+        if len(out) >= settings.max_boxes:
+            break
         x1, y1, x2, y2 = xyxy[i]
         if x2 <= x1 or y2 <= y1:
             continue

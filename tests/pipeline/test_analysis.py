@@ -1,0 +1,168 @@
+"""Analyzer orchestration with small fake stages (the models are tested on their own) and real k-means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.colour_kmeans import KMeansColourExtractor
+from pipeline.analysis import Analysis, Analyzer, Stages
+from pipeline.settings import ColourSettings
+from pipeline.types import Box, Mask, OcrText, Tags
+
+H, W = 60, 80
+
+
+class FakeEmbedder:
+    """A unit vector and one tag per image, both derived from the image's size and mean."""
+
+    name, dim = "fake", 4
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[int, ...]]] = []
+
+    def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
+        self.calls.append([im.shape for im in images])
+        vecs = np.array([[im.shape[0], im.shape[1], im.mean(), 1.0] for im in images], np.float32)
+        tags = [Tags((f"{im.shape[0]}x{im.shape[1]}", "thing"), [0.6543, 0.1234]) for im in images]
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True), tags
+
+
+class FakeDetector:
+    def __init__(self, boxes: list[Box]) -> None:
+        self.boxes = boxes
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return list(self.boxes)
+
+
+class FakeRemover:
+    """Foreground = the left half of whatever it is given."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def remove(self, image: np.ndarray) -> Mask:
+        self.calls += 1
+        alpha = np.zeros(image.shape[:2], np.float32)
+        alpha[:, : image.shape[1] // 2] = 1.0
+        return Mask(alpha)
+
+
+class FakeReader:
+    def read(self, image: np.ndarray) -> OcrText:
+        return OcrText(("ARLA", "milk"), [0.87654, 0.51234])
+
+
+def picture() -> np.ndarray:
+    image = np.full((H, W, 3), 255, np.uint8)
+    image[10:40, 20:60] = (200, 20, 20)
+    image[45:55, 5:15] = (30, 60, 200)
+    return image
+
+
+def make(boxes: list[Box], **kw) -> tuple[Analyzer, FakeEmbedder, FakeRemover]:
+    embedder, remover = FakeEmbedder(), FakeRemover()
+    stages = Stages(embedder, KMeansColourExtractor(ColourSettings(k=3)), FakeDetector(boxes), remover, FakeReader())
+    return Analyzer(stages, **kw), embedder, remover
+
+
+RED = Box(20, 10, 60, 40, 0.9, "object")
+BLUE = Box(5, 45, 15, 55, 0.4, "object")
+
+
+def test_regions_full_crop_masked() -> None:
+    analyzer, embedder, remover = make([RED, BLUE])
+    result = analyzer.analyse(picture(), ("full", "crop", "masked"))
+    assert (result.width, result.height) == (W, H) and result.boxes == [RED, BLUE]
+    [obj] = result.objects
+    assert obj.box is RED and set(obj.vectors) == {"full", "crop", "masked"}
+    assert embedder.calls == [[(H, W, 3), (30, 40, 3), (30, 40, 3)]]  # one batch for all regions
+    assert remover.calls == 1
+    assert obj.mask_coverage == pytest.approx(0.5)
+    assert obj.tags.labels[0] == "30x40"  # tags come from the crop
+    assert obj.ocr.tokens == ("ARLA", "milk")
+    assert len(obj.palette) >= 1 and obj.palette.weights.sum() == pytest.approx(1.0)
+    assert not np.allclose(obj.vectors["crop"], obj.vectors["masked"])  # masked half became white
+    assert set(result.timings) == {"detect", "background", "colour", "ocr", "embed"}
+    assert all(t >= 0 for t in result.timings.values())
+
+
+def test_whole_image_box_is_not_embedded_twice() -> None:
+    analyzer, embedder, _ = make([Box(0, 0, W, H)])
+    [obj] = analyzer.analyse(picture(), ("full", "crop")).objects
+    assert set(obj.vectors) == {"full"}
+    assert embedder.calls == [[(H, W, 3)]]
+    assert obj.tags.labels[0] == f"{H}x{W}"
+
+
+def test_crop_alone_of_a_whole_image_box_is_kept() -> None:
+    analyzer, _, _ = make([Box(0, 0, W, H)])
+    [obj] = analyzer.analyse(picture(), ("crop",)).objects
+    assert set(obj.vectors) == {"crop"}
+
+
+def test_all_objects_gives_one_object_per_box_without_full() -> None:
+    analyzer, embedder, remover = make([RED, BLUE])
+    result = analyzer.analyse(picture(), ("full", "crop", "masked"), all_objects=True)
+    assert [o.box for o in result.objects] == [RED, BLUE]
+    assert all(set(o.vectors) == {"crop", "masked"} for o in result.objects)
+    assert remover.calls == 2
+    only_full = analyzer.analyse(picture(), ("full",), all_objects=True)
+    assert all(set(o.vectors) == {"crop"} for o in only_full.objects)
+
+
+@pytest.mark.parametrize("all_objects", [False, True])
+def test_no_boxes_gives_one_object_for_the_whole_image(all_objects: bool) -> None:
+    analyzer, _, _ = make([])
+    result = analyzer.analyse(picture(), ("full", "crop"), all_objects=all_objects)
+    assert result.boxes == []
+    [obj] = result.objects
+    assert (obj.box.x1, obj.box.y1, obj.box.x2, obj.box.y2, obj.box.label) == (0, 0, W, H, "image")
+
+
+def test_box_mask_is_used_instead_of_the_remover() -> None:
+    alpha = np.ones((30, 40), np.float32)
+    analyzer, _, remover = make([Box(20, 10, 60, 40, 0.9, "object", Mask(alpha))])
+    result = analyzer.analyse(picture(), ("crop", "masked"))
+    assert remover.calls == 0 and "background" not in result.timings
+    assert result.objects[0].mask_coverage == 1.0
+
+
+def test_disabled_stages_are_skipped() -> None:
+    analyzer, _, remover = make([RED], ocr_enabled=False, background_enabled=False)
+    result = analyzer.analyse(picture(), ("crop", "masked"))
+    [obj] = result.objects
+    assert remover.calls == 0 and len(obj.ocr) == 0
+    assert set(obj.vectors) == {"crop"}  # no mask -> no masked region
+    assert set(result.timings) == {"detect", "colour", "embed"}
+    bare = Analyzer(Stages(FakeEmbedder(), KMeansColourExtractor(ColourSettings())))
+    assert set(bare.analyse(picture(), ("full",)).timings) == {"colour", "embed"}
+
+
+def test_analysis_bytes_round_trip() -> None:
+    analyzer, _, _ = make([RED, BLUE])
+    before = analyzer.analyse(picture(), ("full", "crop", "masked"), all_objects=True)
+    after = Analysis.from_bytes(before.to_bytes())
+    assert (after.width, after.height) == (W, H)
+    assert [b.to_list() + [b.score, b.label] for b in after.boxes] == [
+        b.to_list() + [b.score, b.label] for b in before.boxes]
+    for a, b in zip(after.objects, before.objects):
+        assert a.vectors.keys() == b.vectors.keys()
+        for region in a.vectors:
+            assert a.vectors[region].dtype == np.float32
+            np.testing.assert_array_equal(a.vectors[region], b.vectors[region])
+        np.testing.assert_allclose(a.palette.colors, b.palette.colors, atol=0.01)
+        np.testing.assert_allclose(a.palette.weights, b.palette.weights, atol=1e-3)
+        assert a.ocr.tokens == b.ocr.tokens
+        np.testing.assert_allclose(a.ocr.confidences, b.ocr.confidences, atol=1e-3)
+        assert a.tags.labels == b.tags.labels
+        np.testing.assert_allclose(a.tags.scores, b.tags.scores, atol=1e-4)
+        assert a.mask_coverage == b.mask_coverage
+
+
+@pytest.mark.parametrize("regions", [("full", "pixels"), ("side",), ()])
+def test_unknown_region_raises(regions: tuple[str, ...]) -> None:
+    analyzer, _, _ = make([RED])
+    with pytest.raises(ValueError, match="regions"):
+        analyzer.analyse(picture(), regions)
