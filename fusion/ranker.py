@@ -160,7 +160,8 @@ class FusionRanker:
         if tokens and view.text_scorer is not None:
             docs = [view.sku_tokens.get(c.sku, frozenset()) for c in cands]
             signals["text"] = view.text_scorer.score_many(tokens, docs).astype(np.float64)
-        active = weights if query is not None else {**weights, "embedding": 0.0, "colour": 0.0}
+        # without a photo there is nothing to compare embeddings, colours or visual tags with
+        active = weights if query is not None else {**weights, "embedding": 0.0, "colour": 0.0, "tags": 0.0}
         total = sum(active.values()) or 1.0
         fused = sum(active[name] * signals[name] for name in SIGNALS) / total
         order = np.argsort(-fused, kind="stable")[:k]
