@@ -6,8 +6,10 @@ lazily, once, behind a lock.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -54,13 +56,21 @@ def _session_class():
 
 
 class IsNetBackgroundRemover:
-    """``remove(image) -> Mask``: foreground probability per pixel."""
+    """``remove(image) -> Mask``: foreground probability per pixel.
+
+    The last few masks are remembered by a digest of the pixels, so one image that passes
+    through two stages (the mask detector, then background removal of the same region)
+    costs one model run.
+    """
+
+    CACHE_SIZE = 4
 
     def __init__(self, settings: BackgroundSettings, models: ModelSettings) -> None:
         self.settings = settings
         self.models = models
         self._lock = threading.Lock()
         self._session = None
+        self._recent: OrderedDict[bytes, Mask] = OrderedDict()
 
     def warmup(self) -> None:
         self._load()
@@ -78,8 +88,17 @@ class IsNetBackgroundRemover:
     def remove(self, image: np.ndarray) -> Mask:
         from PIL import Image
 
+        check_image(image)
+        key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest() + bytes(str(image.shape), "ascii")
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
         session = self._load()
-        pil = Image.fromarray(check_image(image))
-        alpha = session.predict(pil)[0]
-        arr = np.asarray(alpha, dtype=np.float32) / 255.0
-        return Mask(arr)
+        alpha = session.predict(Image.fromarray(image))[0]
+        mask = Mask(np.asarray(alpha, dtype=np.float32) / 255.0)
+        with self._lock:
+            self._recent[key] = mask
+            while len(self._recent) > self.CACHE_SIZE:
+                self._recent.popitem(last=False)
+        return mask

@@ -50,3 +50,26 @@ def test_mask_covers_the_drawn_shape(remover, shape: str, colour, width: int, he
     assert mask.alpha.dtype == np.float32
     assert float(mask.alpha.min()) >= 0.0 and float(mask.alpha.max()) <= 1.0
     assert iou(mask.binary(0.5), truth) > 0.7
+
+
+def test_the_same_image_runs_the_model_once(real_stages):
+    remover = real_stages.remover
+    session = remover._load()
+    calls = []
+    original = session.predict
+
+    def counting(img, *a, **kw):
+        calls.append(img.size)
+        return original(img, *a, **kw)
+
+    session.predict = counting
+    try:
+        image = np.full((64, 96, 3), 255, np.uint8)
+        image[10:50, 20:70] = (0, 120, 200)
+        first = remover.remove(image)
+        again = remover.remove(image.copy())
+        other = remover.remove(image[:, :90].copy())
+    finally:
+        session.predict = original
+    assert again is first and other.shape == (64, 90)
+    assert len(calls) == 2
