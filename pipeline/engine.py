@@ -72,7 +72,8 @@ class Engine:
             self.store.set_meta("embedder", f"{emb.name}:{emb.dim}")
         elif recorded != f"{emb.name}:{emb.dim}":
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
-                                f"{emb.name}:{emb.dim}; re-embed it (`skulens reindex`) or use the same embedder")
+                                f"{emb.name}:{emb.dim}; index the catalogue into a new data directory (--data) "
+                                "or use the same embedder")
 
     def _open_index(self) -> FaissIndex:
         dim, gen = self.stages.embedder.dim, self.store.generation()

@@ -10,6 +10,7 @@ greyscale is rescaled rather than clipped.  Every failure is an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import stat
@@ -127,8 +128,18 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+@functools.cache
+def _register_heif() -> None:
+    """HEIC/HEIF (iPhone photos) through pi-heif, a dependency.  Registering it here also
+    keeps ultralytics' patched ``Image.open`` from trying to install it at run time."""
+    from pi_heif import register_heif_opener
+
+    register_heif_opener()
+
+
 def _open(data: bytes, name: str) -> Image.Image:
     """Open lazily: parses the header only, decodes no pixels."""
+    _register_heif()
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:

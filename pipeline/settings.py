@@ -26,7 +26,7 @@ class ImageLimits(BaseModel):
     max_bytes: int = Field(30 * 1024 * 1024, description="largest accepted file, in bytes")
     max_pixels: int = Field(60_000_000, description="largest accepted width x height (refused before decoding)")
     min_side: int = Field(16, description="smallest accepted width or height, in pixels")
-    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO", "HEIF")
 
 
 class ModelSettings(BaseModel):

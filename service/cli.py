@@ -26,7 +26,7 @@ models_app = typer.Typer(help="Model files: fetch them into the model cache, lis
 products_app = typer.Typer(help="Catalogue upkeep: list, show, add, remove products.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(products_app, name="products")
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=160)  # piped tables: no cramped wrapping
 err = Console(stderr=True)
 
 

@@ -338,3 +338,20 @@ def test_resize_max_side_never_upscales() -> None:
     assert resize_max_side(image, 1000) is image
     with pytest.raises(ValueError):
         resize_max_side(image, 0)
+
+
+def test_garbage_after_ultralytics_import_installs_nothing(monkeypatch) -> None:
+    """ultralytics patches PIL's Image.open to pip-install pi-heif on unknown files; with
+    pi-heif a dependency, a bad upload must stay a plain InvalidImageError."""
+    import subprocess
+
+    import ultralytics  # noqa: F401  (applies its PIL patch)
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"something tried to run a command: {args[:1]}")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(subprocess, "check_output", no_subprocess)
+    with pytest.raises(InvalidImageError, match="not an image"):
+        decode_image(b"definitely not an image, just some bytes", ImageLimits(), "upload.jpg")
