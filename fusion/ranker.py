@@ -36,7 +36,7 @@ class CatalogView:
     """What the ranker reads of the catalogue, kept in memory by the engine."""
 
     index: VectorIndex
-    vector_owner: dict[int, tuple[int, str]] = field(default_factory=dict)  # vector id -> (image id, sku)
+    vector_owner: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # id -> (image id, sku, region)
     sku_vectors: dict[str, list[int]] = field(default_factory=dict)
     images: dict[int, ImageInfo] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
@@ -87,18 +87,30 @@ def query_tokens(ocr_tokens: Sequence[str], ocr_conf: Sequence[float], typed: st
     return list(best.items())
 
 
+def query_vectors(query: ObjectFeatures, regions: Sequence[str] | None) -> np.ndarray:
+    """The query's vectors of the given regions (all when None; the first one if none match)."""
+    chosen = [v for r, v in query.vectors.items() if regions is None or r in regions]
+    return np.stack(chosen or [next(iter(query.vectors.values()))])
+
+
 def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
-                      n_neighbours: int, n_text: int) -> dict[str, Candidate]:
-    """Top image neighbours per query region, best image per SKU, plus SKUs found by text."""
+                      n_neighbours: int, n_text: int, query_regions: Sequence[str] | None = None,
+                      gallery_regions: Sequence[str] | None = None) -> dict[str, Candidate]:
+    """Top image neighbours per query region, best image per SKU, plus SKUs found by text.
+
+    ``query_regions`` / ``gallery_regions`` restrict which embeddings take part (all when None).
+    """
     found: dict[str, Candidate] = {}
     if query is not None and len(view.index):
-        q = np.stack(list(query.vectors.values()))
-        sims, ids = view.index.search(q, min(n_neighbours, len(view.index)))
+        q = query_vectors(query, query_regions)
+        # ask for more when some catalogue regions will be filtered out
+        spare = 3 if gallery_regions is not None else 1
+        sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)))
         for sim, vid in zip(sims.ravel(), ids.ravel()):
             owner = view.vector_owner.get(int(vid))
-            if owner is None:
+            if owner is None or (gallery_regions is not None and owner[2] not in gallery_regions):
                 continue
-            image_id, sku = owner
+            image_id, sku, _ = owner
             s = float(np.clip(sim, 0.0, 1.0))
             if sku not in found or s > found[sku].embedding:
                 found[sku] = Candidate(sku, image_id, s)
@@ -106,17 +118,21 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
     if expr and view.fts is not None and n_text > 0:
         for sku, _ in view.fts(expr, n_text):
             if sku not in found:
-                found[sku] = _exact_candidate(view, query, sku)
+                found[sku] = exact_candidate(view, query, sku, query_regions, gallery_regions)
     return found
 
 
-def _exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str) -> Candidate:
-    vids = view.sku_vectors.get(sku, [])
+def exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str,
+                    query_regions: Sequence[str] | None = None,
+                    gallery_regions: Sequence[str] | None = None) -> Candidate:
+    """A candidate scored against every stored vector of the SKU (no index search)."""
+    vids = [v for v in view.sku_vectors.get(sku, [])
+            if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
     if query is None or not vids:
         image_id = view.vector_owner[vids[0]][0] if vids else None
         return Candidate(sku, image_id, 0.0)
     stored = np.asarray(view.index.reconstruct(np.asarray(vids, np.int64)), np.float32)
-    sims = stored @ np.stack(list(query.vectors.values())).T
+    sims = stored @ query_vectors(query, query_regions).T
     best = np.unravel_index(int(np.argmax(sims)), sims.shape)[0]
     return Candidate(sku, view.vector_owner[vids[best]][0], float(np.clip(sims.max(), 0.0, 1.0)))
 
@@ -147,6 +163,16 @@ class FusionRanker:
              candidates: dict[str, Candidate], weights: dict[str, float], k: int) -> list[Match]:
         if not candidates:
             return []
+        cands, matrix = self.score(view, query, tokens, candidates)
+        fused = fuse(matrix, weights, has_image=query is not None)
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [Match(cands[i].sku, float(fused[i]),
+                      {name: round(float(matrix[i, j]), 4) for j, name in enumerate(SIGNALS)},
+                      cands[i].image_id, view.titles.get(cands[i].sku, "")) for i in order]
+
+    def score(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
+              candidates: dict[str, Candidate]) -> tuple[list[Candidate], np.ndarray]:
+        """Candidates and their ``(n, 4)`` signal matrix, columns in :data:`SIGNALS` order, in [0, 1]."""
         cands = list(candidates.values())
         signals = {name: np.zeros(len(cands), np.float64) for name in SIGNALS}
         signals["embedding"] = np.asarray([c.embedding for c in cands], np.float64)
@@ -160,14 +186,23 @@ class FusionRanker:
         if tokens and view.text_scorer is not None:
             docs = [view.sku_tokens.get(c.sku, frozenset()) for c in cands]
             signals["text"] = view.text_scorer.score_many(tokens, docs).astype(np.float64)
-        # without a photo there is nothing to compare embeddings, colours or visual tags with
-        active = weights if query is not None else {**weights, "embedding": 0.0, "colour": 0.0, "tags": 0.0}
-        total = sum(active.values()) or 1.0
-        fused = sum(active[name] * signals[name] for name in SIGNALS) / total
-        order = np.argsort(-fused, kind="stable")[:k]
-        return [Match(cands[i].sku, float(np.clip(fused[i], 0, 1)),
-                      {name: round(float(np.clip(signals[name][i], 0, 1)), 4) for name in SIGNALS},
-                      cands[i].image_id, view.titles.get(cands[i].sku, "")) for i in order]
+        matrix = np.clip(np.stack([signals[name] for name in SIGNALS], axis=1), 0.0, 1.0)
+        return cands, matrix
+
+
+def fuse(signals: np.ndarray, weights: dict[str, float], has_image: bool = True) -> np.ndarray:
+    """Weighted mean of the signal columns (in :data:`SIGNALS` order): monotone in each, in [0, 1].
+
+    Without a photo there is nothing to compare embeddings, colours or visual tags with:
+    only the text weight counts.
+    """
+    w = np.asarray([weights[name] for name in SIGNALS], np.float64)
+    if not has_image:
+        w = w * np.asarray([name == "text" for name in SIGNALS], np.float64)
+        if w.sum() <= 0:
+            w = np.asarray([name == "text" for name in SIGNALS], np.float64)
+    total = w.sum() or 1.0
+    return np.clip(signals @ (w / total), 0.0, 1.0)
 
 
 def merchant_words(tags: Sequence[str]) -> frozenset[str]:

@@ -52,12 +52,13 @@ class Analysis:
 
     def to_bytes(self) -> bytes:
         return json.dumps({"w": self.width, "h": self.height, "boxes": [_box_json(b) for b in self.boxes],
-                           "objects": [_object_json(o) for o in self.objects]}).encode()
+                           "objects": [_object_json(o) for o in self.objects], "timings": self.timings}).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Analysis":
         d = json.loads(data)
-        return cls(d["w"], d["h"], [_box_from(b) for b in d["boxes"]], [_object_from(o) for o in d["objects"]])
+        return cls(d["w"], d["h"], [_box_from(b) for b in d["boxes"]], [_object_from(o) for o in d["objects"]],
+                   d.get("timings", {}))
 
 
 class Analyzer:

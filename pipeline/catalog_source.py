@@ -71,7 +71,7 @@ def read_catalog(path: Path) -> CatalogSource:
     return source
 
 
-def _text_fields(txt: Path | None, sku: str) -> dict:
+def text_fields(txt: Path | None, sku: str) -> dict:
     """``<sku>.txt``: first line is the title, the rest the description; a lone sentence is a description."""
     if txt is None or not txt.is_file():
         return {}
@@ -141,7 +141,7 @@ def _read_flat(folder: Path, source: CatalogSource) -> None:
         if txt.stem not in by_stem and not (folder / txt.stem).is_dir():
             source.skipped.append(Skipped(txt.stem, f"{txt.name} has no image beside it"))
     for sku, images in by_stem.items():
-        _add(source, sku, images, lambda s=sku: {**_text_fields(folder / f"{s}.txt", s),
+        _add(source, sku, images, lambda s=sku: {**text_fields(folder / f"{s}.txt", s),
                                                  **_json_fields(folder / f"{s}.json")})
 
 
@@ -151,7 +151,7 @@ def _read_subfolder(sub: Path, source: CatalogSource) -> None:
     txt = next((p for p in (sub / f"{sku}.txt", sub / "product.txt", sub.parent / f"{sku}.txt") if p.is_file()), None)
     js = next((p for p in (sub / f"{sku}.json", sub / "product.json", sub.parent / f"{sku}.json") if p.is_file()),
               None)
-    _add(source, sku, images, lambda: {**_text_fields(txt, sku), **_json_fields(js)})
+    _add(source, sku, images, lambda: {**text_fields(txt, sku), **_json_fields(js)})
 
 
 def _read_csv(path: Path) -> CatalogSource:

@@ -9,6 +9,7 @@ batch) and rebuilt from the database whenever its stamp does not match.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
 from pipeline.errors import ConflictError, InvalidImageError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
-from pipeline.store import CatalogStore, NewImage, Product, WriteResult
+from pipeline.store import TUNED_KEY, CatalogStore, NewImage, Product, WriteResult
 from pipeline.types import Match, ObjectFeatures
 
 log = logging.getLogger(__name__)
@@ -48,18 +49,23 @@ class SearchResult:
 
 
 class Engine:
-    def __init__(self, settings: Settings, stages: Stages) -> None:
+    def __init__(self, settings: Settings, stages: Stages, feature_cache=None) -> None:
+        """``feature_cache``: where analyses are cached by content hash (default: the catalogue database)."""
         self.settings = settings
         self.stages = stages
         self.data = Path(settings.data)
         self.data.mkdir(parents=True, exist_ok=True)
         self.store = CatalogStore(self.data / "catalog.sqlite3")
+        self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"
         self.analyzer = Analyzer(stages, settings.ocr.enabled, settings.background.enabled)
         self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight)
         self._lock = threading.RLock()
         self._dirty = False
         self._check_embedder()
+        tuned = self.store.get_meta(TUNED_KEY)
+        # weights learnt by `skulens tune` for this catalogue win over the settings' defaults
+        self.default_weights = json.loads(tuned)["weights"] if tuned else settings.fusion.weights.as_dict()
         self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
         self._df: Counter[str] = Counter()
         self._load_view()
@@ -91,8 +97,8 @@ class Engine:
         view = self.view
         _, _, owners = self.store.vectors(self.stages.embedder.dim)
         ids = self.store.vectors(self.stages.embedder.dim)[0]
-        for vid, (image_id, sku, _region) in zip(ids.tolist(), owners):
-            view.vector_owner[vid] = (image_id, sku)
+        for vid, (image_id, sku, region) in zip(ids.tolist(), owners):
+            view.vector_owner[vid] = (image_id, sku, region)
             view.sku_vectors.setdefault(sku, []).append(vid)
         for im in self.store.images():
             view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
@@ -124,7 +130,7 @@ class Engine:
         """Decode and analyse image bytes; with ``use_cache``, reuse features stored for the same content."""
         sha = sha256_hex(data)
         key = f"{sha}:{self._fingerprint(regions, all_objects)}"
-        if use_cache and (hit := self.store.cached_features(key)) is not None:
+        if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha
         t0 = time.perf_counter()
         image = self.decode(data, name)
@@ -132,7 +138,7 @@ class Engine:
         analysis = self.analyzer.analyse(image, regions, all_objects)
         analysis.timings = {"decode": decode_ms, **analysis.timings}
         if use_cache:
-            self.store.cache_features(key, analysis.to_bytes())
+            self.features.cache_features(key, analysis.to_bytes())
         return image, analysis, sha
 
     def _fingerprint(self, regions: tuple[str, ...], all_objects: bool) -> str:
@@ -145,7 +151,7 @@ class Engine:
                all_objects: bool = False, name: str = "query", use_cache: bool = False) -> SearchResult:
         if data is None and not (text and text.strip()):
             raise InvalidImageError("a search needs a photo, a text, or both")
-        w = parse_weights(weights, self.settings.fusion.weights.as_dict())
+        w = parse_weights(weights, self.default_weights)
         analysis = None
         objects: list[ObjectFeatures | None] = [None]
         if data is not None:
@@ -226,7 +232,7 @@ class Engine:
         view = self.view
         view.index.remove(result.removed_ids)
         for vid in result.removed_ids.tolist():
-            image_id, _ = view.vector_owner.pop(vid, (None, None))
+            image_id = view.vector_owner.pop(vid, (None, None, None))[0]
             view.images.pop(image_id, None)
         if len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
@@ -252,9 +258,9 @@ class Engine:
         self._refresh_scorer()
         self._maybe_change_kind()
 
-    def _sku_vectors(self, sku: str) -> tuple[list[int], None, list[tuple[int, str]]]:
+    def _sku_vectors(self, sku: str) -> tuple[list[int], None, list[tuple[int, str, str]]]:
         rows = self.store.vector_owners(sku)
-        return [r[0] for r in rows], None, [(r[1], sku) for r in rows]
+        return [r[0] for r in rows], None, [(r[1], sku, r[2]) for r in rows]
 
     def _maybe_change_kind(self) -> None:
         index = self.view.index

@@ -28,6 +28,7 @@ from pipeline.types import Box, OcrText, Palette, Tags
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
@@ -313,9 +314,9 @@ class CatalogStore:
             " JOIN products p ON p.rowid = f.rowid WHERE p.sku = ?", (sku,)).fetchone()
         return " ".join(x for x in row if x) if row else ""
 
-    def vector_owners(self, sku: str) -> list[tuple[int, int]]:
-        """(vector id, image id) of one product's vectors."""
-        return self._conn.execute("SELECT v.id, v.image_id FROM vectors v JOIN images i ON i.id = v.image_id"
+    def vector_owners(self, sku: str) -> list[tuple[int, int, str]]:
+        """(vector id, image id, region) of one product's vectors."""
+        return self._conn.execute("SELECT v.id, v.image_id, v.region FROM vectors v JOIN images i ON i.id = v.image_id"
                                   " WHERE i.sku = ? ORDER BY v.id", (sku,)).fetchall()
 
     def fts_search(self, match: str, limit: int) -> list[tuple[str, float]]:
@@ -338,6 +339,33 @@ class CatalogStore:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
                                (key, value, time.time()))
+
+
+class FeatureCache:
+    """A feature cache in its own SQLite file, shared by several data directories (evaluation)."""
+
+    def __init__(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL,"
+                               " created_at REAL NOT NULL)")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def cached_features(self, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def cache_features(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
+                               (key, value, time.time()))
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _product(row: tuple) -> Product:

@@ -166,6 +166,88 @@ def _print_group(group: dict, index: int | None) -> None:
     out.print("timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()), highlight=False)
 
 
+# -- measurement ------------------------------------------------------------------------------
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=err, disable=not err.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done)
+        if not err.is_terminal and (done == total or done % 100 == 0):
+            err.print(f"{stage}: {done}/{total}", highlight=False)
+
+    return bar, update
+
+
+@app.command("eval")
+def evaluate(
+    protocol: Annotated[str, typer.Argument(help="G1, G2 (grocery), C1 (Caltech-101) or K1 (clothing)")],
+    dataset: Annotated[Path, typer.Argument(help="the data set folder holding manifest.csv")],
+    split: Annotated[str, typer.Option(help="which photos are queries (G1/G2); a split column filter (C1/K1)")] = "val",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="a stratified sample of N queries")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write all metrics and per-query ranks here")] = None,
+    ablate: Annotated[bool, typer.Option("--ablate", help="also score one row per stage / signal, and baselines")] = False,
+    seed: Annotated[int, typer.Option(help="seed for --limit sampling and the random baseline")] = 0,
+) -> None:
+    """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
+    from pipeline.build import build_stages
+    from pipeline.eval_report import run_eval
+
+    settings = _settings()
+    bar, update = _progress_bar()
+    with bar:
+        report = run_eval(protocol, dataset, settings, build_stages(settings), split, limit, ablate, seed, update)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+    _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    def fmt(m: dict | None) -> str:
+        return "  ".join(f"{k} {v:.3f}" for k, v in (m or {}).items())
+
+    out.print(f"[bold]{report['protocol']}[/bold] split {report['split']}, {report['queries']} queries, "
+              f"{report['config']['name']}", highlight=False)
+    out.print("  all:      " + fmt(report["metrics"]), highlight=False)
+    if report.get("packaged"):
+        out.print("  packaged: " + fmt(report["packaged"]), highlight=False)
+    for name, m in report.get("baselines", {}).items():
+        out.print(f"  baseline {name}: " + fmt(m), highlight=False)
+    if report.get("ablation"):
+        keys = list(report["ablation"][0]["metrics"])
+        table = Table("configuration", *keys, *(["packaged R@1"] if "packaged" in report["ablation"][0] else []),
+                      "ms/query")
+        for row in report["ablation"]:
+            extra = [f"{row['packaged']['recall@1']:.3f}"] if "packaged" in row else []
+            table.add_row(row["config"], *(f"{row['metrics'][k]:.3f}" for k in keys), *extra,
+                          f"{row['ms_per_query']:.0f}")
+        out.print(table)
+
+
+@app.command("tune")
+def tune(
+    dataset: Annotated[Path, typer.Argument(help="the grocery data set folder (manifest.csv)")],
+    split: Annotated[str, typer.Option(help="photos used as training queries (never the reported split)")] = "train",
+    limit: Annotated[Optional[int], typer.Option(min=1, help="a stratified sample of N training queries")] = None,
+) -> None:
+    """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data."""
+    from pipeline.build import build_stages
+    from pipeline.eval_report import run_tune
+
+    settings = _settings()
+    bar, update = _progress_bar()
+    with bar:
+        record = run_tune(dataset, settings, build_stages(settings), split, limit, progress=update)
+    out.print(f"tuned weights {record['weights']} on {record['queries']} {split} queries "
+              f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
+              f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)
+
+
 # -- products -----------------------------------------------------------------------------
 @products_app.command("list")
 def products_list(

@@ -240,4 +240,4 @@ def test_vectors_returns_everything_in_id_order(store):
     assert owners == [(image_ids[0], "SKU-1", "full"), (image_ids[0], "SKU-1", "crop"),
                       (image_ids[1], "SKU-1", "full"), (image_ids[2], "SKU-2", "full"),
                       (image_ids[2], "SKU-2", "crop")]
-    assert store.vector_owners("SKU-2") == [(int(i), image_ids[2]) for i in two.added_ids]
+    assert store.vector_owners("SKU-2") == [(int(i), image_ids[2], r) for i, r in zip(two.added_ids, ("full", "crop"))]

@@ -1,0 +1,149 @@
+"""``skulens eval`` and ``skulens tune``: configurations, ablation rows, the JSON report.
+
+JSON keys other programs read (keep them stable): ``protocol, split, queries, metrics,
+packaged (G1/G2), baselines (C1/K1), ablation (with --ablate)``, plus ``per_query``,
+``config``, ``settings``, ``models``, ``machine``, ``date``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+
+from pipeline.analysis import Stages
+from pipeline.errors import InvalidInputError
+from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
+from pipeline.evaluation import load_protocol
+from pipeline.settings import Settings
+from pipeline.store import TUNED_KEY, CatalogStore
+from pipeline.types import SIGNALS
+
+
+def _only(weights: dict[str, float], keep: tuple[str, ...]) -> dict[str, float]:
+    return {s: (weights[s] if s in keep else 0.0) for s in SIGNALS}
+
+
+def default_config(settings: Settings, tuned: dict[str, float] | None) -> EvalConfig:
+    name = "all signals, tuned weights" if tuned else "all signals, default weights"
+    return EvalConfig(name, tuned or settings.fusion.weights.as_dict(), tuple(settings.fusion.query_regions),
+                      tuple(settings.fusion.index_regions))
+
+
+def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list[EvalConfig]:
+    """Cumulative rows: each adds one stage or signal to the one before."""
+    w = settings.fusion.weights.as_dict()
+    full, crop, allr = ("full",), ("full", "crop"), ALL_REGIONS
+    rows = [
+        EvalConfig("embedding, full photo", _only(w, ("embedding",)), full, full),
+        EvalConfig("+ detection crop", _only(w, ("embedding",)), crop, crop),
+        EvalConfig("+ background removal", _only(w, ("embedding",)), allr, allr),
+        EvalConfig("+ colour", _only(w, ("embedding", "colour")), allr, allr),
+        EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), allr, allr),
+        EvalConfig("+ OCR text", w, allr, allr),
+        default_config(settings, None),
+    ]
+    if tuned:
+        rows.append(default_config(settings, tuned))
+    rows += [EvalConfig("colour histogram (baseline)", kind="colour-histogram"),
+             EvalConfig("random (baseline)", kind="random")]
+    return rows
+
+
+def tuned_weights(settings: Settings) -> dict[str, float] | None:
+    """Weights saved by ``skulens tune`` with the catalogue in the data directory, if any."""
+    db = Path(settings.data) / "catalog.sqlite3"
+    if not db.exists():
+        return None
+    store = CatalogStore(db)
+    try:
+        raw = store.get_meta(TUNED_KEY)
+    finally:
+        store.close()
+    return json.loads(raw)["weights"] if raw else None
+
+
+def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, split: str = "val",
+             limit: int | None = None, ablate: bool = False, seed: int = 0,
+             progress: Progress | None = None) -> dict:
+    data = load_protocol(protocol, root, split, limit, seed)
+    tuned = tuned_weights(settings)
+    ev = Evaluator(data, settings, stages)
+    try:
+        ev.prepare(progress)
+        main = ev.evaluate(default_config(settings, tuned), seed)
+        report = {"protocol": data.name, "split": split, "queries": len(data.queries),
+                  "metrics": main.metrics, "config": _config_json(main.config)}
+        if not data.per_image:
+            report["packaged"] = main.packaged
+        else:
+            report["baselines"] = {
+                "random": ev.evaluate(EvalConfig("random", kind="random"), seed).metrics,
+                "embedding-cosine": ev.evaluate(EvalConfig("embedding cosine"), seed).metrics,
+            }
+        if ablate:
+            report["ablation"] = [_row(ev.evaluate(c, seed)) for c in ablation_configs(settings, tuned)]
+        report["per_query"] = main.per_query
+    finally:
+        ev.close()
+    report.update(_provenance(settings, stages, root, limit, seed))
+    return report
+
+
+def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train", limit: int | None = None,
+             seed: int = 0, progress: Progress | None = None) -> dict:
+    """Tune on G1 with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``."""
+    from fusion.tuning import tune_weights
+
+    if split in ("val", "test"):
+        raise InvalidInputError(f"tuning on {split!r} would tune on a split we report; tune on train")
+    data = load_protocol("G1", root, split, limit, seed)
+    ev = Evaluator(data, settings, stages)
+    try:
+        ev.prepare(progress)
+        regions = (tuple(settings.fusion.query_regions), tuple(settings.fusion.index_regions))
+        scored = ev.scored(*regions)
+        relevant = [s.skus.index(q.label) if q.label in s.skus else None
+                    for (q, _), s in zip(ev.analyses, scored)]
+        weights, fit = tune_weights([s.signals for s in scored], relevant)
+    finally:
+        ev.close()
+    record = {"weights": weights, "fit": fit, "protocol": "G1", "split": split, "queries": len(data.queries),
+              "regions": {"query": regions[0], "gallery": regions[1]},
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
+    try:
+        store.set_meta(TUNED_KEY, json.dumps(record))
+    finally:
+        store.close()
+    return record
+
+
+def _config_json(c: EvalConfig) -> dict:
+    return {"name": c.name, "kind": c.kind, "weights": c.weights, "query_regions": list(c.query_regions),
+            "gallery_regions": list(c.gallery_regions)}
+
+
+def _row(r: ConfigResult) -> dict:
+    row = {"config": r.config.name, "metrics": r.metrics, "ms_per_query": round(r.ms_per_query, 1)}
+    if r.packaged is not None:
+        row["packaged"] = r.packaged
+    return row
+
+
+def _provenance(settings: Settings, stages: Stages, root: Path, limit: int | None, seed: int) -> dict:
+    import numpy
+    import torch
+
+    return {
+        "dataset": str(root), "limit": limit, "seed": seed,
+        "settings": json.loads(settings.model_dump_json(exclude={"data"})),
+        "models": {"embedder": stages.embedder.name, "detector": type(stages.detector).__name__,
+                   "background": settings.background.model},
+        "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                    "cuda": torch.cuda.is_available()},
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,144 @@
+"""Evaluation protocols (``../shared/datasets/README.md``) read from their manifests.
+
+- **G1**: index the grocery catalogue (images + texts); query with photos of a split.
+- **G2**: G1 plus the ``train`` photos as extra images of their SKU; rank SKUs.
+- **C1** / **K1**: per label, the first 5 images (manifest order) are queries, the rest candidates;
+  each candidate is its own entry; relevant = same label.
+
+The code reads only ``manifest.csv`` and the files it names, so it runs unchanged on another
+copy of the same data (e.g. one with a ``test`` split).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.catalog_source import make_product, text_fields
+from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.store import Product
+
+PROTOCOLS = ("G1", "G2", "C1", "K1")
+QUERIES_PER_LABEL = 5
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    path: Path
+    label: str
+    packaged: bool = False
+
+
+@dataclass
+class ProtocolData:
+    name: str
+    root: Path
+    split: str
+    gallery: list[tuple[Product, list[Path]]]
+    queries: list[EvalQuery]
+    per_image: bool  # C1/K1: relevance by label over candidate images
+    labels: dict[str, str] = field(default_factory=dict)  # gallery sku -> label
+
+    def digest(self) -> str:
+        """Identifies the gallery (what gets indexed), for the evaluation data directory's name."""
+        h = hashlib.sha256(self.name.encode())
+        for product, paths in self.gallery:
+            h.update(product.sku.encode())
+            for p in paths:
+                h.update(str(p).encode())
+        return h.hexdigest()[:12]
+
+    def relevant_count(self, label: str) -> int:
+        return sum(1 for lab in self.labels.values() if lab == label)
+
+
+def _manifest(root: Path) -> list[dict[str, str]]:
+    path = Path(root) / "manifest.csv"
+    if not path.is_file():
+        raise NotFoundError(f"no manifest.csv in {root}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_protocol(name: str, root: Path, split: str = "val", limit: int | None = None,
+                  seed: int = 0) -> ProtocolData:
+    name = name.upper()
+    if name not in PROTOCOLS:
+        raise InvalidInputError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    root = Path(root)
+    rows = _manifest(root)
+    data = _grocery(name, root, rows, split) if name in ("G1", "G2") else _category(name, root, rows, split)
+    if limit is not None:
+        data.queries = stratified_sample(data.queries, limit, seed)
+    if not data.queries:
+        raise InvalidInputError(f"{name}: no queries for split {split!r} in {root / 'manifest.csv'}")
+    return data
+
+
+def _grocery(name: str, root: Path, rows: list[dict[str, str]], split: str) -> ProtocolData:
+    need = {"path", "split", "class_name"}
+    if not rows or not need <= set(rows[0]):
+        raise InvalidInputError(f"{root}/manifest.csv: expected columns {sorted(need)} (grocery format)")
+    if name == "G2" and split == "train":
+        raise InvalidInputError("G2 indexes the train photos; query with another split (val, test)")
+    images: dict[str, list[Path]] = OrderedDict()
+    for r in rows:
+        if r["split"] == "catalog":
+            images.setdefault(r["class_name"], []).append(root / r["path"])
+    if name == "G2":
+        for r in rows:
+            if r["split"] == "train" and r["class_name"] in images:
+                images[r["class_name"]].append(root / r["path"])
+    gallery = []
+    for sku, paths in images.items():
+        fields = text_fields(paths[0].with_suffix(".txt"), sku)
+        gallery.append((make_product(sku, fields), paths))
+    queries = [EvalQuery(root / r["path"], r["class_name"], r.get("packaged", "").lower() == "true")
+               for r in rows if r["split"] == split]
+    return ProtocolData(name, root, split, gallery, queries, per_image=False, labels={s: s for s in images})
+
+
+def _category(name: str, root: Path, rows: list[dict[str, str]], split: str) -> ProtocolData:
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise InvalidInputError(f"{root}/manifest.csv: expected columns path, label")
+    if "split" in rows[0] and any(r["split"] == split for r in rows):
+        rows = [r for r in rows if r["split"] == split]
+    by_label: dict[str, list[Path]] = OrderedDict()
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(root / r["path"])
+    queries, gallery, labels = [], [], {}
+    for label, paths in by_label.items():
+        queries.extend(EvalQuery(p, label) for p in paths[:QUERIES_PER_LABEL])
+        for i, p in enumerate(paths[QUERIES_PER_LABEL:]):
+            sku = f"{_safe(label)}:{i:04d}"
+            gallery.append((Product(sku, f"{label} {i}"), [p]))
+            labels[sku] = label
+    return ProtocolData(name, root, split, gallery, queries, per_image=True, labels=labels)
+
+
+def _safe(label: str) -> str:
+    return label.replace("/", "_").strip() or "label"
+
+
+def stratified_sample(queries: list[EvalQuery], limit: int, seed: int = 0) -> list[EvalQuery]:
+    """Up to ``limit`` queries, taken round-robin over labels (a seeded, stratified sample)."""
+    if limit <= 0:
+        raise InvalidInputError(f"--limit must be positive, got {limit}")
+    groups: dict[str, list[EvalQuery]] = defaultdict(list)
+    for q in queries:
+        groups[q.label].append(q)
+    rng = random.Random(seed)
+    for g in groups.values():
+        rng.shuffle(g)
+    order = sorted(groups)
+    rng.shuffle(order)
+    out: list[EvalQuery] = []
+    while len(out) < limit and any(groups.values()):
+        for label in order:
+            if groups[label] and len(out) < limit:
+                out.append(groups[label].pop())
+    return out
