@@ -10,7 +10,8 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def build_stages(settings: Settings) -> Stages:
+def build_stages(settings: Settings, mask_cache=None) -> Stages:
+    """The stages the settings ask for; ``mask_cache`` (a FeatureCache) keeps background masks on disk."""
     from detectors.mask import MaskDetector
     from detectors.yolo import YoloDetector
     from features.background_isnet import IsNetBackgroundRemover
@@ -19,6 +20,10 @@ def build_stages(settings: Settings) -> Stages:
     from features.ocr_tesseract import TesseractReader
 
     remover = IsNetBackgroundRemover(settings.background, settings.models)
+    if mask_cache is not None:
+        from pipeline.mask_cache import PersistentMasks
+
+        remover = PersistentMasks(remover, mask_cache, settings.background.model)
     det = settings.detector
     backend = det.backend
     if backend == "auto":

@@ -147,3 +147,30 @@ def _provenance(settings: Settings, stages: Stages, root: Path, limit: int | Non
                     "cuda": torch.cuda.is_available()},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def report_markdown(report: dict) -> str:
+    """The BENCHMARKS.md body for one ``skulens eval`` report."""
+    keys = list(report["metrics"])
+    lines = [f"Split **{report['split']}**, {report['queries']} queries"
+             + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
+             + f"; default configuration: {report['config']['name']} "
+             f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}).", ""]
+    head = "| configuration | " + " | ".join(keys)
+    packaged = any("packaged" in r for r in report.get("ablation", [])) or report.get("packaged")
+    head += " | packaged R@1 | packaged mAP" if packaged else ""
+    lines += [head + " | ms/query |", "|---" * (len(keys) + (3 if packaged else 1) + 1) + "|"]
+
+    def row(name: str, m: dict, pk: dict | None, ms: float | None) -> str:
+        cells = [f"{m[k]:.3f}" for k in keys]
+        if packaged:
+            cells += [f"{pk['recall@1']:.3f}", f"{pk['map']:.3f}"] if pk else ["", ""]
+        return f"| {name} | " + " | ".join(cells) + f" | {'' if ms is None else f'{ms:.0f}'} |"
+
+    if report.get("ablation"):
+        lines += [row(r["config"], r["metrics"], r.get("packaged"), r["ms_per_query"]) for r in report["ablation"]]
+    else:
+        lines.append(row(report["config"]["name"], report["metrics"], report.get("packaged"), None))
+    for name, m in report.get("baselines", {}).items():
+        lines.append(row(f"baseline: {name}", m, None, None))
+    return "\n".join(lines) + "\n"

@@ -184,6 +184,14 @@ def _progress_bar():
     return bar, update
 
 
+def _eval_stages(settings: Settings):
+    """Stages whose background masks persist in <data>/eval, so re-analysis is cheap."""
+    from pipeline.build import build_stages
+    from pipeline.store import FeatureCache
+
+    return build_stages(settings, mask_cache=FeatureCache(settings.data / "eval" / "features.sqlite3"))
+
+
 @app.command("eval")
 def evaluate(
     protocol: Annotated[str, typer.Argument(help="G1, G2 (grocery), C1 (Caltech-101) or K1 (clothing)")],
@@ -193,17 +201,21 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write all metrics and per-query ranks here")] = None,
     ablate: Annotated[bool, typer.Option("--ablate", help="also score one row per stage / signal, and baselines")] = False,
     seed: Annotated[int, typer.Option(help="seed for --limit sampling and the random baseline")] = 0,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="update this protocol's section of a BENCHMARKS.md")] = None,
 ) -> None:
     """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
-    from pipeline.build import build_stages
-    from pipeline.eval_report import run_eval
+    from pipeline.benchmarks_md import update_section
+    from pipeline.eval_report import report_markdown, run_eval
 
     settings = _settings()
     bar, update = _progress_bar()
     with bar:
-        report = run_eval(protocol, dataset, settings, build_stages(settings), split, limit, ablate, seed, update)
+        report = run_eval(protocol, dataset, settings, _eval_stages(settings), split, limit, ablate, seed, update)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+    if benchmarks:
+        update_section(benchmarks, f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})",
+                       report_markdown(report))
     _print_report(report)
 
 
@@ -236,16 +248,50 @@ def tune(
     limit: Annotated[Optional[int], typer.Option(min=1, help="a stratified sample of N training queries")] = None,
 ) -> None:
     """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data."""
-    from pipeline.build import build_stages
     from pipeline.eval_report import run_tune
 
     settings = _settings()
     bar, update = _progress_bar()
     with bar:
-        record = run_tune(dataset, settings, build_stages(settings), split, limit, progress=update)
+        record = run_tune(dataset, settings, _eval_stages(settings), split, limit, progress=update)
     out.print(f"tuned weights {record['weights']} on {record['queries']} {split} queries "
               f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
               f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)
+
+
+@app.command("bench")
+def bench(
+    photos: Annotated[Optional[Path], typer.Option(help="folder of query photos (searched recursively)")] = None,
+    queries: Annotated[int, typer.Option(min=1, help="warm queries to time")] = 100,
+    catalog: Annotated[Optional[Path], typer.Option(help="catalogue to time indexing on (a throw-away copy)")] = None,
+    index_limit: Annotated[Optional[int], typer.Option(min=1, help="index only the first N catalogue entries")] = None,
+    vectors: Annotated[str, typer.Option(help="vector-index sizes, comma-separated; '' to skip")] = "10000,100000,1000000",
+    vector_budget_s: Annotated[float, typer.Option(help="skip index builds that would take longer than this")] = 900.0,
+    benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Speed: per-stage and end-to-end query latency, indexing throughput, vector indexes side by side."""
+    from pipeline.bench import bench_indexing, bench_markdown, bench_queries
+    from pipeline.benchmarks_md import update_section
+
+    settings = _settings()
+    bar, update = _progress_bar()
+    with bar:
+        if photos:
+            found = sorted(p for p in photos.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+            result = bench_queries(settings, found, queries, lambda d, t: update("queries", d, t))
+            update_section(benchmarks, "speed-query", "Speed: query path", bench_markdown(result, None)[0])
+        if catalog:
+            result = bench_indexing(settings, catalog, index_limit, lambda d, t: update("indexing", d, t))
+            update_section(benchmarks, "speed-index", "Speed: indexing", bench_markdown(None, result)[1])
+        sizes = [int(x) for x in vectors.split(",") if x.strip()]
+        if sizes:
+            from fusion.bench_index import bench_vector_indexes, rows_to_markdown
+
+            rows = bench_vector_indexes(sizes, progress=lambda msg: err.print(msg, highlight=False),
+                                        time_budget_s=vector_budget_s)
+            update_section(benchmarks, "speed-vectors", "Speed: vector index alone (random unit vectors, d=1280)",
+                           rows_to_markdown(rows))
+    err.print(f"updated {benchmarks}")
 
 
 # -- products -----------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""BENCHMARKS.md: each measuring command owns one marked section and rewrites only that.
+
+Sections are kept in a fixed order so the file reads well however often commands run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+
+ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "speed-vectors")
+HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md` and `skulens bench`; "
+          "each section says the machine, the date and the command that produced it. Quality figures come from "
+          "the split named in each section; weights are never tuned on that split.\n")
+
+
+def machine_line() -> str:
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except ImportError:  # pragma: no cover
+        gpu = "unknown GPU"
+    mem = ""
+    if hasattr(os, "sysconf"):
+        mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores{mem}, {gpu}"
+
+
+def stamp() -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cmd = "skulens " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return f"*Machine:* {machine_line()}. *Date:* {now}. *Command:* `{cmd}`\n"
+
+
+def update_section(path: Path, key: str, title: str, body: str) -> None:
+    """Replace (or add) the section ``key`` of the Markdown file at ``path``."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else HEADER
+    sections = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- /section -->\n", text, flags=re.S))
+    sections[key] = f"## {title}\n\n{stamp()}\n{body.rstrip()}\n\n"
+    head = text.split("<!-- section:", 1)[0].rstrip() + "\n\n"
+    keys = [k for k in ORDER if k in sections] + sorted(k for k in sections if k not in ORDER)
+    out = head + "".join(f"<!-- section:{k} -->\n{sections[k]}<!-- /section -->\n" for k in keys)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(out)
+    tmp.replace(path)

@@ -1,0 +1,154 @@
+"""Protocols read from manifests; the evaluation and tuning runs on a tiny generated data set.
+
+The stages here are small fakes (a colour-mean embedder): these tests are about the code around
+the models — manifests, splits, metrics, ablation rows, the JSON keys — not about the models.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from features.colour_kmeans import KMeansColourExtractor
+from pipeline.analysis import Stages
+from pipeline.errors import InvalidInputError, NotFoundError
+from pipeline.eval_report import report_markdown, run_eval, run_tune, tuned_weights
+from pipeline.evaluation import load_protocol, stratified_sample
+from pipeline.settings import ColourSettings, Settings
+from pipeline.types import Tags
+
+COLOURS = {"Red-Apple": (220, 20, 20), "Lime": (40, 200, 40), "Blue-Milk": (20, 40, 220)}
+
+
+class MeanColourEmbedder:
+    name = "mean-colour-test"
+    dim = 8
+
+    def embed(self, images):
+        out = []
+        for im in images:
+            v = np.zeros(self.dim, np.float32)
+            v[:3] = im.reshape(-1, 3).mean(axis=0) / 255.0
+            v[3] = 0.05
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out), [Tags(("thing",), np.array([1.0], np.float32)) for _ in images]
+
+
+def _img(path: Path, colour, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(colour)[None, None, :] + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture
+def grocery(tmp_path: Path) -> Path:
+    root = tmp_path / "grocery"
+    rows = []
+    for cid, (name, colour) in enumerate(COLOURS.items()):
+        _img(root / "catalog" / f"{name}.jpg", colour, cid)
+        (root / "catalog" / f"{name}.txt").write_text(f"A fine {name.replace('-', ' ').lower()}.")
+        rows.append([f"catalog/{name}.jpg", "catalog", "iconic", cid, name, name, cid == 2])
+        for split, n in (("train", 3), ("val", 2)):
+            for i in range(n):
+                rel = f"photos/{split}/{name}/{name}_{i}.jpg"
+                _img(root / rel, colour, 100 * cid + 10 * i + len(split))
+                rows.append([rel, split, "photo", cid, name, name, cid == 2])
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "split", "kind", "class_id", "class_name", "coarse_class", "packaged"])
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture
+def category(tmp_path: Path) -> Path:
+    root = tmp_path / "cat"
+    with open(root.mkdir() or root / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label"])
+        for li, (label, colour) in enumerate(COLOURS.items()):
+            for i in range(8):
+                _img(root / label / f"{i}.png", colour, 7 * li + i)
+                w.writerow([f"{label}/{i}.png", label])
+    return root
+
+
+@pytest.fixture
+def stages() -> Stages:
+    return Stages(embedder=MeanColourEmbedder(), colours=KMeansColourExtractor(ColourSettings()))
+
+
+def test_grocery_protocols_read_the_manifest(grocery):
+    g1 = load_protocol("g1", grocery)
+    assert [p.sku for p, _ in g1.gallery] == list(COLOURS)
+    assert len(g1.queries) == 6 and all(q.path.is_file() for q in g1.queries)
+    assert g1.gallery[0][0].description.startswith("A fine")
+    assert sum(q.packaged for q in g1.queries) == 2
+    g2 = load_protocol("G2", grocery)
+    assert all(len(paths) == 4 for _, paths in g2.gallery)  # catalogue + 3 train photos each
+    assert len(load_protocol("G1", grocery, split="train").queries) == 9
+
+
+def test_category_protocol_takes_the_first_five_per_label(category):
+    c1 = load_protocol("C1", category)
+    assert len(c1.queries) == 15 and len(c1.gallery) == 9
+    assert [q.path.name for q in c1.queries[:5]] == [f"{i}.png" for i in range(5)]
+    assert c1.relevant_count("Lime") == 3
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda g: load_protocol("X9", g), InvalidInputError),
+    (lambda g: load_protocol("G2", g, split="train"), InvalidInputError),
+    (lambda g: load_protocol("G1", g, split="test"), InvalidInputError),  # no such split here
+    (lambda g: load_protocol("G1", g / "nowhere"), NotFoundError),
+])
+def test_bad_protocol_calls(grocery, call, error):
+    with pytest.raises(error):
+        call(grocery)
+
+
+def test_stratified_sample_spreads_over_labels(grocery):
+    queries = load_protocol("G1", grocery, split="train").queries
+    sample = stratified_sample(queries, 3, seed=1)
+    assert sorted(q.label for q in sample) == sorted(COLOURS)
+    assert stratified_sample(queries, 3, seed=1) == sample
+
+
+def test_run_eval_reports_stable_keys_and_ablation(grocery, stages, tmp_path):
+    settings = Settings(data=tmp_path / "data")
+    report = run_eval("G1", grocery, settings, stages, ablate=True)
+    assert {"protocol", "split", "queries", "metrics", "packaged", "ablation", "per_query", "machine",
+            "date", "settings", "models"} <= set(report)
+    assert set(report["metrics"]) == {"recall@1", "recall@5", "recall@10", "map"}
+    assert report["metrics"]["recall@1"] == 1.0  # colours separate these three products
+    names = [r["config"] for r in report["ablation"]]
+    assert names[0] == "embedding, full photo" and "random (baseline)" in names
+    assert all({"config", "metrics", "ms_per_query"} <= set(r) for r in report["ablation"])
+    json.dumps(report)
+    assert "| embedding, full photo |" in report_markdown(report)
+
+
+def test_category_eval_has_baselines(category, stages, tmp_path):
+    report = run_eval("K1", category, Settings(data=tmp_path / "data"), stages)
+    assert set(report["baselines"]) == {"random", "embedding-cosine"}
+    assert set(report["metrics"]) == {"precision@1", "precision@5", "precision@10", "map"}
+    assert report["metrics"]["precision@1"] == 1.0
+    assert report["baselines"]["random"]["map"] < report["metrics"]["map"]
+
+
+def test_tune_saves_weights_with_the_catalogue_and_refuses_reported_splits(grocery, stages, tmp_path):
+    settings = Settings(data=tmp_path / "data")
+    with pytest.raises(InvalidInputError):
+        run_tune(grocery, settings, stages, split="val")
+    record = run_tune(grocery, settings, stages)
+    assert abs(sum(record["weights"].values()) - 1.0) < 1e-6 and record["split"] == "train"
+    assert tuned_weights(settings) == record["weights"]
+    report = run_eval("G1", grocery, settings, stages, ablate=True)
+    assert report["config"]["name"] == "all signals, tuned weights"
+    assert "all signals, tuned weights" in [r["config"] for r in report["ablation"]]

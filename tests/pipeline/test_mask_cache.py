@@ -1,0 +1,30 @@
+"""Masks persist by pixel digest: the wrapped remover runs once per distinct image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.mask_cache import PersistentMasks
+from pipeline.store import FeatureCache
+from pipeline.types import Mask
+
+
+class CountingRemover:
+    def __init__(self):
+        self.calls = 0
+
+    def remove(self, image):
+        self.calls += 1
+        return Mask((image[..., 0] > 100).astype(np.float32))
+
+
+def test_masks_survive_a_new_cache_object(tmp_path):
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[5:15, 10:20] = 200
+    inner = CountingRemover()
+    first = PersistentMasks(inner, FeatureCache(tmp_path / "f.sqlite3"), "m").remove(image)
+    again = PersistentMasks(inner, FeatureCache(tmp_path / "f.sqlite3"), "m").remove(image.copy())
+    assert inner.calls == 1
+    assert np.array_equal(first.alpha, again.alpha)
+    PersistentMasks(inner, FeatureCache(tmp_path / "f.sqlite3"), "other-model").remove(image)
+    assert inner.calls == 2
