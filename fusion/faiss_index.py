@@ -21,6 +21,8 @@ from pipeline.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 
+TRAIN_POINTS_PER_LIST = 64
+
 
 def choose_kind(settings: IndexSettings, count: int) -> str:
     if settings.kind != "auto":
@@ -65,6 +67,11 @@ class FaissIndex:
             nlist = int(max(1, min(4 * np.sqrt(max(n, 1)), n // 39 if n >= 39 else 1)))
             ivf = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
             if train is not None and len(train):
+                # k-means needs tens of points per list, not the whole catalogue
+                cap = TRAIN_POINTS_PER_LIST * nlist
+                if len(train) > cap:
+                    pick = np.random.default_rng(0).choice(len(train), cap, replace=False)
+                    train = np.ascontiguousarray(train[np.sort(pick)])
                 ivf.train(train)
             ivf.nprobe = min(self.settings.nprobe, nlist)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids stay ours, reconstruct works
