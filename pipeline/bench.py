@@ -95,7 +95,9 @@ def bench_markdown(query: dict | None, index: dict | None) -> tuple[str, str]:
         for stage in [*STAGES, *(s for s in query["warm"] if s not in STAGES)]:
             if stage in query["warm"]:
                 w = query["warm"][stage]
-                q += f"| {stage} | {query['cold'].get(stage, float('nan')):.0f} | {w['p50']:.1f} | {w['p95']:.1f} |\n"
+                cold = query["cold"].get(stage)
+                cold_cell = "–" if cold is None else f"{cold:.0f}"  # e.g. background: the box carried a mask
+                q += f"| {stage} | {cold_cell} | {w['p50']:.1f} | {w['p95']:.1f} |\n"
         e = query["end_to_end"]
         q += f"| **end to end** | {query['cold']['total']:.0f} | {e['p50']:.0f} | {e['p95']:.0f} |\n"
     i = ""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -44,8 +43,6 @@ def _main(
 ) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # Tesseract's OpenMP threads slow small images down; one thread is faster here.
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     settings = Settings()
     if data is not None:
         settings = settings.model_copy(update={"data": data})

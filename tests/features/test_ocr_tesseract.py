@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -173,3 +174,11 @@ class TestRealTesseract:
         reader = TesseractReader(OcrSettings(timeout_s=0.001))
         with pytest.raises(SkulensError, match="ocr.timeout_s"):
             reader.read(render("ARLA MILK", canvas=(600, 400)))
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="Tesseract OCR is not installed")
+def test_only_the_tesseract_subprocess_is_single_threaded(monkeypatch) -> None:
+    monkeypatch.delenv("OMP_THREAD_LIMIT", raising=False)
+    TesseractReader(OcrSettings()).warmup()
+    assert "OMP_THREAD_LIMIT" not in os.environ  # torch, faiss and numpy keep their threads
+    assert pytesseract.pytesseract.environ["OMP_THREAD_LIMIT"] == "1"
