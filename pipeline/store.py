@@ -119,7 +119,23 @@ class WriteResult:
     image_ids: tuple[int, ...] = ()
 
 
-class CatalogStore:
+class _FeatureTable:
+    """Per-image analyses cached by key (content hash + settings) in a ``features`` table."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.Lock | threading.RLock
+
+    def cached_features(self, key: str) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def cache_features(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
+                               (key, value, time.time()))
+
+
+class CatalogStore(_FeatureTable):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,18 +346,9 @@ class CatalogStore:
             raise InvalidInputError(f"bad full-text query {match!r}: {exc}") from exc
         return [(r[0], float(r[1])) for r in rows]
 
-    # -- feature cache --------------------------------------------------------------------
-    def cached_features(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def cache_features(self, key: str, value: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
-                               (key, value, time.time()))
 
 
-class FeatureCache:
+class FeatureCache(_FeatureTable):
     """A feature cache in its own SQLite file, shared by several data directories (evaluation)."""
 
     def __init__(self, path: Path) -> None:
@@ -354,15 +361,6 @@ class FeatureCache:
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
         self._lock = threading.Lock()
-
-    def cached_features(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def cache_features(self, key: str, value: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
-                               (key, value, time.time()))
 
     def close(self) -> None:
         self._conn.close()
