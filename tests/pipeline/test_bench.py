@@ -1,0 +1,17 @@
+"""The speed report's Markdown (the measuring itself runs in `skulens bench`, not in tests)."""
+
+from pipeline.bench import bench_markdown
+
+
+def test_bench_markdown_tables():
+    query = {"queries": 3, "photos": 2, "cold": {"decode": 5.0, "embed": 900.0, "total": 1500.0},
+             "warm": {"decode": {"p50": 1.0, "p95": 2.0, "n": 3}, "background": {"p50": 0.4, "p95": 0.5, "n": 3},
+                      "embed": {"p50": 80.0, "p95": 90.0, "n": 3}},
+             "end_to_end": {"p50": 100.0, "p95": 120.0, "n": 3}}
+    index = {"images": 4, "seconds": 2.0, "images_per_s": 2.0, "per_stage_ms": {"detect": 10.0, "embed": 5.0}}
+    q, i = bench_markdown(query, index)
+    assert "| embed | 900 | 80.0 | 90.0 |" in q
+    assert "| background | – | 0.4 | 0.5 |" in q  # no cold figure: shown as a dash, not nan
+    assert "| **end to end** | 1500 | 100 | 120 |" in q
+    assert "2.00 images/s" in i and "| detect | 10.0 |" in i
+    assert bench_markdown(None, None) == ("", "")
