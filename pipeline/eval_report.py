@@ -173,4 +173,7 @@ def report_markdown(report: dict) -> str:
         lines.append(row(report["config"]["name"], report["metrics"], report.get("packaged"), None))
     for name, m in report.get("baselines", {}).items():
         lines.append(row(f"baseline: {name}", m, None, None))
+    lines += ["", "ms/query: mean time of the stages each row needs, as recorded when each photo was first "
+              "analysed (possibly under other load), plus ranking; clean per-stage latencies are in the "
+              "query-speed section."]
     return "\n".join(lines) + "\n"
