@@ -38,7 +38,7 @@ state = _State()
 
 @app.callback()
 def _main(
-    data: Annotated[Optional[Path], typer.Option("--data", help="data directory [env SKULENS_DATA; default ./skulens-data]")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="data directory (env SKULENS_DATA; default ./skulens-data)")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="more logging (-vv for debug)")] = 0,
 ) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
