@@ -24,7 +24,7 @@ from fusion.ranker import CatalogView, FusionRanker, ImageInfo, gather_candidate
     query_tokens
 from fusion.text import TextScorer, tokenize
 from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
-from pipeline.errors import ConflictError, InvalidImageError
+from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
 from pipeline.store import TUNED_KEY, CatalogStore, NewImage, Product, WriteResult
@@ -84,9 +84,9 @@ class Engine:
     def _open_index(self) -> FaissIndex:
         dim, gen = self.stages.embedder.dim, self.store.generation()
         index = FaissIndex.load(self.index_path, self.settings.index, gen, dim)
-        ids, vecs, _ = self.store.vectors(dim)
-        if index is not None and len(index) == len(ids):
+        if index is not None and len(index) == self.store.count()[2]:
             return index
+        ids, vecs, _ = self.store.vectors(dim)
         if self.index_path.exists():
             log.warning("vector index out of date with the database; rebuilding it from %d stored vectors", len(ids))
         index = FaissIndex.build(dim, self.settings.index, ids, vecs)
@@ -95,9 +95,7 @@ class Engine:
 
     def _load_view(self) -> None:
         view = self.view
-        _, _, owners = self.store.vectors(self.stages.embedder.dim)
-        ids = self.store.vectors(self.stages.embedder.dim)[0]
-        for vid, (image_id, sku, region) in zip(ids.tolist(), owners):
+        for vid, image_id, sku, region in self.store.vector_owners_all():
             view.vector_owner[vid] = (image_id, sku, region)
             view.sku_vectors.setdefault(sku, []).append(vid)
         for im in self.store.images():
@@ -239,7 +237,7 @@ class Engine:
         self._dirty = True
         try:
             product = self.store.get_product(sku)
-        except Exception:  # the product is gone: forget it
+        except NotFoundError:  # the product is gone: forget it
             product = None
         if product is None:
             view.sku_vectors.pop(sku, None)
@@ -250,17 +248,13 @@ class Engine:
             images = self.store.images(sku)
             for im in images:
                 view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
-            ids, _, owners = self._sku_vectors(sku)
-            for vid, owner in zip(ids, owners):
-                view.vector_owner[vid] = owner
-            view.sku_vectors[sku] = ids
+            rows = self.store.vector_owners(sku)
+            for vid, image_id, region in rows:
+                view.vector_owner[vid] = (image_id, sku, region)
+            view.sku_vectors[sku] = [r[0] for r in rows]
             self._set_product_view(product, self.store.text_documents_of(sku))
         self._refresh_scorer()
         self._maybe_change_kind()
-
-    def _sku_vectors(self, sku: str) -> tuple[list[int], None, list[tuple[int, str, str]]]:
-        rows = self.store.vector_owners(sku)
-        return [r[0] for r in rows], None, [(r[1], sku, r[2]) for r in rows]
 
     def _maybe_change_kind(self) -> None:
         index = self.view.index

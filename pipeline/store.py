@@ -317,6 +317,11 @@ class CatalogStore(_FeatureTable):
             np.zeros((0, dim), np.float32)
         return ids, vecs, [(r[2], r[3], r[4]) for r in rows]
 
+    def vector_owners_all(self) -> list[tuple[int, int, str, str]]:
+        """(vector id, image id, sku, region) of every vector, in id order, without the vectors."""
+        return self._conn.execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
+                                  " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
+
     def text_documents(self) -> dict[str, str]:
         """SKU -> all its searchable text (metadata and OCR words)."""
         rows = self._conn.execute(

@@ -307,9 +307,7 @@ def products_list(
 
     store = CatalogStore(_settings().data / "catalog.sqlite3")
     rows = store.list_products(offset, limit)
-    counts = {im.sku: 0 for im in []}
-    for im in store.images():
-        counts[im.sku] = counts.get(im.sku, 0) + 1
+    counts = {p.sku: len(store.images(p.sku)) for p in rows}  # this page only
     store.close()
     if as_json:
         sys.stdout.write(json.dumps([{**p.to_json(), "images": counts.get(p.sku, 0)} for p in rows], indent=2) + "\n")
