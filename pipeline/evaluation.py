@@ -115,7 +115,8 @@ def _category(name: str, root: Path, rows: list[dict[str, str]], split: str) -> 
         queries.extend(EvalQuery(p, label) for p in paths[:QUERIES_PER_LABEL])
         for i, p in enumerate(paths[QUERIES_PER_LABEL:]):
             sku = f"{_safe(label)}:{i:04d}"
-            gallery.append((Product(sku, f"{label} {i}"), [p]))
+            # titled by file name only: a title holding the label would leak it to the text signal
+            gallery.append((Product(sku, p.stem), [p]))
             labels[sku] = label
     return ProtocolData(name, root, split, gallery, queries, per_image=True, labels=labels)
 
