@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fusion.colour import palette_similarities
+from fusion.filters import ProductFacets, SearchFilters
 from fusion.text import TextScorer, fts_match_expression, tokenize
 from pipeline.errors import InvalidInputError
 from pipeline.protocols import VectorIndex
@@ -42,6 +43,7 @@ class CatalogView:
     titles: dict[str, str] = field(default_factory=dict)
     merchant_tags: dict[str, frozenset[str]] = field(default_factory=dict)  # normalised tag words
     sku_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
+    facets: dict[str, ProductFacets] = field(default_factory=dict)
     text_scorer: TextScorer | None = None
     fts: Callable[[str, int], list[tuple[str, float]]] | None = None
 
@@ -135,6 +137,24 @@ def exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str,
     sims = stored @ query_vectors(query, query_regions).T
     best = np.unravel_index(int(np.argmax(sims)), sims.shape)[0]
     return Candidate(sku, view.vector_owner[vids[best]][0], float(np.clip(sims.max(), 0.0, 1.0)))
+
+
+def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: dict[str, Candidate],
+                  filters: SearchFilters | None, exhaustive_limit: int,
+                  query_regions: Sequence[str] | None = None) -> dict[str, Candidate]:
+    """Keep the candidates the filters accept.  When at most ``exhaustive_limit`` SKUs pass
+    the filters, every one of them is a candidate (scored against all its vectors), so a
+    narrow filter still fills the result list."""
+    if filters is None or filters.empty:
+        return candidates
+    allowed = [sku for sku, f in view.facets.items() if filters.accepts(f)]
+    allowed_set = set(allowed)
+    kept = {sku: c for sku, c in candidates.items() if sku in allowed_set}
+    if len(allowed) <= exhaustive_limit:
+        for sku in allowed:
+            if sku not in kept:
+                kept[sku] = exact_candidate(view, query, sku, query_regions)
+    return kept
 
 
 def tag_similarity(query: Tags, image: Tags, merchant_words: frozenset[str], merchant_weight: float) -> float:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from features.colour_kmeans import colour_names
 from fusion.faiss_index import FaissIndex, choose_kind
-from fusion.ranker import CatalogView, FusionRanker, ImageInfo, gather_candidates, merchant_words, parse_weights, \
-    query_tokens
+from fusion.filters import SearchFilters, facets
+from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, gather_candidates, merchant_words, \
+    parse_weights, query_tokens
 from fusion.text import TextScorer, tokenize
 from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
@@ -114,6 +116,10 @@ class Engine:
         view.sku_tokens[product.sku] = new
         view.titles[product.sku] = product.title or product.sku
         view.merchant_tags[product.sku] = merchant_words(product.tags)
+        colours = {c for vid in view.sku_vectors.get(product.sku, ())
+                   if (info := view.images.get(view.vector_owner[vid][0])) is not None
+                   for c in colour_names(info.palette)}
+        view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, colours)
 
     def _refresh_scorer(self) -> None:
         self._df = +self._df  # drop zero counts
@@ -146,7 +152,8 @@ class Engine:
 
     # -- search -----------------------------------------------------------------------
     def search(self, data: bytes | None, text: str | None = None, k: int = 10, weights: str | dict | None = None,
-               all_objects: bool = False, name: str = "query", use_cache: bool = False) -> SearchResult:
+               all_objects: bool = False, name: str = "query", use_cache: bool = False,
+               filters: SearchFilters | None = None) -> SearchResult:
         if data is None and not (text and text.strip()):
             raise InvalidImageError("a search needs a photo, a text, or both")
         w = parse_weights(weights, self.default_weights)
@@ -164,11 +171,16 @@ class Engine:
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, text) if obj else \
                     query_tokens((), (), text)
                 cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates)
+                cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit)
                 groups.append(ResultGroup(obj, self.ranker.rank(self.view, obj, tokens, cands, w, k)))
         timings["rank"] = (time.perf_counter() - t0) * 1000
         return SearchResult(analysis, groups, timings)
 
     # -- catalogue changes ------------------------------------------------------------
+    def write_lock(self) -> threading.RLock:
+        """Hold it to make a read-modify-write of the catalogue atomic (searches wait for it)."""
+        return self._lock
+
     def add_product(self, product: Product, images: list[tuple[str, bytes]], replace_images: bool = False,
                     source_hash: str | None = None, save: bool = True) -> WriteResult:
         """Analyse ``(name, bytes)`` images and store the product with them, in one transaction.
@@ -244,6 +256,7 @@ class Engine:
             self._df.subtract(view.sku_tokens.pop(sku, frozenset()))
             view.titles.pop(sku, None)
             view.merchant_tags.pop(sku, None)
+            view.facets.pop(sku, None)
         else:
             images = self.store.images(sku)
             for im in images:

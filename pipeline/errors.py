@@ -16,6 +16,14 @@ class InvalidImageError(SkulensError):
     """The bytes are not an image we can use (corrupt, empty, too small, too large...)."""
 
 
+class ImageTooLargeError(InvalidImageError):
+    """The image is over a configured limit (bytes or pixels)."""
+
+
+class UnsupportedImageTypeError(InvalidImageError):
+    """The bytes are not an image, or an image format that is not allowed."""
+
+
 class InvalidInputError(SkulensError):
     """A request or a catalogue entry is malformed (bad weights, bad CSV row, ...)."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import InvalidImageError
+from pipeline.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageTypeError
 from pipeline.settings import ImageLimits
 from pipeline.types import check_image
 
@@ -55,14 +55,14 @@ def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
     if info.st_size == 0:
         raise InvalidImageError(f"empty file: {path}")
     if info.st_size > limits.max_bytes:
-        raise InvalidImageError(f"file too large: {path}: {info.st_size} bytes, limit {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"file too large: {path}: {info.st_size} bytes, limit {limits.max_bytes} bytes")
     try:
         with path.open("rb") as handle:
             data = handle.read(limits.max_bytes + 1)  # the file may have grown since stat
     except OSError as exc:
         raise InvalidImageError(f"cannot read file: {path}: {exc.strerror or exc}") from exc
     if len(data) > limits.max_bytes:
-        raise InvalidImageError(f"file too large: {path}: more than {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"file too large: {path}: more than {limits.max_bytes} bytes")
     if not data:
         raise InvalidImageError(f"empty file: {path}")
     return data
@@ -76,7 +76,7 @@ def decode_image(data: bytes, limits: ImageLimits, name: str = "image") -> np.nd
     if not data:
         raise InvalidImageError(f"{name}: empty image data")
     if len(data) > limits.max_bytes:
-        raise InvalidImageError(f"{name}: image too large: {len(data)} bytes, limit {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"{name}: image too large: {len(data)} bytes, limit {limits.max_bytes} bytes")
     with warnings.catch_warnings():
         # Pillow's own bomb check warns (or raises) inside open/load: make it an error here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -85,7 +85,7 @@ def decode_image(data: bytes, limits: ImageLimits, name: str = "image") -> np.nd
                 _check_header(im, limits, name)
                 rgb = _to_rgb(_load_upright(im, name), name)
         except _BOMB_ERRORS as exc:
-            raise InvalidImageError(
+            raise ImageTooLargeError(
                 f"{name}: image too large (decompression bomb): {exc} (limit {limits.max_pixels} pixels)"
             ) from exc
     return check_image(np.array(rgb, dtype=np.uint8))
@@ -143,7 +143,7 @@ def _open(data: bytes, name: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(f"{name}: not an image (unrecognised format)") from exc
+        raise UnsupportedImageTypeError(f"{name}: not an image (unrecognised format)") from exc
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image header: {exc}") from exc
 
@@ -152,10 +152,10 @@ def _check_header(im: Image.Image, limits: ImageLimits, name: str) -> None:
     """Refuse by format, pixel count and smallest side, all read from the header."""
     if im.format not in limits.formats:
         allowed = ", ".join(limits.formats)
-        raise InvalidImageError(f"{name}: unsupported image format {im.format}, expected one of {allowed}")
+        raise UnsupportedImageTypeError(f"{name}: unsupported image format {im.format}, expected one of {allowed}")
     width, height = im.size
     if width * height > limits.max_pixels:
-        raise InvalidImageError(
+        raise ImageTooLargeError(
             f"{name}: image too large (decompression bomb?): {width}x{height} px "
             f"is {width * height} pixels, limit {limits.max_pixels}"
         )

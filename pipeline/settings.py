@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.types import SIGNALS
 
@@ -113,8 +113,26 @@ class FusionSettings(BaseModel):
     text_scale: float = Field(
         1.0, description="matched words (in units of a word unique to one SKU) at which text similarity is 1-1/e")
     merchant_tag_weight: float = 1.0
+    filter_exhaustive_limit: int = Field(
+        5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
     query_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a query photo embedded")
     index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")
+
+
+class ServiceSettings(BaseModel):
+    host: str | None = Field(None, description="bind address; default 127.0.0.1, and 0.0.0.0 only when API keys are set")
+    port: int = Field(8000, ge=1, le=65535)
+    inference_threads: int = Field(2, ge=1, description="photo analyses run at once (the rest wait)")
+    max_files: int = Field(20, ge=1, description="images accepted in one upload request")
+    max_manifest_bytes: int = Field(5 * 1024 * 1024, description="largest CSV manifest accepted by the bulk import")
+    cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; empty: CORS off")
+    max_k: int = Field(100, ge=1, description="most results one search may ask for")
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -130,3 +148,13 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    api_read_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SKULENS_API_READ_KEYS: comma-separated keys that may search")
+    api_write_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SKULENS_API_WRITE_KEYS: comma-separated keys that may change the catalogue")
+
+    @field_validator("api_read_keys", "api_write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return _comma_list(value)

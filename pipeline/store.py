@@ -2,7 +2,8 @@
 
 Tables: ``products``; ``images`` (file, content hash, palette, OCR words, tags, boxes);
 ``vectors`` (one embedding per image region, the source of truth the FAISS index is built
-from); ``products_fts`` (FTS5 over titles, brands, descriptions, tags and OCR words);
+from); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
+colour words of the images' palettes);
 ``features`` (per-image analysis cached by content hash); ``meta`` (schema version,
 embedder, and a generation number bumped by every write that changes vectors).
 Every write is one transaction: a crash leaves the previous consistent state.
@@ -27,7 +28,7 @@ from pipeline.types import Box, OcrText, Palette, Tags
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,10 +47,10 @@ CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
     region TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS vectors_image ON vectors(image_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
-    title, brand, category, tags, description, ocr, tokenize = 'unicode61 remove_diacritics 2');
 CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, created_at REAL NOT NULL);
 """
+_FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
+    title, brand, category, tags, description, ocr, colours, tokenize = 'unicode61 remove_diacritics 2')"""
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,53 @@ class WriteResult:
     image_ids: tuple[int, ...] = ()
 
 
-class _FeatureTable:
-    """Per-image analyses cached by key (content hash + settings) in a ``features`` table."""
+class _Database:
+    """One SQLite file: a writer connection (used under ``_lock``) and one reader per thread.
 
+    In WAL mode each reader sees the last committed state, so a reader never sees half of a
+    write in progress on the writer connection, and reads do not wait for writes.
+    """
+
+    path: Path
     _conn: sqlite3.Connection
     _lock: threading.Lock | threading.RLock
 
+    def _open(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _init_readers(self) -> None:
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _read(self) -> sqlite3.Connection:
+        """This thread's read connection (opened on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._conn.close()
+
+
+class _FeatureTable(_Database):
+    """Per-image analyses cached by key (content hash + settings) in a ``features`` table."""
+
     def cached_features(self, key: str) -> bytes | None:
-        row = self._conn.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
+        row = self._read().execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def cache_features(self, key: str, value: bytes) -> None:
@@ -140,26 +180,44 @@ class CatalogStore(_FeatureTable):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = self._open(self.path)
             self._conn.executescript(_SCHEMA)
+            if self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() in (None, ("2",)):
+                self._conn.execute(_FTS)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the catalogue database {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._init_readers()
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) == 1:
+            self._migrate_from_1()
         elif int(version) != SCHEMA_VERSION:
             raise StorageError(f"{self.path} has schema version {version}, this skulens expects {SCHEMA_VERSION}")
 
-    def close(self) -> None:
-        self._conn.close()
+    def _migrate_from_1(self) -> None:
+        """Version 1 had no ``colours`` column in the full-text index: rebuild that index."""
+        log.info("%s: upgrading the catalogue schema 1 -> %d (full-text index gains colour words)",
+                 self.path, SCHEMA_VERSION)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DROP TABLE IF EXISTS products_fts")
+                conn.execute(_FTS)
+                for (sku,) in conn.execute("SELECT sku FROM products").fetchall():
+                    self._refresh_fts(conn, sku)
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     # -- meta -------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._read().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
@@ -246,13 +304,18 @@ class CatalogStore(_FeatureTable):
     def _refresh_fts(self, conn: sqlite3.Connection, sku: str) -> None:
         row = conn.execute("SELECT rowid, title, brand, category, tags, description FROM products WHERE sku = ?",
                            (sku,)).fetchone()
+        from features.colour_kmeans import colour_names
+
         conn.execute("DELETE FROM products_fts WHERE rowid = ?", (row[0],))
-        words = []
-        for (ocr,) in conn.execute("SELECT ocr FROM images WHERE sku = ?", (sku,)):
+        words: list[str] = []
+        colours: list[str] = []
+        for ocr, palette in conn.execute("SELECT ocr, palette FROM images WHERE sku = ?", (sku,)):
             words.extend(d["word"] for d in json.loads(ocr))
+            colours.extend(c for c in colour_names(Palette.from_json(json.loads(palette))) if c not in colours)
         tags = " ".join(json.loads(row[4]))
-        conn.execute("INSERT INTO products_fts(rowid, title, brand, category, tags, description, ocr)"
-                     " VALUES (?,?,?,?,?,?,?)", (row[0], row[1], row[2], row[3], tags, row[5], " ".join(words)))
+        conn.execute("INSERT INTO products_fts(rowid, title, brand, category, tags, description, ocr, colours)"
+                     " VALUES (?,?,?,?,?,?,?,?)",
+                     (row[0], row[1], row[2], row[3], tags, row[5], " ".join(words), " ".join(colours)))
 
     def delete_product(self, sku: str) -> np.ndarray:
         """Remove a product, its images and vectors; returns the removed vector ids."""
@@ -276,41 +339,48 @@ class CatalogStore(_FeatureTable):
         return removed
 
     def get_product(self, sku: str) -> Product:
-        row = self._conn.execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
+        row = self._read().execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
                                  " WHERE sku = ?", (sku,)).fetchone()
         if row is None:
             raise NotFoundError(f"no product with SKU {sku!r}")
         return _product(row)
 
     def source_hash(self, sku: str) -> str | None:
-        row = self._conn.execute("SELECT source_hash FROM products WHERE sku = ?", (sku,)).fetchone()
+        row = self._read().execute("SELECT source_hash FROM products WHERE sku = ?", (sku,)).fetchone()
         return None if row is None else row[0]
 
-    def list_products(self, offset: int = 0, limit: int = 100) -> list[Product]:
-        rows = self._conn.execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
-                                  " ORDER BY sku LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+    def list_products(self, offset: int = 0, limit: int = 100, category: str | None = None,
+                      brand: str | None = None, tag: str | None = None) -> list[Product]:
+        """Products in SKU order; ``category``, ``brand`` and ``tag`` match case-insensitively."""
+        where, args = _product_filter(category, brand, tag)
+        rows = self._read().execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
+                                    f"{where} ORDER BY sku LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [_product(r) for r in rows]
+
+    def count_products(self, category: str | None = None, brand: str | None = None, tag: str | None = None) -> int:
+        where, args = _product_filter(category, brand, tag)
+        return int(self._read().execute(f"SELECT COUNT(*) FROM products{where}", args).fetchone()[0])
 
     def count(self) -> tuple[int, int, int]:
         """(products, images, vectors)."""
-        q = self._conn.execute
+        q = self._read().execute
         return tuple(q(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("products", "images", "vectors"))
 
     def images(self, sku: str | None = None) -> list[StoredImage]:
         sql = "SELECT id, sku, file, sha256, width, height, palette, ocr, tags, boxes FROM images"
-        rows = self._conn.execute(sql + (" WHERE sku = ? ORDER BY id" if sku else " ORDER BY id"),
+        rows = self._read().execute(sql + (" WHERE sku = ? ORDER BY id" if sku else " ORDER BY id"),
                                   (sku,) if sku else ()).fetchall()
         return [StoredImage(r[0], r[1], r[2], r[3], r[4], r[5], Palette.from_json(json.loads(r[6])),
                             OcrText.from_json(json.loads(r[7])), Tags.from_json(json.loads(r[8])),
                             json.loads(r[9])) for r in rows]
 
     def file_in_use(self, file: str) -> bool:
-        return self._conn.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (file,)).fetchone() is not None
+        return self._read().execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (file,)).fetchone() is not None
 
     # -- vectors and text ---------------------------------------------------------------
     def vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
         """All (ids, vectors, [(image_id, sku, region)]) in id order."""
-        rows = self._conn.execute("SELECT v.id, v.vector, v.image_id, i.sku, v.region FROM vectors v"
+        rows = self._read().execute("SELECT v.id, v.vector, v.image_id, i.sku, v.region FROM vectors v"
                                   " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
         ids = np.asarray([r[0] for r in rows], np.int64)
         vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim) if rows else \
@@ -319,32 +389,32 @@ class CatalogStore(_FeatureTable):
 
     def vector_owners_all(self) -> list[tuple[int, int, str, str]]:
         """(vector id, image id, sku, region) of every vector, in id order, without the vectors."""
-        return self._conn.execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
+        return self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
                                   " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
 
     def text_documents(self) -> dict[str, str]:
         """SKU -> all its searchable text (metadata and OCR words)."""
-        rows = self._conn.execute(
-            "SELECT p.sku, f.title, f.brand, f.category, f.tags, f.description, f.ocr FROM products_fts f"
+        rows = self._read().execute(
+            "SELECT p.sku, f.title, f.brand, f.category, f.tags, f.description, f.ocr, f.colours FROM products_fts f"
             " JOIN products p ON p.rowid = f.rowid").fetchall()
         return {r[0]: " ".join(x for x in r[1:] if x) for r in rows}
 
     def text_documents_of(self, sku: str) -> str:
-        row = self._conn.execute(
-            "SELECT f.title, f.brand, f.category, f.tags, f.description, f.ocr FROM products_fts f"
+        row = self._read().execute(
+            "SELECT f.title, f.brand, f.category, f.tags, f.description, f.ocr, f.colours FROM products_fts f"
             " JOIN products p ON p.rowid = f.rowid WHERE p.sku = ?", (sku,)).fetchone()
         return " ".join(x for x in row if x) if row else ""
 
     def vector_owners(self, sku: str) -> list[tuple[int, int, str]]:
         """(vector id, image id, region) of one product's vectors."""
-        return self._conn.execute("SELECT v.id, v.image_id, v.region FROM vectors v JOIN images i ON i.id = v.image_id"
+        return self._read().execute("SELECT v.id, v.image_id, v.region FROM vectors v JOIN images i ON i.id = v.image_id"
                                   " WHERE i.sku = ? ORDER BY v.id", (sku,)).fetchall()
 
     def fts_search(self, match: str, limit: int) -> list[tuple[str, float]]:
         """SKUs matching an FTS5 expression, best first, with their (positive) BM25 scores."""
         try:
-            rows = self._conn.execute(
-                "SELECT p.sku, -bm25(products_fts, 3.0, 3.0, 1.0, 1.0, 0.5, 2.0) AS s FROM products_fts f"
+            rows = self._read().execute(
+                "SELECT p.sku, -bm25(products_fts, 3.0, 3.0, 1.0, 1.0, 0.5, 2.0, 1.0) AS s FROM products_fts f"
                 " JOIN products p ON p.rowid = f.rowid WHERE products_fts MATCH ? ORDER BY s DESC LIMIT ?",
                 (match, limit)).fetchall()
         except sqlite3.OperationalError as exc:
@@ -357,18 +427,30 @@ class FeatureCache(_FeatureTable):
     """A feature cache in its own SQLite file, shared by several data directories (evaluation)."""
 
     def __init__(self, path: Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn = self._open(self.path)
             self._conn.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL,"
                                " created_at REAL NOT NULL)")
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._init_readers()
 
-    def close(self) -> None:
-        self._conn.close()
+
+def _product_filter(category: str | None, brand: str | None, tag: str | None) -> tuple[str, tuple]:
+    clauses, args = [], []
+    if category:
+        clauses.append("category = ? COLLATE NOCASE")
+        args.append(category)
+    if brand:
+        clauses.append("brand = ? COLLATE NOCASE")
+        args.append(brand)
+    if tag:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(products.tags) WHERE value = ? COLLATE NOCASE)")
+        args.append(tag)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 
 def _product(row: tuple) -> Product:

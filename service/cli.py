@@ -377,6 +377,40 @@ def products_add(
     err.print(f"{sku}: added {len(result.image_ids)} image(s)")
 
 
+# -- service ----------------------------------------------------------------------------------
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1; 0.0.0.0 when API keys are set)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default 8000, env SKULENS_SERVICE__PORT)")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="data directory (same as the global --data)")] = None,
+) -> None:
+    """Start the HTTP service: the API under /v1, the shopper page at /, the merchant page at /merchant."""
+    import uvicorn
+
+    from pipeline.errors import InvalidInputError
+    from service.app import create_app
+
+    settings = _settings()
+    if data is not None:
+        settings = settings.model_copy(update={"data": data})
+    keys = bool(settings.api_read_keys or settings.api_write_keys)
+    host = host or settings.service.host or ("0.0.0.0" if keys else "127.0.0.1")
+    port = port or settings.service.port
+    if not keys and host not in _LOOPBACK:
+        raise InvalidInputError(f"refusing to listen on {host} without API keys: set SKULENS_API_READ_KEYS and "
+                                "SKULENS_API_WRITE_KEYS (comma-separated), or serve on 127.0.0.1")
+    if not keys:
+        err.print("no API keys set (SKULENS_API_READ_KEYS / SKULENS_API_WRITE_KEYS): anyone on this machine may "
+                  f"search and change the catalogue, so skulens listens on {host} only")
+    err.print(f"skulens: data {settings.data}; open http://{'localhost' if host in _LOOPBACK else host}:{port}/")
+    level = logging.getLogger().getEffectiveLevel()
+    logging.getLogger("skulens").setLevel(min(level, logging.INFO))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info" if level <= logging.INFO else "warning")
+
+
 def main() -> None:
     """Console-script entry point: SkulensError -> one line on stderr, exit 1."""
     try:

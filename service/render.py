@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from features.colour_kmeans import colour_names, lab_to_rgb_hex
 from pipeline.store import Product, StoredImage
@@ -20,8 +21,15 @@ def _object_json(obj: ObjectFeatures | None) -> dict:
             "tags": obj.tags.to_json(), "regions": sorted(obj.vectors)}
 
 
-def result_json(result, engine, all_objects: bool) -> dict | list[dict]:
-    """``{"query": {...}, "results": [...]}``, or a list of those (one per box) with ``all_objects``."""
+ImageUrl = Callable[[str, int], str]
+"""(sku, image id) -> the URL the HTTP API serves that image at."""
+
+
+def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = None) -> dict | list[dict]:
+    """``{"query": {...}, "results": [...]}``, or a list of those (one per box) with ``all_objects``.
+
+    Each result names its catalogue image by file path, or by URL when ``image_url`` is given.
+    """
     analysis = result.analysis
     boxes = [b.to_list() for b in analysis.boxes] if analysis else []
     timings = {k: round(v, 1) for k, v in result.timings.items()}
@@ -30,11 +38,15 @@ def result_json(result, engine, all_objects: bool) -> dict | list[dict]:
     for group in result.groups:
         rows = []
         for m in group.matches:
-            if m.image_id is not None and m.image_id not in files:
+            if image_url is None and m.image_id is not None and m.image_id not in files:
                 files.update({im.id: im.file for im in engine.store.images(m.sku)})
-            rows.append({"sku": m.sku, "score": round(m.score, 4), "signals": m.signals, "title": m.title,
-                         "image_id": m.image_id,
-                         "image": str(Path(engine.data) / files[m.image_id]) if m.image_id in files else None})
+            row = {"sku": m.sku, "score": round(m.score, 4), "signals": m.signals, "title": m.title,
+                   "image_id": m.image_id}
+            if image_url is not None:
+                row["image_url"] = image_url(m.sku, m.image_id) if m.image_id is not None else None
+            else:
+                row["image"] = str(Path(engine.data) / files[m.image_id]) if m.image_id in files else None
+            rows.append(row)
         query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings}
         if analysis:
             query["size"] = [analysis.width, analysis.height]
@@ -42,8 +54,13 @@ def result_json(result, engine, all_objects: bool) -> dict | list[dict]:
     return groups if all_objects else groups[0]
 
 
-def product_json(product: Product, images: list[StoredImage], data_dir: Path) -> dict:
-    return {**product.to_json(), "images": [
-        {"id": im.id, "file": str(Path(data_dir) / im.file), "sha256": im.sha256, "size": [im.width, im.height],
-         "palette": palette_json(im.palette), "ocr": im.ocr.to_json(), "tags": im.tags.to_json(), "boxes": im.boxes}
-        for im in images]}
+def product_json(product: Product, images: list[StoredImage], data_dir: Path,
+                 image_url: ImageUrl | None = None) -> dict:
+    """A product and its images, each named by file path, or by URL when ``image_url`` is given."""
+    out = []
+    for im in images:
+        where = {"url": image_url(product.sku, im.id)} if image_url else {"file": str(Path(data_dir) / im.file)}
+        out.append({"id": im.id, **where, "sha256": im.sha256, "size": [im.width, im.height],
+                    "palette": palette_json(im.palette), "ocr": im.ocr.to_json(), "tags": im.tags.to_json(),
+                    "boxes": im.boxes})
+    return {**product.to_json(), "images": out}

@@ -1,0 +1,188 @@
+"""Request and response schemas of the HTTP API (what ``/openapi.json`` publishes).
+
+The response shapes are those of :mod:`service.render`, shared with ``skulens ... --json``;
+the models here describe them for clients and for schema checks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fusion.filters import SearchFilters
+from pipeline.errors import InvalidInputError
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="the error's kind, e.g. 'invalid_image', 'not_found'")
+    detail: str = Field(description="what went wrong, in one sentence")
+
+
+class PaletteOut(BaseModel):
+    lab: list[list[float]] = Field(description="CIELAB colours, heaviest first")
+    weights: list[float]
+    hex: list[str]
+    names: list[str]
+
+
+class OcrWord(BaseModel):
+    word: str
+    confidence: float
+
+
+class TagOut(BaseModel):
+    label: str
+    score: float
+
+
+class QueryOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    boxes: list[list[float]] = Field(description="every detected box, [x0, y0, x1, y1] in pixels")
+    box: list[float] | None = Field(description="the box this result group searched with")
+    palette: PaletteOut
+    ocr: list[OcrWord]
+    tags: list[TagOut]
+    timings_ms: dict[str, float]
+    size: list[int] | None = None
+    regions: list[str] | None = None
+
+
+class Signals(BaseModel):
+    embedding: float
+    colour: float
+    tags: float
+    text: float
+
+
+class MatchOut(BaseModel):
+    sku: str
+    score: float = Field(description="the fused score in [0, 1]")
+    signals: Signals = Field(description="every signal's score in [0, 1]")
+    title: str
+    image_id: int | None
+    image_url: str | None = Field(description="the matching catalogue image (GET it for a thumbnail)")
+
+
+class SearchGroup(BaseModel):
+    query: QueryOut
+    results: list[MatchOut]
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: str | None = None
+    brand: str | None = None
+    tags: list[str] = Field(default_factory=list, description="the product must carry all of these tags")
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+    colour: str | None = Field(None, description="a basic colour word: red, orange, yellow, green, blue, ...")
+
+    def to_filters(self) -> SearchFilters:
+        return SearchFilters(self.category, self.brand, tuple(self.tags), self.price_min, self.price_max,
+                             self.colour)
+
+
+def parse_filters(raw: str | None) -> SearchFilters | None:
+    """Filters sent as a JSON object in a multipart form field."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"filters must be a JSON object: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("filters must be a JSON object, e.g. {\"category\": \"milk\", \"price_max\": 2.5}")
+    try:
+        return FiltersIn.model_validate(data).to_filters()
+    except ValueError as exc:
+        raise InvalidInputError(f"bad filters: {exc}".replace("\n", " ")) from None
+
+
+class TextSearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=1000, description="typed words: title, brand, tags, colour words")
+    k: int = Field(10, ge=1, le=1000)
+    weights: dict[str, float] | None = Field(None, description="per-signal weights; only 'text' counts here")
+    filters: FiltersIn | None = None
+
+
+class ProductIn(BaseModel):
+    """A product's metadata (images are added with POST .../images)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field("", max_length=1000)
+    brand: str = Field("", max_length=200)
+    category: str = Field("", max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    price: float | None = Field(None, ge=0)
+    description: str = Field("", max_length=20000)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProductPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=1000)
+    brand: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=200)
+    tags: list[str] | None = Field(None, max_length=100)
+    price: float | None = Field(None, ge=0)
+    description: str | None = Field(None, max_length=20000)
+    extra: dict[str, Any] | None = None
+
+
+class ImageOut(BaseModel):
+    id: int
+    url: str
+    sha256: str
+    size: list[int]
+    palette: PaletteOut
+    ocr: list[OcrWord]
+    tags: list[TagOut]
+    boxes: list[list[float]]
+
+
+class ProductOut(BaseModel):
+    sku: str
+    title: str
+    brand: str
+    category: str
+    tags: list[str]
+    price: float | None
+    description: str
+    extra: dict[str, Any]
+    images: list[ImageOut]
+
+
+class ProductPage(BaseModel):
+    items: list[ProductOut]
+    total: int = Field(description="products matching the filters, all pages")
+    offset: int
+    limit: int
+
+
+class ImportRow(BaseModel):
+    item: str = Field(description="the SKU, or the manifest line that could not be read")
+    status: str = Field(description="indexed | unchanged | skipped")
+    reason: str | None = None
+
+
+class ImportReport(BaseModel):
+    rows: list[ImportRow]
+    indexed: int
+    unchanged: int
+    skipped: int
+    seconds: float
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    products: int
+    images: int
+    vectors: int
+    index: str

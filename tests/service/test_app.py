@@ -1,0 +1,268 @@
+"""The HTTP service with the real pipeline: every route's happy path, auth, and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pipeline.engine import Engine
+from pipeline.settings import Settings
+from service.app import KeyCheck, create_app
+from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+READ, WRITE = "read-key-123", "write-key-456"
+R = {"Authorization": f"Bearer {READ}"}
+W = {"Authorization": f"Bearer {WRITE}"}
+
+
+@pytest.fixture(scope="module")
+def client(real_stages, tmp_path_factory):
+    """A service on a data directory holding the four made-up products, with keys set."""
+    root = tmp_path_factory.mktemp("svc")
+    settings = Settings(data=root / "data", api_read_keys=[READ], api_write_keys=[WRITE])
+    folder = make_catalogue(root / "catalog")
+    rows = ["sku,image,title,brand,category,tags,price"]
+    for sku, (_, word, shape) in CATALOGUE.items():
+        rows.append(f"{sku},{sku}.jpg,{word.title()} product,{word.title()},{shape},demo;{shape},{len(sku)}.5")
+    manifest = "\n".join(rows).encode()
+    app = create_app(settings, lambda s: Engine(s, real_stages))
+    with TestClient(app) as c:
+        files = [("manifest", ("catalog.csv", manifest, "text/csv"))]
+        files += [("file", (f"{sku}.jpg", (folder / f"{sku}.jpg").read_bytes(), "image/jpeg")) for sku in CATALOGUE]
+        res = c.post("/v1/import", files=files, headers=W)
+        assert res.status_code == 200, res.text
+        assert res.json()["indexed"] == len(CATALOGUE)
+        c.app.state.ready.wait(120)
+        yield c
+
+
+def photo(sku: str, fmt: str = "JPEG") -> bytes:
+    colour, word, shape = CATALOGUE[sku]
+    img = Image.fromarray(product_image(colour, word, shape, size=300)).rotate(8, fillcolor="white")
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_import_reports_per_row_and_skips_what_was_not_uploaded(client):
+    manifest = b"sku,image,title\nGHOST,missing.jpg,Not uploaded\nESCAPE,../../etc/passwd,Nope\n,x.jpg,no sku\n"
+    res = client.post("/v1/import", files=[("manifest", ("m.csv", manifest, "text/csv"))], headers=W)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["indexed"] == 0 and body["skipped"] == 3
+    reasons = {r["item"].split(" ")[0]: r["reason"] for r in body["rows"]}
+    assert "not uploaded" in reasons["GHOST"] and "not uploaded" in reasons["ESCAPE"]
+    assert client.get("/v1/products/GHOST", headers=R).status_code == 404
+
+
+def test_search_ranks_the_right_product_first_with_every_signal(client):
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("RED-APPLE"), "image/jpeg")}, data={"k": "3"},
+                      headers=R)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["results"][0]["sku"] == "RED-APPLE"
+    assert set(body["results"][0]["signals"]) == {"embedding", "colour", "tags", "text"}
+    assert body["query"]["boxes"] and body["query"]["palette"]["hex"]
+    assert {"detect", "embed", "rank"} <= set(body["query"]["timings_ms"])
+    thumb = client.get(body["results"][0]["image_url"], headers=R)
+    assert thumb.status_code == 200 and thumb.headers["content-type"].startswith("image/")
+    Image.open(io.BytesIO(thumb.content)).verify()
+
+
+def test_search_all_objects_filters_and_weights(client):
+    res = client.post("/v1/search", files={"file": ("q.png", photo("LIME", "PNG"), "image/png")},
+                      data={"all_objects": "true", "k": "4", "weights": "embedding=1,colour=0,tags=0,text=0"},
+                      headers=R)
+    assert res.status_code == 200, res.text
+    groups = res.json()
+    assert isinstance(groups, list) and groups[0]["results"][0]["sku"] == "LIME"
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                      data={"filters": json.dumps({"category": "BOX"})}, headers=R)
+    assert res.status_code == 200, res.text
+    assert {r["sku"] for r in res.json()["results"]} == {"ARLA-MILK", "OATLY-OAT"}  # the lime is an ellipse
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                      data={"filters": json.dumps({"price_max": 5})}, headers=R)
+    assert [r["sku"] for r in res.json()["results"]] == ["LIME"]  # price 4.5
+
+
+def test_text_search_finds_titles_brands_and_colour_words(client):
+    res = client.post("/v1/search/text", json={"text": "oatly"}, headers=R)
+    assert res.status_code == 200, res.text
+    assert res.json()["results"][0]["sku"] == "OATLY-OAT"
+    res = client.post("/v1/search/text", json={"text": "red", "k": 2}, headers=R)
+    assert res.json()["results"][0]["sku"] == "RED-APPLE"
+    res = client.post("/v1/search/text", json={"text": "product", "filters": {"tags": ["ellipse"]}}, headers=R)
+    assert {r["sku"] for r in res.json()["results"]} == {"RED-APPLE", "LIME"}
+
+
+def test_catalogue_lifecycle_is_visible_to_the_next_search(client):
+    sku = "BLUE-CUP"
+    res = client.put(f"/v1/products/{sku}", json={"title": "Blue cup", "brand": "Cupco", "tags": ["kitchen"],
+                                                   "price": 3.0}, headers=W)
+    assert res.status_code == 200, res.text
+    assert res.json()["images"] == []
+    img = jpeg_bytes(product_image((20, 40, 230), "CUP", "ellipse"))
+    res = client.post(f"/v1/products/{sku}/images", files=[("file", ("cup.jpg", img, "image/jpeg"))], headers=W)
+    assert res.status_code == 201, res.text
+    image_id = res.json()["images"][0]["id"]
+    res = client.patch(f"/v1/products/{sku}", json={"price": 2.5, "category": "cups"}, headers=W)
+    assert res.status_code == 200 and res.json()["price"] == 2.5 and res.json()["title"] == "Blue cup"
+    page = client.get("/v1/products", params={"category": "CUPS"}, headers=R).json()
+    assert page["total"] == 1 and page["items"][0]["sku"] == sku
+    top = client.post("/v1/search", files={"file": ("q.jpg", img, "image/jpeg")}, headers=R).json()
+    assert top["results"][0]["sku"] == sku
+    assert client.delete(f"/v1/products/{sku}/images/{image_id}", headers=W).status_code == 204
+    assert client.get(f"/v1/products/{sku}/images/{image_id}", headers=R).status_code == 404
+    assert client.delete(f"/v1/products/{sku}", headers=W).status_code == 204
+    top = client.post("/v1/search", files={"file": ("q.jpg", img, "image/jpeg")}, headers=R).json()
+    assert sku not in [r["sku"] for r in top["results"]]
+    assert client.get(f"/v1/products/{sku}", headers=R).status_code == 404
+
+
+def test_listing_is_paged(client):
+    first = client.get("/v1/products", params={"limit": 2}, headers=R).json()
+    second = client.get("/v1/products", params={"limit": 2, "offset": 2}, headers=R).json()
+    assert first["total"] == second["total"] == len(CATALOGUE)
+    skus = [p["sku"] for p in first["items"] + second["items"]]
+    assert skus == sorted(CATALOGUE)
+
+
+@pytest.mark.parametrize("method,url", [
+    ("post", "/v1/search/text"), ("get", "/v1/products"), ("get", "/v1/products/LIME"),
+    ("put", "/v1/products/X"), ("delete", "/v1/products/LIME"), ("post", "/v1/import"),
+])
+def test_missing_or_unknown_key_is_401_and_changes_nothing(client, method, url):
+    for headers in ({}, {"Authorization": "Bearer nope"}):
+        res = getattr(client, method)(url, headers=headers)
+        assert res.status_code == 401, (url, res.text)
+        assert res.json()["error"] == "unauthorized" and res.headers["www-authenticate"] == "Bearer"
+    assert client.get("/v1/products/LIME", headers=R).status_code == 200
+
+
+def test_read_key_cannot_write_but_write_key_can_search(client):
+    res = client.put("/v1/products/X", json={"title": "x"}, headers=R)
+    assert res.status_code == 403 and res.json()["error"] == "forbidden"
+    assert client.delete("/v1/products/LIME", headers=R).status_code == 403
+    assert client.get("/v1/products/X", headers=W).status_code == 404
+    assert client.post("/v1/search/text", json={"text": "lime"}, headers=W).status_code == 200
+
+
+@pytest.mark.parametrize("name,content,status,kind", [
+    ("empty.jpg", b"", 422, "invalid_image"),
+    ("notes.txt", b"hello, not an image", 415, "unsupported_type"),
+    ("cut.jpg", None, 422, "invalid_image"),
+    ("tiny.png", "tiny", 422, "invalid_image"),
+])
+def test_bad_uploads_are_4xx_json_and_lose_nothing(client, name, content, status, kind):
+    if content is None:
+        content = photo("LIME")[:400]
+    elif content == "tiny":
+        buf = io.BytesIO()
+        Image.new("RGB", (1, 1)).save(buf, "PNG")
+        content = buf.getvalue()
+    before = client.get("/v1/products/LIME", headers=R).json()
+    res = client.post("/v1/search", files={"file": (name, content, "application/octet-stream")}, headers=R)
+    assert res.status_code == status, res.text
+    assert res.json()["error"] == kind and "Traceback" not in res.text
+    res = client.post("/v1/products/LIME/images", files=[("file", (name, content, "image/jpeg"))], headers=W)
+    assert res.status_code == status, res.text
+    assert client.get("/v1/products/LIME", headers=R).json() == before
+
+
+def test_bad_requests_are_clear_4xx(client):
+    cases = [
+        client.post("/v1/search", data={"k": "3"}, headers=R),  # no file
+        client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                    data={"weights": "sparkle=2"}, headers=R),
+        client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                    data={"filters": "{not json"}, headers=R),
+        client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                    data={"k": "100000"}, headers=R),
+        client.post("/v1/search/text", json={"text": ""}, headers=R),
+        client.put("/v1/products/X", json={"price": -1}, headers=W),
+        client.put("/v1/products/X", json={"colour": "red"}, headers=W),
+        client.get("/v1/products", params={"limit": 0}, headers=R),
+        client.post("/v1/products/NOPE/images", files=[("file", ("a.jpg", photo("LIME"), "image/jpeg"))],
+                    headers=W),
+        client.delete("/v1/products/LIME/images/999999", headers=W),
+        client.post("/v1/import", files=[("manifest", ("m.csv", b"\xff\xfe\x00bad", "text/csv"))], headers=W),
+    ]
+    for res in cases:
+        assert 400 <= res.status_code < 500, res.text
+        body = res.json()
+        assert set(body) == {"error", "detail"} and body["detail"], body
+    assert client.get("/v1/products/X", headers=R).status_code == 404
+
+
+def test_oversized_body_is_refused_before_reading(client):
+    limit = client.app.state.settings.images.max_bytes
+    res = client.post("/v1/search", headers={**R, "Content-Length": str(limit * 1000)}, content=b"x" * 10)
+    assert res.status_code == 413 and res.json()["error"] == "too_large"
+
+
+def test_operations_routes(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["products"] == len(CATALOGUE)
+    text = client.get("/metrics").text
+    assert 'skulens_requests_total{method="POST",route="/v1/search",status="200"}' in text
+    assert 'skulens_stage_seconds_count{stage="embed"}' in text
+    assert 'skulens_catalogue_size{kind="products"} 4.0' in text
+    schema = client.get("/openapi.json").json()
+    assert "/v1/search" in schema["paths"] and "/v1/products/{sku}/images/{image_id}" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'capture="environment"' in page.text
+    assert client.get("/merchant").status_code == 200
+    assert client.get("/static/shopper.js").status_code == 200
+    assert client.get("/no/such/page").json()["error"] == "not_found"
+
+
+def test_concurrent_searches_and_writes_never_see_half_a_write(client):
+    """Searches running while a product is added and removed see it whole or not at all."""
+    img = jpeg_bytes(product_image((250, 200, 0), "SUN", "ellipse"))
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(3):
+                client.put("/v1/products/SUN", json={"title": f"Sun {i}"}, headers=W)
+                client.post("/v1/products/SUN/images", files=[("file", ("s.jpg", img, "image/jpeg"))], headers=W)
+                client.delete("/v1/products/SUN", headers=W)
+        finally:
+            stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            res = client.post("/v1/search", files={"file": ("q.jpg", img, "image/jpeg")}, data={"k": "5"},
+                              headers=R)
+            if res.status_code != 200:
+                errors.append(res.text)
+                continue
+            for r in res.json()["results"]:
+                if r["sku"] == "SUN" and r["image_id"] is None:
+                    errors.append("SUN listed without its image")
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert not errors, errors[:3]
+
+
+def test_key_check_is_exact():
+    keys = KeyCheck(["r1"], ["w1", "w2"])
+    assert keys.role("r1") == "read" and keys.role("w2") == "write"
+    assert keys.role("r") is None and keys.role("r1 ") is None and keys.role(None) is None
+    assert KeyCheck([], []).open and not keys.open
