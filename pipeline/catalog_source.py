@@ -159,21 +159,31 @@ def _read_csv(path: Path) -> CatalogSource:
     rows: dict[str, tuple[dict, list[Path]]] = {}
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "sku" not in reader.fieldnames or "image" not in reader.fieldnames:
-            raise InvalidInputError(f"{path.name}: expected a header with at least 'sku' and 'image' columns")
-        for n, row in enumerate(reader, start=2):
-            sku = (row.get("sku") or "").strip()
-            image = (row.get("image") or "").strip()
-            if not sku:
-                source.skipped.append(Skipped(f"{path.name} line {n}", "no sku"))
-                continue
-            fields, images = rows.setdefault(sku, ({}, []))
-            fields.update({k: v for k, v in row.items() if k and v not in ("", None) and k not in ("sku", "image")})
-            if not image:
-                source.skipped.append(Skipped(f"{path.name} line {n} ({sku})", "no image"))
-                continue
-            img = (path.parent / image) if not Path(image).is_absolute() else Path(image)
-            images.append(img)
+        try:
+            _read_csv_rows(path, reader, source, rows)
+        except csv.Error as exc:
+            raise InvalidInputError(f"{path.name} line {reader.line_num}: not valid CSV ({exc})") from None
+        except UnicodeDecodeError:
+            raise InvalidInputError(f"{path.name}: not UTF-8 text") from None
     for sku, (fields, images) in rows.items():
         _add(source, sku, images, lambda f=fields: f)
     return source
+
+
+def _read_csv_rows(path: Path, reader: csv.DictReader, source: CatalogSource,
+                   rows: dict[str, tuple[dict, list[Path]]]) -> None:
+    if not reader.fieldnames or "sku" not in reader.fieldnames or "image" not in reader.fieldnames:
+        raise InvalidInputError(f"{path.name}: expected a header with at least 'sku' and 'image' columns")
+    for n, row in enumerate(reader, start=2):
+        sku = (row.get("sku") or "").strip()
+        image = (row.get("image") or "").strip()
+        if not sku:
+            source.skipped.append(Skipped(f"{path.name} line {n}", "no sku"))
+            continue
+        fields, images = rows.setdefault(sku, ({}, []))
+        fields.update({k: v for k, v in row.items() if k and v not in ("", None) and k not in ("sku", "image")})
+        if not image:
+            source.skipped.append(Skipped(f"{path.name} line {n} ({sku})", "no image"))
+            continue
+        img = (path.parent / image) if not Path(image).is_absolute() else Path(image)
+        images.append(img)

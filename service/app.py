@@ -8,26 +8,25 @@ JSON error and never a stack trace.
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
 import logging
 import mimetypes
 import tempfile
 import threading
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path
+import pathlib
 from typing import Annotated, Any, Callable
 
 import anyio
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped, read_catalog
 from pipeline.engine import Engine
@@ -43,7 +42,7 @@ from service.render import product_json, result_json
 
 log = logging.getLogger("skulens.service")
 
-STATIC = Path(__file__).parent / "static"
+STATIC = pathlib.Path(__file__).parent / "static"
 EngineFactory = Callable[[Settings], Engine]
 
 # error kind, status code; the first matching class wins (subclasses before their bases)
@@ -137,8 +136,10 @@ def _require(need: str):
     return check
 
 
-ReadKey = Depends(_require("read"))
-WriteKey = Depends(_require("write"))
+SKU_PATTERN = r"^[^\s/\x00-\x1f](?:[^/\x00-\x1f]{0,198}[^\s/\x00-\x1f])?$"
+SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, max_length=200,
+                               description="the product's SKU: no '/', no control characters, no edge spaces")]
+ImageIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 # -- limits ------------------------------------------------------------------------------------
@@ -221,6 +222,9 @@ def default_engine(settings: Settings) -> Engine:
 def create_app(settings: Settings, engine_factory: EngineFactory = default_engine) -> FastAPI:
     metrics = Metrics()
     limiter = anyio.CapacityLimiter(settings.service.inference_threads)
+    keys = KeyCheck(settings.api_read_keys, settings.api_write_keys)
+    # with no keys configured nothing is checked, and the schema declares no security
+    read_auth, write_auth = ([], []) if keys.open else ([Depends(_require("read"))], [Depends(_require("write"))])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -246,7 +250,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
     app = FastAPI(title="skulens", version=_version(), lifespan=lifespan,
                   description="Visual product search: a photo (or words) in, ranked SKUs out, every signal "
                               "explained. Read keys search; write keys also keep the catalogue.")
-    app.state.keys = KeyCheck(settings.api_read_keys, settings.api_write_keys)
+    app.state.keys = keys
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.warmup_error = None
@@ -280,7 +284,12 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(kind, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of every route on this path, not just the first route's
+            methods = {m for route in request.app.routes if hasattr(route, "methods") and route.methods
+                       and route.matches(request.scope)[0] != Match.NONE for m in route.methods}
+            headers["Allow"] = ", ".join(sorted(methods))
+        return _error(kind, exc.status_code, str(exc.detail), headers or None)
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):
@@ -313,7 +322,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         return k
 
     # -- search ----------------------------------------------------------------------------------
-    @app.post("/v1/search", tags=["search"], dependencies=[ReadKey], responses=ERROR_RESPONSES,
+    @app.post("/v1/search", tags=["search"], dependencies=read_auth, responses=ERROR_RESPONSES,
               response_model=s.SearchGroup | list[s.SearchGroup])
     async def search(
         request: Request,
@@ -334,7 +343,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         metrics.observe_stages(result.timings)
         return result_json(result, engine, all_objects, image_url)
 
-    @app.post("/v1/search/text", tags=["search"], dependencies=[ReadKey], responses=ERROR_RESPONSES,
+    @app.post("/v1/search/text", tags=["search"], dependencies=read_auth, responses=ERROR_RESPONSES,
               response_model=s.SearchGroup)
     async def search_text(request: Request, body: s.TextSearchIn):
         engine = engine_of(request)
@@ -348,9 +357,9 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
     def product_out(engine: Engine, sku: str) -> dict:
         return product_json(engine.store.get_product(sku), engine.store.images(sku), engine.data, image_url)
 
-    @app.get("/v1/products", tags=["catalogue"], dependencies=[ReadKey], responses=ERROR_RESPONSES,
+    @app.get("/v1/products", tags=["catalogue"], dependencies=read_auth, responses=ERROR_RESPONSES,
              response_model=s.ProductPage)
-    def list_products(request: Request, offset: Annotated[int, Query(ge=0)] = 0,
+    def list_products(request: Request, offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50, category: str | None = None,
                       brand: str | None = None, tag: str | None = None):
         store = engine_of(request).store
@@ -358,23 +367,23 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         return {"items": [product_json(p, store.images(p.sku), store.path.parent, image_url) for p in items],
                 "total": store.count_products(category, brand, tag), "offset": offset, "limit": limit}
 
-    @app.get("/v1/products/{sku}", tags=["catalogue"], dependencies=[ReadKey], responses=ERROR_RESPONSES,
+    @app.get("/v1/products/{sku}", tags=["catalogue"], dependencies=read_auth, responses=ERROR_RESPONSES,
              response_model=s.ProductOut)
-    def get_product(request: Request, sku: str):
+    def get_product(request: Request, sku: SkuPath):
         return product_out(engine_of(request), check_sku(sku))
 
-    @app.put("/v1/products/{sku}", tags=["catalogue"], dependencies=[WriteKey], responses=ERROR_RESPONSES,
+    @app.put("/v1/products/{sku}", tags=["catalogue"], dependencies=write_auth, responses=ERROR_RESPONSES,
              response_model=s.ProductOut)
-    async def put_product(request: Request, sku: str, body: s.ProductIn):
+    async def put_product(request: Request, sku: SkuPath, body: s.ProductIn):
         engine = engine_of(request)
         product = Product(check_sku(sku), body.title, body.brand, body.category, tuple(body.tags), body.price,
                           body.description, body.extra)
         await anyio.to_thread.run_sync(lambda: engine.add_product(product, []))
         return await anyio.to_thread.run_sync(product_out, engine, sku)
 
-    @app.patch("/v1/products/{sku}", tags=["catalogue"], dependencies=[WriteKey], responses=ERROR_RESPONSES,
+    @app.patch("/v1/products/{sku}", tags=["catalogue"], dependencies=write_auth, responses=ERROR_RESPONSES,
                response_model=s.ProductOut)
-    async def patch_product(request: Request, sku: str, body: s.ProductPatch):
+    async def patch_product(request: Request, sku: SkuPath, body: s.ProductPatch):
         engine = engine_of(request)
 
         def apply() -> None:
@@ -389,16 +398,16 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         await anyio.to_thread.run_sync(apply)
         return await anyio.to_thread.run_sync(product_out, engine, sku)
 
-    @app.delete("/v1/products/{sku}", tags=["catalogue"], dependencies=[WriteKey], responses=ERROR_RESPONSES,
+    @app.delete("/v1/products/{sku}", tags=["catalogue"], dependencies=write_auth, responses=ERROR_RESPONSES,
                 status_code=204)
-    async def delete_product(request: Request, sku: str):
+    async def delete_product(request: Request, sku: SkuPath):
         engine = engine_of(request)
         await anyio.to_thread.run_sync(engine.remove_product, check_sku(sku))
         return Response(status_code=204)
 
-    @app.post("/v1/products/{sku}/images", tags=["catalogue"], dependencies=[WriteKey],
+    @app.post("/v1/products/{sku}/images", tags=["catalogue"], dependencies=write_auth,
               responses=ERROR_RESPONSES, response_model=s.ProductOut, status_code=201)
-    async def add_images(request: Request, sku: str,
+    async def add_images(request: Request, sku: SkuPath,
                          file: Annotated[list[UploadFile], File(description="one or more product images")]):
         engine = engine_of(request)
         if len(file) > settings.service.max_files:
@@ -412,17 +421,17 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         await infer(add)
         return await anyio.to_thread.run_sync(product_out, engine, sku)
 
-    @app.delete("/v1/products/{sku}/images/{image_id}", tags=["catalogue"], dependencies=[WriteKey],
+    @app.delete("/v1/products/{sku}/images/{image_id}", tags=["catalogue"], dependencies=write_auth,
                 responses=ERROR_RESPONSES, status_code=204)
-    async def delete_image(request: Request, sku: str, image_id: int):
+    async def delete_image(request: Request, sku: SkuPath, image_id: ImageIdPath):
         engine = engine_of(request)
         await anyio.to_thread.run_sync(engine.remove_image, check_sku(sku), image_id)
         return Response(status_code=204)
 
-    @app.get("/v1/products/{sku}/images/{image_id}", tags=["catalogue"], dependencies=[ReadKey],
+    @app.get("/v1/products/{sku}/images/{image_id}", tags=["catalogue"], dependencies=read_auth,
              responses={**ERROR_RESPONSES, 200: {"content": {"image/*": {}}, "description": "the image file"}},
              response_class=FileResponse)
-    def get_image(request: Request, sku: str, image_id: int):
+    def get_image(request: Request, sku: SkuPath, image_id: ImageIdPath):
         engine = engine_of(request)
         found = [im for im in engine.store.images(check_sku(sku)) if im.id == image_id]
         if not found:
@@ -432,7 +441,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable",
                                                              "ETag": found[0].sha256})
 
-    @app.post("/v1/import", tags=["catalogue"], dependencies=[WriteKey], responses=ERROR_RESPONSES,
+    @app.post("/v1/import", tags=["catalogue"], dependencies=write_auth, responses=ERROR_RESPONSES,
               response_model=s.ImportReport)
     async def bulk_import(
         request: Request,
@@ -450,7 +459,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
             raise InvalidInputError(f"at most {settings.service.max_files * 50} images per import")
         uploads = {}
         for f in files:
-            name = Path(f.filename or "").name
+            name = pathlib.PurePath(f.filename or "").name
             if not name:
                 raise InvalidInputError("every uploaded image needs a file name (the manifest names it)")
             uploads[name] = await read_upload(f)
@@ -498,16 +507,12 @@ def _run_import(engine: Engine, manifest: bytes, uploads: dict[str, bytes]) -> d
     from pipeline.indexing import index_catalog
 
     with tempfile.TemporaryDirectory(prefix="skulens-import-") as tmp:
-        root = Path(tmp)
+        root = pathlib.Path(tmp)
         for name, data in uploads.items():
             (root / name).write_bytes(data)
-        try:
-            text = manifest.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInputError("the manifest is not UTF-8 text") from None
-        if not next(csv.reader(io.StringIO(text)), None):
+        if not manifest.strip():
             raise InvalidInputError("the manifest is empty (expected a header with 'sku' and 'image')")
-        (root / "manifest.csv").write_text(text, encoding="utf-8")
+        (root / "manifest.csv").write_bytes(manifest)
         source = read_catalog(root / "manifest.csv")
         kept = CatalogSource(skipped=list(source.skipped))
         for entry in source.entries:

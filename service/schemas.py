@@ -71,7 +71,9 @@ class SearchGroup(BaseModel):
 
 
 class FiltersIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """JSON bodies are strict: ``"price": false`` or ``"k": "3"`` is an error, not a coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
     category: str | None = None
     brand: str | None = None
     tags: list[str] = Field(default_factory=list, description="the product must carry all of these tags")
@@ -101,7 +103,7 @@ def parse_filters(raw: str | None) -> SearchFilters | None:
 
 
 class TextSearchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(min_length=1, max_length=1000, description="typed words: title, brand, tags, colour words")
     k: int = Field(10, ge=1, le=1000)
     weights: dict[str, float] | None = Field(None, description="per-signal weights; only 'text' counts here")
@@ -111,7 +113,7 @@ class TextSearchIn(BaseModel):
 class ProductIn(BaseModel):
     """A product's metadata (images are added with POST .../images)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     title: str = Field("", max_length=1000)
     brand: str = Field("", max_length=200)
     category: str = Field("", max_length=200)
@@ -122,7 +124,7 @@ class ProductIn(BaseModel):
 
 
 class ProductPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     title: str | None = Field(None, max_length=1000)
     brand: str | None = Field(None, max_length=200)
     category: str | None = Field(None, max_length=200)
