@@ -8,18 +8,22 @@ SKULENS := $(VENV)/bin/skulens
 STAMP  := $(VENV)/.installed
 DATA   ?= skulens-data
 CATALOG ?= ../shared/datasets/grocery/catalog
-QUERY  ?= $(firstword $(wildcard ../shared/datasets/grocery/photos/val/*/*/*.jpg ../shared/datasets/grocery/photos/val/*/*.jpg))
 
 .PHONY: setup system venv models run test test-all clean-venv
 
 setup: system venv models
 
-# Tesseract (Debian packages) is the one system dependency.
+# Debian packages: Tesseract OCR (the pipeline's one system dependency) and Chromium (the
+# headless browser the web-page tests drive; the service itself does not need it).
 system:
-	@command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx eng || { \
-	  echo "installing Tesseract OCR (Debian packages)"; \
+	@missing=""; \
+	command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx eng || missing="tesseract-ocr tesseract-ocr-eng"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tesseract-ocr tesseract-ocr-eng >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 venv: $(STAMP)
 
@@ -33,9 +37,12 @@ $(STAMP): pyproject.toml
 models: venv
 	$(SKULENS) models fetch
 
+# Indexes the demo catalogue when there is one (changed products only), then serves on BIND:PORT.
+BIND ?= 127.0.0.1
+PORT ?= 8000
 run: setup
-	$(SKULENS) --data $(DATA) index $(CATALOG)
-	$(SKULENS) --data $(DATA) search "$(QUERY)" --k 5
+	@if [ -d "$(CATALOG)" ]; then $(SKULENS) --data $(DATA) index $(CATALOG); fi
+	$(SKULENS) serve --data $(DATA) --host $(BIND) --port $(PORT)
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -13,8 +13,10 @@ import shlex
 import sys
 from pathlib import Path
 
-ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "speed-vectors")
-HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md` and `skulens bench`; "
+ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "speed-vectors",
+         "service-load")
+HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md`, `skulens bench` and "
+          "`skulens bench-service`; "
           "each section says the machine, the date and the command that produced it. Quality figures come from "
           "the split named in each section; weights are never tuned on that split.\n")
 

@@ -377,6 +377,63 @@ def products_add(
     err.print(f"{sku}: added {len(result.image_ids)} image(s)")
 
 
+@app.command("bench-service")
+def bench_service(
+    photos: Annotated[Path, typer.Option(help="a folder of query photos (searched recursively)")],
+    catalog: Annotated[Path, typer.Option(help="a folder of catalogue images, imported through the API")],
+    searches: Annotated[int, typer.Option(min=1, help="photo searches in the load run")] = 500,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent search clients")] = 8,
+    kill_after: Annotated[float, typer.Option(help="seconds into the bulk import at which the server is killed")] = 20.0,
+    load: Annotated[bool, typer.Option(help="run the load part")] = True,
+    kill: Annotated[bool, typer.Option(help="run the kill-and-restart part")] = True,
+    workdir: Annotated[Optional[Path], typer.Option(help="where the servers' data go (default: a temporary folder)")] = None,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="the BENCHMARKS.md to update")] = None,
+) -> None:
+    """Load and kill runs against a real `skulens serve` on loopback (a fresh data directory, API keys set)."""
+    import tempfile
+
+    from pipeline.benchmarks_md import update_section
+    from pipeline.catalog_source import IMAGE_SUFFIXES
+    from service.loadtest import load_markdown, new_server, run_kill, run_load, import_catalog
+
+    query_photos = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    cat_images = sorted(p for p in Path(catalog).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not query_photos or not cat_images:
+        raise SkulensError(f"need photos in {photos} and catalogue images in {catalog}")
+    root = Path(workdir or tempfile.mkdtemp(prefix="skulens-bench-service-"))
+    load_result = kill_result = None
+    if load:
+        server = new_server(root / "load")
+        server.start()
+        try:
+            report = import_catalog(server, [(p.stem, p) for p in cat_images])
+            err.print(f"imported {report['indexed']} products; {searches} searches from {clients} clients...")
+            load_result = run_load(server, query_photos, searches, clients, cat_images[0])
+        finally:
+            server.stop()
+        err.print(f"load: {load_result.searches / load_result.seconds:.2f} searches/s, p50 "
+                  f"{load_result.percentile(50):.0f} ms, p95 {load_result.percentile(95):.0f} ms, "
+                  f"p99 {load_result.percentile(99):.0f} ms, 5xx {load_result.server_errors}")
+    if kill:
+        server = new_server(root / "kill")
+        server.start()
+        try:
+            kill_result = run_kill(server, [(f"IMP-{p.stem}", p) for p in cat_images], cat_images[-1],
+                                   query_photos[0], kill_after)
+        finally:
+            server.stop()
+        err.print(f"kill: {kill_result.acknowledged} acknowledged writes, {len(kill_result.missing)} missing; "
+                  f"DB {kill_result.db_vectors} vectors, index {kill_result.index_vectors}; search "
+                  f"{kill_result.search_status}" + (" (the import had finished before the kill)"
+                                                    if kill_result.import_done_before_kill else ""))
+    if benchmarks:
+        update_section(benchmarks, "service-load", "Service: load and kill (loopback)",
+                       load_markdown(load_result, kill_result, len(cat_images)))
+        err.print(f"updated {benchmarks}")
+    if (load_result and load_result.server_errors) or (kill_result and not kill_result.ok):
+        raise SkulensError("the service run failed (5xx responses, or lost writes); see above")
+
+
 # -- service ----------------------------------------------------------------------------------
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -186,5 +186,6 @@ class Ready(BaseModel):
     status: str
     products: int
     images: int
-    vectors: int
+    vectors: int = Field(description="vectors in the database")
+    index_vectors: int = Field(description="vectors in the search index (equal to `vectors` when they agree)")
     index: str

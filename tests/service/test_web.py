@@ -1,0 +1,126 @@
+"""The web pages in a real browser (Debian's chromium, headless, driven by Playwright):
+a shopper uploads a photo and sees results; a merchant adds and deletes a product."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+from pipeline.engine import Engine
+from pipeline.settings import Settings
+from service.app import create_app
+from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(real_stages, tmp_path_factory):
+    """`skulens serve` in this process (sharing the loaded models) on a catalogue of four products."""
+    import uvicorn
+
+    from pipeline.catalog_source import read_catalog
+    from pipeline.indexing import index_catalog
+
+    root = tmp_path_factory.mktemp("web")
+    settings = Settings(data=root / "data")
+    engine = Engine(settings, real_stages)
+    index_catalog(engine, read_catalog(make_catalogue(root / "catalog")))
+    engine.close()
+    port = _free_port()
+    app = create_app(settings, lambda s: Engine(s, real_stages))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", root
+    srv.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (`make system` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def test_shopper_uploads_a_photo_and_sees_explained_results(server, page, tmp_path):
+    url, _ = server
+    colour, word, shape = CATALOGUE["OATLY-OAT"]
+    photo = tmp_path / "shelf.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(colour, word, shape, size=360)))
+    page.goto(url + "/")
+    assert page.locator("#photo").get_attribute("capture") is not None
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_selector(".card", timeout=120_000)
+    first = page.locator(".card").first
+    assert first.get_attribute("data-sku") == "OATLY-OAT"
+    assert first.locator(".signals dt").all_inner_texts() == ["embedding", "colour", "tags", "text"]
+    assert first.locator(".bar").count() == 4
+    assert page.locator("#boxes .box").count() >= 1
+    page.wait_for_function("document.querySelector('.card img').naturalWidth > 0", timeout=30_000)
+    page.locator("#boxes .box").first.click()  # tapping a box shows that object's results
+    assert page.locator(".card").count() >= 1
+
+
+def test_shopper_types_a_query(server, page):
+    url, _ = server
+    page.goto(url + "/")
+    page.fill("#text", "lime")
+    page.click("#text-form button")
+    page.wait_for_selector(".card")
+    assert page.locator(".card").first.get_attribute("data-sku") == "LIME"
+
+
+def test_merchant_adds_and_deletes_a_product(server, page, tmp_path):
+    url, _ = server
+    image = tmp_path / "cup.jpg"
+    image.write_bytes(jpeg_bytes(product_image((20, 40, 230), "CUP", "ellipse")))
+    page.on("dialog", lambda d: d.accept())
+    page.goto(url + "/merchant")
+    page.wait_for_selector("#products li")
+    page.fill("input[name=sku]", "BLUE-CUP")
+    page.fill("input[name=title]", "Blue cup")
+    page.fill("input[name=tags]", "kitchen, blue")
+    page.fill("input[name=price]", "3.5")
+    page.set_input_files("input[name=images]", str(image))
+    page.click("#add-form button[type=submit]")
+    item = page.locator("#products li[data-sku='BLUE-CUP']")
+    item.wait_for(timeout=120_000)
+    assert "1 image" in item.inner_text()
+    page.wait_for_function("document.querySelector(\"li[data-sku='BLUE-CUP'] img\").naturalWidth > 0")
+    item.locator(".delete").click()
+    item.wait_for(state="detached")
+    assert "Deleted BLUE-CUP" in page.inner_text("#status")
