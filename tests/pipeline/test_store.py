@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InvalidInputError, NotFoundError, StorageError
-from pipeline.store import CatalogStore, NewImage, Product
+from pipeline.store import SCHEMA_VERSION, CatalogStore, NewImage, Product
 from pipeline.types import OcrText, Palette, Tags
 
 DIM = 8
@@ -241,3 +241,35 @@ def test_vectors_returns_everything_in_id_order(store):
                       (image_ids[1], "SKU-1", "full"), (image_ids[2], "SKU-2", "full"),
                       (image_ids[2], "SKU-2", "crop")]
     assert store.vector_owners("SKU-2") == [(int(i), image_ids[2], r) for i, r in zip(two.added_ids, ("full", "crop"))]
+
+
+def test_readers_never_see_a_write_in_progress(tmp_path):
+    """Reads on other threads see the last commit while a write transaction is open."""
+    import threading
+
+    store = CatalogStore(tmp_path / "c.sqlite3")
+    store.write_product(Product("A", "first"), [], replace_images=False)
+    seen: list[str] = []
+    with store._write() as conn:
+        conn.execute("UPDATE products SET title = 'half-written' WHERE sku = 'A'")
+        t = threading.Thread(target=lambda: seen.append(store.get_product("A").title))
+        t.start()
+        t.join(10)
+    assert seen == ["first"]
+    assert store.get_product("A").title == "half-written"
+    store.close()
+
+
+def test_schema_1_is_upgraded_with_colour_words_in_the_text_index(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    store = CatalogStore(path)
+    store.write_product(Product("A", "Oat drink"), [], replace_images=False)
+    store.close()
+    with sqlite3.connect(path) as conn:  # what a version-1 database looked like
+        conn.execute("DROP TABLE products_fts")
+        conn.execute("CREATE VIRTUAL TABLE products_fts USING fts5(title, brand, category, tags, description, ocr)")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = CatalogStore(path)
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    assert [s for s, _ in store.fts_search('"oat"', 5)] == ["A"]
+    store.close()

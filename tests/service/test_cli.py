@@ -154,3 +154,11 @@ def _products(db: Path) -> int:
             return conn.execute("SELECT COUNT(*) FROM products").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+def test_serve_refuses_other_hosts_without_keys(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKULENS_API_")}
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--data", str(tmp_path / "d"), "--host",
+                           "0.0.0.0", "--port", "1"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without API keys" in proc.stderr and "Traceback" not in proc.stderr
