@@ -165,7 +165,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge()
+                    raise _TooLarge(413, f"request body is over the limit of {self.max_bytes} bytes")
             return message
 
         async def tracking_send(message):
@@ -182,8 +182,9 @@ class BodyLimit:
                     scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive`` while the body streams in; FastAPI passes HTTP exceptions through
+    its body parsing, so the handler answers 413."""
 
 
 class RequestMetrics:
@@ -283,7 +284,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of every route on this path, not just the first route's
             methods = {m for route in request.app.routes if hasattr(route, "methods") and route.methods

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from pipeline.engine import Engine
 from pipeline.settings import Settings
-from service.app import KeyCheck, create_app
+from service.app import BodyLimit, KeyCheck, create_app
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -266,3 +267,23 @@ def test_key_check_is_exact():
     assert keys.role("r1") == "read" and keys.role("w2") == "write"
     assert keys.role("r") is None and keys.role("r1 ") is None and keys.role(None) is None
     assert KeyCheck([], []).open and not keys.open
+
+
+def test_streamed_body_over_the_limit_is_413():
+    """Without a Content-Length the limit is enforced while the body streams in."""
+    inner = FastAPI()
+
+    @inner.post("/echo")
+    async def echo(request: Request):
+        return {"n": len(await request.body())}
+
+    app = BodyLimit(inner, max_bytes=1000)
+
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 300
+
+    with TestClient(app) as c:
+        assert c.post("/echo", content=b"x" * 900).json() == {"n": 900}
+        res = c.post("/echo", content=chunks())
+        assert res.status_code == 413
