@@ -97,10 +97,13 @@ def query_vectors(query: ObjectFeatures, regions: Sequence[str] | None) -> np.nd
 
 def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
                       n_neighbours: int, n_text: int, query_regions: Sequence[str] | None = None,
-                      gallery_regions: Sequence[str] | None = None) -> dict[str, Candidate]:
-    """Top image neighbours per query region, best image per SKU, plus SKUs found by text.
+                      gallery_regions: Sequence[str] | None = None, pooling: str = "max") -> dict[str, Candidate]:
+    """SKUs near any query region in the index, plus SKUs found by text, each with its embedding score.
 
     ``query_regions`` / ``gallery_regions`` restrict which embeddings take part (all when None).
+    ``pooling`` turns the cosines of the query's regions with a SKU's vectors into one score:
+    ``max`` takes the best pair; ``mean`` takes, for each query region, its best cosine among the
+    SKU's vectors and averages those over the regions (every view of the query has a say).
     """
     found: dict[str, Candidate] = {}
     if query is not None and len(view.index):
@@ -116,32 +119,56 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
             s = float(np.clip(sim, 0.0, 1.0))
             if sku not in found or s > found[sku].embedding:
                 found[sku] = Candidate(sku, image_id, s)
+        if pooling == "mean" and len(q) > 1 and found:
+            found = {c.sku: c for c in pooled_candidates(view, q, list(found), gallery_regions)}
     expr = fts_match_expression([t for t, _ in tokens])
     if expr and view.fts is not None and n_text > 0:
-        for sku, _ in view.fts(expr, n_text):
-            if sku not in found:
-                found[sku] = exact_candidate(view, query, sku, query_regions, gallery_regions)
+        missing = [sku for sku, _ in view.fts(expr, n_text) if sku not in found]
+        if query is None:
+            found.update((sku, exact_candidate(view, None, sku)) for sku in missing)
+        else:
+            q = query_vectors(query, query_regions)
+            found.update((c.sku, c) for c in pooled_candidates(view, q, missing, gallery_regions, pooling))
     return found
+
+
+def pooled_candidates(view: CatalogView, q: np.ndarray, skus: Sequence[str],
+                      gallery_regions: Sequence[str] | None = None, pooling: str = "mean") -> list[Candidate]:
+    """Candidates scored against every stored vector of each SKU (one batch of reconstructions)."""
+    if pooling not in ("max", "mean"):
+        raise InvalidInputError(f"expected region pooling 'max' or 'mean', got {pooling!r}")
+    owned = [[v for v in view.sku_vectors.get(sku, [])
+              if gallery_regions is None or view.vector_owner[v][2] in gallery_regions] for sku in skus]
+    flat = np.asarray([v for vids in owned for v in vids], np.int64)
+    stored = np.asarray(view.index.reconstruct(flat), np.float32) if len(flat) else np.zeros((0, q.shape[1]))
+    sims = np.clip(stored @ q.T, 0.0, 1.0)  # (vectors, query regions)
+    out, start = [], 0
+    for sku, vids in zip(skus, owned):
+        if not vids:
+            out.append(Candidate(sku, None, 0.0))
+            continue
+        block = sims[start:start + len(vids)]
+        start += len(vids)
+        best = int(np.argmax(block.max(axis=1)))
+        score = float(block.max(axis=0).mean()) if pooling == "mean" else float(block.max())
+        out.append(Candidate(sku, view.vector_owner[vids[best]][0], score))
+    return out
 
 
 def exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str,
                     query_regions: Sequence[str] | None = None,
-                    gallery_regions: Sequence[str] | None = None) -> Candidate:
+                    gallery_regions: Sequence[str] | None = None, pooling: str = "max") -> Candidate:
     """A candidate scored against every stored vector of the SKU (no index search)."""
-    vids = [v for v in view.sku_vectors.get(sku, [])
-            if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
-    if query is None or not vids:
-        image_id = view.vector_owner[vids[0]][0] if vids else None
-        return Candidate(sku, image_id, 0.0)
-    stored = np.asarray(view.index.reconstruct(np.asarray(vids, np.int64)), np.float32)
-    sims = stored @ query_vectors(query, query_regions).T
-    best = np.unravel_index(int(np.argmax(sims)), sims.shape)[0]
-    return Candidate(sku, view.vector_owner[vids[best]][0], float(np.clip(sims.max(), 0.0, 1.0)))
+    if query is None:
+        vids = [v for v in view.sku_vectors.get(sku, [])
+                if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
+        return Candidate(sku, view.vector_owner[vids[0]][0] if vids else None, 0.0)
+    return pooled_candidates(view, query_vectors(query, query_regions), [sku], gallery_regions, pooling)[0]
 
 
 def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: dict[str, Candidate],
                   filters: SearchFilters | None, exhaustive_limit: int,
-                  query_regions: Sequence[str] | None = None) -> dict[str, Candidate]:
+                  query_regions: Sequence[str] | None = None, pooling: str = "max") -> dict[str, Candidate]:
     """Keep the candidates the filters accept.  When at most ``exhaustive_limit`` SKUs pass
     the filters, every one of them is a candidate (scored against all its vectors), so a
     narrow filter still fills the result list."""
@@ -151,9 +178,12 @@ def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: d
     allowed_set = set(allowed)
     kept = {sku: c for sku, c in candidates.items() if sku in allowed_set}
     if len(allowed) <= exhaustive_limit:
-        for sku in allowed:
-            if sku not in kept:
-                kept[sku] = exact_candidate(view, query, sku, query_regions)
+        missing = [sku for sku in allowed if sku not in kept]
+        if query is None:
+            kept.update((sku, exact_candidate(view, None, sku)) for sku in missing)
+        else:
+            q = query_vectors(query, query_regions)
+            kept.update((c.sku, c) for c in pooled_candidates(view, q, missing, None, pooling))
     return kept
 
 

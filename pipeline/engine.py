@@ -170,8 +170,10 @@ class Engine:
             for obj in objects:
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, text) if obj else \
                     query_tokens((), (), text)
-                cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates)
-                cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit)
+                cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates,
+                                          pooling=fs.region_pooling)
+                cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit,
+                                      pooling=fs.region_pooling)
                 groups.append(ResultGroup(obj, self.ranker.rank(self.view, obj, tokens, cands, w, k)))
         timings["rank"] = (time.perf_counter() - t0) * 1000
         return SearchResult(analysis, groups, timings)

@@ -108,7 +108,7 @@ class Evaluator:
                 obj = analysis.objects[0]
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, None)
                 cands = gather_candidates(view, obj, tokens, fs.candidates, fs.text_candidates,
-                                          query_regions, gallery_regions)
+                                          query_regions, gallery_regions, fs.region_pooling)
                 if cands:
                     cand_list, matrix = self.engine.ranker.score(view, obj, tokens, cands)
                 else:

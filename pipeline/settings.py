@@ -113,6 +113,9 @@ class FusionSettings(BaseModel):
     text_scale: float = Field(
         1.0, description="matched words (in units of a word unique to one SKU) at which text similarity is 1-1/e")
     merchant_tag_weight: float = 1.0
+    region_pooling: Literal["max", "mean"] = Field(
+        "mean", description="how the query regions' cosines with a SKU's vectors become one embedding score: "
+                           "'max' (best pair) or 'mean' (each region's best match, averaged over the regions)")
     filter_exhaustive_limit: int = Field(
         5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
     query_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a query photo embedded")

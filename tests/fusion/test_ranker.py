@@ -197,6 +197,23 @@ def test_gather_candidates_adds_text_hits_with_their_exact_similarity() -> None:
     assert found["red-mug"].image_id == 1
 
 
+def test_mean_pooling_averages_each_query_regions_best_match() -> None:
+    """Two query views: a SKU matching only one view scores the mean of (best, 0) under 'mean'."""
+    q_full, q_crop = _unit((0, 1)), _unit((3, 1))
+    query = _query({"full": q_full, "crop": q_crop})
+    by_max = gather_candidates(_view(), query, [], 10, 10, pooling="max")
+    by_mean = gather_candidates(_view(), query, [], 10, 10, pooling="mean")
+    # red-mug: full matches image 1 exactly (1.0), crop matches nothing (0.0)
+    assert by_max["red-mug"].embedding == pytest.approx(1.0, abs=1e-6)
+    assert by_mean["red-mug"].embedding == pytest.approx(0.5, abs=1e-6)
+    # oat-drink: crop matches image 4 exactly, full matches neither image
+    assert by_mean["oat-drink"].embedding == pytest.approx(0.5, abs=1e-6) and by_mean["oat-drink"].image_id == 4
+    # one query region: both poolings agree
+    single = _query({"full": _unit((0, 1), (1, 1))})
+    assert gather_candidates(_view(), single, [], 10, 10, pooling="mean")["red-mug"].embedding == \
+        pytest.approx(gather_candidates(_view(), single, [], 10, 10, pooling="max")["red-mug"].embedding)
+
+
 # -- fused score is monotone in each signal --------------------------------------------------------------------------
 
 WORDS = ("alpha", "bravo", "charlie", "delta")
