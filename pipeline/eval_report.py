@@ -52,8 +52,8 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list
     return rows
 
 
-def tuned_weights(settings: Settings) -> dict[str, float] | None:
-    """Weights saved by ``skulens tune`` with the catalogue in the data directory, if any."""
+def tuned_record(settings: Settings) -> dict | None:
+    """What ``skulens tune`` saved with the catalogue in the data directory (weights, split, fit), if any."""
     db = Path(settings.data) / "catalog.sqlite3"
     if not db.exists():
         return None
@@ -62,20 +62,28 @@ def tuned_weights(settings: Settings) -> dict[str, float] | None:
         raw = store.get_meta(TUNED_KEY)
     finally:
         store.close()
-    return json.loads(raw)["weights"] if raw else None
+    return json.loads(raw) if raw else None
+
+
+def tuned_weights(settings: Settings) -> dict[str, float] | None:
+    record = tuned_record(settings)
+    return record["weights"] if record else None
 
 
 def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, split: str = "val",
              limit: int | None = None, ablate: bool = False, seed: int = 0,
              progress: Progress | None = None) -> dict:
     data = load_protocol(protocol, root, split, limit, seed)
-    tuned = tuned_weights(settings)
+    record = tuned_record(settings)
+    tuned = record["weights"] if record else None
     ev = Evaluator(data, settings, stages)
     try:
         ev.prepare(progress)
         main = ev.evaluate(default_config(settings, tuned), seed)
         report = {"protocol": data.name, "split": split, "queries": len(data.queries),
                   "metrics": main.metrics, "config": _config_json(main.config)}
+        if record:
+            report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date")}
         if not data.per_image:
             report["packaged"] = main.packaged
         else:
@@ -155,7 +163,13 @@ def report_markdown(report: dict) -> str:
     lines = [f"Split **{report['split']}**, {report['queries']} queries"
              + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
              + f"; default configuration: {report['config']['name']} "
-             f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}).", ""]
+             f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "
+             f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}).", ""]
+    if report.get("tuned"):
+        t = report["tuned"]
+        fit = ", ".join(f"{k} {v:.3f}" for k, v in (t.get("fit") or {}).items() if k != "queries")
+        lines[0] += (f" Tuned weights: learnt by `skulens tune` on {t.get('protocol')} **{t.get('split')}** "
+                     f"({t.get('queries')} queries; fit there: {fit}), never on the split reported here.")
     head = "| configuration | " + " | ".join(keys)
     packaged = any("packaged" in r for r in report.get("ablation", [])) or report.get("packaged")
     head += " | packaged R@1 | packaged mAP" if packaged else ""
