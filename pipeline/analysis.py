@@ -22,7 +22,11 @@ from pipeline.types import Box, Mask, ObjectFeatures, OcrText, Palette, Tags, ch
 
 log = logging.getLogger(__name__)
 
-REGIONS = ("full", "crop", "masked")
+REGIONS = ("full", "crop", "masked", "centre70", "centre50")
+"""What can be embedded: the whole photo, the main box, the box with its background whitened, and
+the central 70% / 50% of the photo (extra views of a hand-held product, for queries)."""
+PHOTO_REGIONS = ("full", "centre70", "centre50")
+"""Regions of the whole photo, not of one object (left out when every object is searched)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class Analyzer:
                 boxes = self.stages.detector.detect(image)
         targets = boxes if (all_objects and boxes) else boxes[:1] or [Box.full(w, h)]
         if all_objects:
-            regions = tuple(r for r in regions if r != "full") or ("crop",)
+            regions = tuple(r for r in regions if r not in PHOTO_REGIONS) or ("crop",)
         objects = [self._object(image, box, regions, timings) for box in targets]
         return Analysis(w, h, boxes, objects, timings)
 
@@ -120,7 +124,16 @@ def _region_images(image: np.ndarray, crop: np.ndarray, mask: Mask | None, box: 
         elif region == "masked" and mask is not None and mask.shape == crop.shape[:2]:
             alpha = mask.alpha[..., None]
             out["masked"] = (crop * alpha + 255 * (1 - alpha)).astype(np.uint8)
+        elif region.startswith("centre"):
+            out[region] = centre_crop(image, int(region.removeprefix("centre")) / 100.0)
     return out or {"full": image}
+
+
+def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The central ``fraction`` of the image's width and height."""
+    h, w = image.shape[:2]
+    dh, dw = int(round(h * (1 - fraction) / 2)), int(round(w * (1 - fraction) / 2))
+    return np.ascontiguousarray(image[dh:h - dh, dw:w - dw])
 
 
 @contextmanager

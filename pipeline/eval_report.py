@@ -35,14 +35,17 @@ def default_config(settings: Settings, tuned: dict[str, float] | None) -> EvalCo
 def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list[EvalConfig]:
     """Cumulative rows: each adds one stage or signal to the one before."""
     w = settings.fusion.weights.as_dict()
-    full, crop, allr = ("full",), ("full", "crop"), ALL_REGIONS
+    full, crop = ("full",), ("full", "crop")
+    centre = crop + ("centre70", "centre50")
+    q_all, g_all = centre + ("masked",), ALL_REGIONS
     rows = [
         EvalConfig("embedding, full photo", _only(w, ("embedding",)), full, full),
         EvalConfig("+ detection crop", _only(w, ("embedding",)), crop, crop),
-        EvalConfig("+ background removal", _only(w, ("embedding",)), allr, allr),
-        EvalConfig("+ colour", _only(w, ("embedding", "colour")), allr, allr),
-        EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), allr, allr),
-        EvalConfig("+ OCR text", w, allr, allr),
+        EvalConfig("+ centre views of the query", _only(w, ("embedding",)), centre, crop),
+        EvalConfig("+ background removal", _only(w, ("embedding",)), q_all, g_all),
+        EvalConfig("+ colour", _only(w, ("embedding", "colour")), q_all, g_all),
+        EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), q_all, g_all),
+        EvalConfig("+ OCR text", w, q_all, g_all),
         default_config(settings, None),
     ]
     if tuned:

@@ -30,6 +30,9 @@ from pipeline.types import SIGNALS
 log = logging.getLogger(__name__)
 
 ALL_REGIONS = ("full", "crop", "masked")
+"""Regions every gallery image is analysed with (configurations pick among them)."""
+QUERY_REGIONS = ALL_REGIONS + ("centre70", "centre50")
+"""Regions every query photo is analysed with."""
 Progress = Callable[[str, int, int], None]
 
 
@@ -93,7 +96,7 @@ class Evaluator:
         self.analyses = []
         for i, q in enumerate(self.data.queries, 1):
             blob = read_image_bytes(q.path, self.settings.images)
-            _, analysis, _ = self.engine.analyse(blob, q.path.name, ALL_REGIONS, use_cache=True)
+            _, analysis, _ = self.engine.analyse(blob, q.path.name, QUERY_REGIONS, use_cache=True)
             self.analyses.append((q, analysis))
             if progress:
                 progress("queries", i, len(self.data.queries))
@@ -164,7 +167,7 @@ class Evaluator:
             t = a.timings
             if not t:
                 continue
-            cost = t.get("decode", 0.0) + t.get("embed", 0.0) * len(config.query_regions) / len(ALL_REGIONS)
+            cost = t.get("decode", 0.0) + t.get("embed", 0.0) * len(config.query_regions) / len(QUERY_REGIONS)
             if set(config.query_regions) - {"full"} or config.weights.get("colour", 0) > 0:
                 cost += t.get("detect", 0.0) + t.get("background", 0.0)
             if config.weights.get("colour", 0) > 0:

@@ -118,7 +118,8 @@ class FusionSettings(BaseModel):
                            "'max' (best pair) or 'mean' (each region's best match, averaged over the regions)")
     filter_exhaustive_limit: int = Field(
         5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
-    query_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a query photo embedded")
+    query_regions: tuple[str, ...] = Field(("full", "crop", "centre70", "centre50"),
+                                           description="regions of a query photo embedded (also 'masked')")
     index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")
 
 

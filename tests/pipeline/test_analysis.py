@@ -88,6 +88,16 @@ def test_regions_full_crop_masked() -> None:
     assert all(t >= 0 for t in result.timings.values())
 
 
+def test_centre_views_of_the_photo() -> None:
+    analyzer, embedder, _ = make([RED])
+    [obj] = analyzer.analyse(picture(), ("full", "centre70", "centre50")).objects
+    assert set(obj.vectors) == {"full", "centre70", "centre50"}
+    assert embedder.calls == [[(H, W, 3), (round(H * 0.7), round(W * 0.7), 3), (H // 2, W // 2, 3)]]
+    # every object searched separately: views of the whole photo say nothing about one object
+    result = analyzer.analyse(picture(), ("full", "crop", "centre70"), all_objects=True)
+    assert all(set(o.vectors) == {"crop"} for o in result.objects)
+
+
 def test_whole_image_box_is_not_embedded_twice() -> None:
     analyzer, embedder, _ = make([Box(0, 0, W, H)])
     [obj] = analyzer.analyse(picture(), ("full", "crop")).objects
