@@ -28,3 +28,15 @@ def test_masks_survive_a_new_cache_object(tmp_path):
     assert np.array_equal(first.alpha, again.alpha)
     PersistentMasks(inner, FeatureCache(tmp_path / "f.sqlite3"), "other-model").remove(image)
     assert inner.calls == 2
+
+
+def test_uncached_block_computes_for_real(tmp_path):
+    image = np.full((20, 30, 3), 200, np.uint8)
+    inner = CountingRemover()
+    masks = PersistentMasks(inner, FeatureCache(tmp_path / "f.sqlite3"), "m")
+    masks.remove(image)
+    with masks.uncached():
+        masks.remove(image)
+        masks.remove(image)
+    masks.remove(image)
+    assert inner.calls == 3
