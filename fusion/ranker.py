@@ -124,11 +124,7 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
     expr = fts_match_expression([t for t, _ in tokens])
     if expr and view.fts is not None and n_text > 0:
         missing = [sku for sku, _ in view.fts(expr, n_text) if sku not in found]
-        if query is None:
-            found.update((sku, exact_candidate(view, None, sku)) for sku in missing)
-        else:
-            q = query_vectors(query, query_regions)
-            found.update((c.sku, c) for c in pooled_candidates(view, q, missing, gallery_regions, pooling))
+        found.update(exact_candidates(view, query, missing, query_regions, gallery_regions, pooling))
     return found
 
 
@@ -155,15 +151,20 @@ def pooled_candidates(view: CatalogView, q: np.ndarray, skus: Sequence[str],
     return out
 
 
-def exact_candidate(view: CatalogView, query: ObjectFeatures | None, sku: str,
-                    query_regions: Sequence[str] | None = None,
-                    gallery_regions: Sequence[str] | None = None, pooling: str = "max") -> Candidate:
-    """A candidate scored against every stored vector of the SKU (no index search)."""
+def exact_candidates(view: CatalogView, query: ObjectFeatures | None, skus: Sequence[str],
+                     query_regions: Sequence[str] | None = None, gallery_regions: Sequence[str] | None = None,
+                     pooling: str = "max") -> dict[str, Candidate]:
+    """Candidates scored against every stored vector of each SKU (no index search); without a
+    query photo their embedding score is 0 and their image is the SKU's first."""
     if query is None:
-        vids = [v for v in view.sku_vectors.get(sku, [])
-                if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
-        return Candidate(sku, view.vector_owner[vids[0]][0] if vids else None, 0.0)
-    return pooled_candidates(view, query_vectors(query, query_regions), [sku], gallery_regions, pooling)[0]
+        out = {}
+        for sku in skus:
+            vids = [v for v in view.sku_vectors.get(sku, [])
+                    if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
+            out[sku] = Candidate(sku, view.vector_owner[vids[0]][0] if vids else None, 0.0)
+        return out
+    q = query_vectors(query, query_regions)
+    return {c.sku: c for c in pooled_candidates(view, q, skus, gallery_regions, pooling)}
 
 
 def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: dict[str, Candidate],
@@ -179,11 +180,7 @@ def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: d
     kept = {sku: c for sku, c in candidates.items() if sku in allowed_set}
     if len(allowed) <= exhaustive_limit:
         missing = [sku for sku in allowed if sku not in kept]
-        if query is None:
-            kept.update((sku, exact_candidate(view, None, sku)) for sku in missing)
-        else:
-            q = query_vectors(query, query_regions)
-            kept.update((c.sku, c) for c in pooled_candidates(view, q, missing, None, pooling))
+        kept.update(exact_candidates(view, query, missing, query_regions, None, pooling))
     return kept
 
 
