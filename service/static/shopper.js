@@ -2,7 +2,6 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const SIGNALS = ["embedding", "colour", "tags", "text"];
-  let groups = [];
 
   function renderResults(group) {
     const grid = $("results");
@@ -41,13 +40,29 @@
     skulens.status(group.results.length + " products");
   }
 
-  function drawBoxes(size) {
+  let lastSize = [1, 1];  // the analysed photo's size, which the boxes refer to
+
+  // Tapping a box searches that object: the box is cut out of the photo here and searched alone.
+  async function searchBox(box) {
+    const img = $("photo-img");
+    const [x0, y0, x1, y1] = box;
+    const scale = img.naturalWidth / lastSize[0];
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(16, Math.round((x1 - x0) * scale));
+    canvas.height = Math.max(16, Math.round((y1 - y0) * scale));
+    canvas.getContext("2d").drawImage(img, x0 * scale, y0 * scale, (x1 - x0) * scale, (y1 - y0) * scale,
+                                      0, 0, canvas.width, canvas.height);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+    await search(blob, "box.jpg", false);
+  }
+
+  function drawBoxes(boxes, size) {
     const layer = $("boxes");
     layer.replaceChildren();
+    lastSize = size;
     const [w, h] = size;
-    groups.forEach((g, i) => {
-      if (!g.query.box) return;
-      const [x0, y0, x1, y1] = g.query.box;
+    boxes.forEach((box, i) => {
+      const [x0, y0, x1, y1] = box;
       const b = document.createElement("button");
       b.className = "box" + (i === 0 ? " active" : "");
       b.type = "button";
@@ -57,11 +72,27 @@
       b.addEventListener("click", () => {
         layer.querySelectorAll(".box").forEach((el) => el.classList.remove("active"));
         b.classList.add("active");
-        renderResults(groups[i]);
+        searchBox(box);
       });
       layer.append(b);
     });
-    $("box-hint").hidden = groups.length < 2;
+    $("box-hint").hidden = boxes.length < 2;
+  }
+
+  async function search(blob, name, isPhoto) {
+    skulens.status("Searching…");
+    const form = new FormData();
+    form.append("file", blob, name);
+    form.append("k", "12");
+    const text = $("text").value.trim();
+    if (text) form.append("text", text);
+    try {
+      const group = await skulens.call("POST", "/v1/search", form);
+      if (isPhoto && group.query.size) drawBoxes(group.query.boxes, group.query.size);
+      renderResults(group);
+    } catch (e) {
+      skulens.status(e.message, true);
+    }
   }
 
   $("photo").addEventListener("change", async (ev) => {
@@ -71,21 +102,7 @@
     $("preview").hidden = false;
     $("results").replaceChildren();
     $("boxes").replaceChildren();
-    skulens.status("Searching…");
-    const form = new FormData();
-    form.append("file", file);
-    form.append("k", "12");
-    form.append("all_objects", "true");
-    const text = $("text").value.trim();
-    if (text) form.append("text", text);
-    try {
-      groups = await skulens.call("POST", "/v1/search", form);
-      const size = groups[0].query.size;
-      if (size) drawBoxes(size);
-      renderResults(groups[0]);
-    } catch (e) {
-      skulens.status(e.message, true);
-    }
+    await search(file, file.name || "photo.jpg", true);
     ev.target.value = "";
   });
 
@@ -96,8 +113,7 @@
     $("preview").hidden = true;
     skulens.status("Searching…");
     try {
-      groups = [await skulens.call("POST", "/v1/search/text", {text, k: 12}, true)];
-      renderResults(groups[0]);
+      renderResults(await skulens.call("POST", "/v1/search/text", {text, k: 12}, true));
     } catch (e) {
       skulens.status(e.message, true);
     }

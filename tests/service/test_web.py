@@ -91,8 +91,11 @@ def test_shopper_uploads_a_photo_and_sees_explained_results(server, page, tmp_pa
     assert first.locator(".bar").count() == 4
     assert page.locator("#boxes .box").count() >= 1
     page.wait_for_function("document.querySelector('.card img').naturalWidth > 0", timeout=30_000)
-    page.locator("#boxes .box").first.click()  # tapping a box shows that object's results
-    assert page.locator(".card").count() >= 1
+    with page.expect_response(lambda r: r.url.endswith("/v1/search")) as searched:
+        page.locator("#boxes .box").first.click()  # tapping a box searches that object alone
+    assert searched.value.status == 200
+    page.wait_for_function("document.getElementById('status').textContent.endsWith('products')")
+    assert page.locator(".card").first.get_attribute("data-sku") == "OATLY-OAT"
 
 
 def test_shopper_types_a_query(server, page):
