@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 from pathlib import Path
@@ -20,6 +21,8 @@ from pipeline.evaluation import load_protocol
 from pipeline.settings import Settings
 from pipeline.store import TUNED_KEY, CatalogStore
 from pipeline.types import SIGNALS
+
+log = logging.getLogger(__name__)
 
 
 def _only(weights: dict[str, float], keep: tuple[str, ...]) -> dict[str, float]:
@@ -68,6 +71,13 @@ def tuned_record(settings: Settings) -> dict | None:
     return json.loads(raw) if raw else None
 
 
+def _tuned_for(record: dict, protocol: str, root: Path) -> bool:
+    """Weights learnt on one catalogue serve that catalogue only (G1 and G2 share the grocery one)."""
+    if record.get("dataset"):
+        return Path(record["dataset"]).resolve() == Path(root).resolve()
+    return protocol in ("G1", "G2") and record.get("protocol") == "G1"
+
+
 def tuned_weights(settings: Settings) -> dict[str, float] | None:
     record = tuned_record(settings)
     return record["weights"] if record else None
@@ -78,6 +88,10 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
              progress: Progress | None = None) -> dict:
     data = load_protocol(protocol, root, split, limit, seed)
     record = tuned_record(settings)
+    if record and not _tuned_for(record, data.name, root):
+        log.info("tuned weights in %s were learnt on %s, not on %s: using the default weights",
+                 settings.data, record.get("dataset") or record.get("protocol"), root)
+        record = None
     tuned = record["weights"] if record else None
     ev = Evaluator(data, settings, stages)
     try:
@@ -122,7 +136,8 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
         weights, fit = tune_weights([s.signals for s in scored], relevant)
     finally:
         ev.close()
-    record = {"weights": weights, "fit": fit, "protocol": "G1", "split": split, "queries": len(data.queries),
+    record = {"weights": weights, "fit": fit, "protocol": "G1", "dataset": str(Path(root).resolve()),
+              "split": split, "queries": len(data.queries),
               "regions": {"query": regions[0], "gallery": regions[1]},
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
@@ -164,7 +179,9 @@ def _provenance(settings: Settings, stages: Stages, root: Path, limit: int | Non
 def report_markdown(report: dict) -> str:
     """The BENCHMARKS.md body for one ``skulens eval`` report."""
     keys = list(report["metrics"])
-    lines = [f"Split **{report['split']}**, {report['queries']} queries"
+    who = (f"Queries: the first 5 images of each label, {report['queries']} queries; candidates: the rest"
+           if "baselines" in report else f"Split **{report['split']}**, {report['queries']} queries")
+    lines = [who
              + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
              + f"; default configuration: {report['config']['name']} "
              f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "

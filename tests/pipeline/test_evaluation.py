@@ -152,3 +152,13 @@ def test_tune_saves_weights_with_the_catalogue_and_refuses_reported_splits(groce
     report = run_eval("G1", grocery, settings, stages, ablate=True)
     assert report["config"]["name"] == "all signals, tuned weights"
     assert "all signals, tuned weights" in [r["config"] for r in report["ablation"]]
+
+
+def test_tuned_weights_serve_only_the_catalogue_they_were_learnt_on(tmp_path):
+    from pipeline.eval_report import _tuned_for
+
+    grocery, clothing = tmp_path / "grocery", tmp_path / "clothing"
+    record = {"protocol": "G1", "dataset": str(grocery)}
+    assert _tuned_for(record, "G2", grocery) and not _tuned_for(record, "K1", clothing)
+    old = {"protocol": "G1"}  # saved before the dataset was recorded
+    assert _tuned_for(old, "G1", grocery) and not _tuned_for(old, "C1", clothing)
