@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, TextReader
+from pipeline.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, ImageHasher, PairVerifier, TextReader
 from pipeline.types import Box, Mask, ObjectFeatures, OcrText, Palette, Tags, check_image
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class Stages:
     detector: Detector | None = None
     remover: BackgroundRemover | None = None
     reader: TextReader | None = None
+    hasher: ImageHasher | None = None
+    verifier: PairVerifier | None = None
 
     def warmup(self) -> None:
         for stage in (self.embedder, self.detector, self.remover, self.reader):

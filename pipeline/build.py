@@ -18,6 +18,8 @@ def build_stages(settings: Settings, mask_cache=None) -> Stages:
     from features.colour_kmeans import KMeansColourExtractor
     from features.embed_efficientnet import EfficientNetLite2Embedder
     from features.ocr_tesseract import TesseractReader
+    from features.keypoints_orb import OrbVerifier
+    from features.perceptual_hash import PerceptualHasher
 
     remover = IsNetBackgroundRemover(settings.background, settings.models)
     if mask_cache is not None:
@@ -41,4 +43,6 @@ def build_stages(settings: Settings, mask_cache=None) -> Stages:
         detector=detector,
         remover=remover if settings.background.enabled else None,
         reader=TesseractReader(settings.ocr) if settings.ocr.enabled else None,
+        hasher=PerceptualHasher(),
+        verifier=OrbVerifier(settings.dedup.keypoints),
     )

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pipeline.types import Box, Mask, OcrText, Palette, Tags
+from pipeline.types import Box, Mask, OcrText, Palette, Tags, Verification
 
 
 @runtime_checkable
@@ -45,6 +45,28 @@ class Embedder(Protocol):
 
     def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
         """L2-normalised float32 ``(N, dim)`` vectors and the visual tags of each image."""
+
+
+@runtime_checkable
+class ImageHasher(Protocol):
+    name: str
+
+    def hash(self, image: np.ndarray):
+        """Perceptual hashes of the image (``features.perceptual_hash.ImageHashes``)."""
+
+
+@runtime_checkable
+class PairVerifier(Protocol):
+    name: str
+
+    def keypoints(self, image: np.ndarray):
+        """Local features of the image, for ``verify``."""
+
+    def verify(self, a, b) -> Verification:
+        """How well two images' local features agree under one geometric transform."""
+
+    def accepts(self, v: Verification) -> bool:
+        """Whether that agreement makes the two images copies."""
 
 
 @runtime_checkable

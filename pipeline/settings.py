@@ -123,6 +123,27 @@ class FusionSettings(BaseModel):
     index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")
 
 
+class KeypointSettings(BaseModel):
+    features: int = Field(1000, ge=16, description="ORB keypoints per image")
+    max_side: int = Field(512, ge=64, description="images are scaled to this longest side first")
+    ratio_test: float = Field(0.8, gt=0, lt=1, description="Lowe's ratio test for a descriptor match")
+    ransac_pixels: float = Field(6.0, gt=0, description="RANSAC reprojection error allowed, in pixels")
+    min_inliers: int = Field(40, ge=1, description="matches consistent with one transform needed for a copy")
+    min_inlier_ratio: float = Field(0.3, ge=0, le=1, description="those inliers as a share of the keypoints of the image with fewer")
+
+
+class DedupSettings(BaseModel):
+    phash_max_distance: int = Field(8, ge=0, le=11, description="pHash Hamming distance (of 64 bits) for a copy")
+    dhash_max_distance: int = Field(16, ge=0, le=64, description="dHash distance an upright pHash match must also meet")
+    visual_min_cosine: float = Field(0.97, ge=0, le=1, description="whole-image embedding cosine that alone makes a copy")
+    candidate_min_cosine: float = Field(0.5, ge=0, le=1, description="embedding neighbours from here up are checked by keypoints")
+    neighbours: int = Field(8, ge=1, description="embedding neighbours looked at per image")
+    max_hue_distance: float = Field(0.5, ge=0, le=1, description="1 - overlap of two coloured images' hue histograms above which they are variants, not copies")
+    min_chroma: float = Field(0.05, ge=0, le=1, description="share of coloured pixels below which hue is not compared")
+    max_chroma_difference: float = Field(0.5, ge=0, le=1, description="coloured vs grey: a larger difference in that share is no copy")
+    keypoints: KeypointSettings = Field(default_factory=KeypointSettings)
+
+
 class ServiceSettings(BaseModel):
     host: str | None = Field(None, description="bind address; default 127.0.0.1, and 0.0.0.0 only when API keys are set")
     port: int = Field(8000, ge=1, le=65535)
@@ -152,6 +173,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     api_read_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="SKULENS_API_READ_KEYS: comma-separated keys that may search")

@@ -270,3 +270,41 @@ class Match:
         for name, value in self.signals.items():
             if not 0.0 <= value <= 1.0 + 1e-6:
                 raise ValueError(f"expected signal {name} in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """64-bit hashes as Python ints; ``phash_variants`` are (mirror, 90, 180, 270 degrees);
+    ``hues`` a hue histogram of the coloured pixels, ``chroma`` the share of coloured pixels."""
+
+    phash: int
+    dhash: int
+    phash_variants: tuple[int, ...] = ()
+    hues: tuple[float, ...] = ()
+    chroma: float = 0.0
+
+    def __post_init__(self) -> None:
+        for h in (self.phash, self.dhash, *self.phash_variants):
+            if not (isinstance(h, int) and 0 <= h < 1 << 64):
+                raise ValueError(f"expected 64-bit unsigned hashes, got {h!r}")
+        if any(v < 0 for v in self.hues) or not 0 <= self.chroma <= 1:
+            raise ValueError(f"expected a non-negative hue histogram and chroma in [0, 1], got {self.chroma}")
+
+    def to_json(self) -> list:
+        return [f"{self.phash:016x}", f"{self.dhash:016x}", [f"{v:016x}" for v in self.phash_variants],
+                list(self.hues), self.chroma]
+
+    @classmethod
+    def from_json(cls, data: list) -> "ImageHashes":
+        return cls(int(data[0], 16), int(data[1], 16), tuple(int(v, 16) for v in data[2]), tuple(data[3]),
+                   float(data[4]))
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+@dataclass(frozen=True)
+class Verification:
+    inliers: int
+    ratio: float  # inliers / keypoints of the image with fewer
