@@ -26,6 +26,7 @@ from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, g
     parse_weights, query_tokens
 from fusion.text import TextScorer, tokenize
 from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
+from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
@@ -199,7 +200,12 @@ class Engine:
 
     def _prepare_image(self, name: str, data: bytes) -> NewImage:
         regions = self.settings.fusion.index_regions
-        _, analysis, sha = self.analyse(data, name, regions, use_cache=True)
+        image, analysis, sha = self.analyse(data, name, regions, use_cache=True)
+        if self.stages.hasher is not None:  # for near-duplicate checks of later uploads
+            def load() -> np.ndarray:
+                return image if image is not None else self.decode(data, name)
+            cached_hashes(self.features, self.stages.hasher, sha, image, load)
+            cached_centres(self.features, self.stages.embedder, [sha], [load])
         obj = analysis.objects[0]
         rel = self._store_file(sha, data)
         return NewImage(rel, sha, analysis.width, analysis.height, obj.palette, obj.ocr, obj.tags,

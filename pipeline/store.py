@@ -387,6 +387,11 @@ class CatalogStore(_FeatureTable):
             np.zeros((0, dim), np.float32)
         return ids, vecs, [(r[2], r[3], r[4]) for r in rows]
 
+    def region_vectors(self, region: str, dim: int) -> dict[int, np.ndarray]:
+        """Image id -> its vector of one region (e.g. ``full``)."""
+        rows = self._read().execute("SELECT image_id, vector FROM vectors WHERE region = ?", (region,)).fetchall()
+        return {r[0]: np.frombuffer(r[1], np.float32).reshape(dim) for r in rows}
+
     def vector_owners_all(self) -> list[tuple[int, int, str, str]]:
         """(vector id, image id, sku, region) of every vector, in id order, without the vectors."""
         return self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"

@@ -486,5 +486,7 @@ def main() -> None:
         sys.exit(1)
 
 
+from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`)
+
 if __name__ == "__main__":
     main()

@@ -162,3 +162,27 @@ def test_serve_refuses_other_hosts_without_keys(tmp_path):
                            "0.0.0.0", "--port", "1"], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1
     assert "refusing to listen on 0.0.0.0 without API keys" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
+    root, _ = indexed
+    data = root / "data"
+    colour, word, shape = CATALOGUE["OATLY-OAT"]
+    copy = tmp_path / "oatly-again.jpg"
+    copy.write_bytes(jpeg_bytes(product_image(colour, word, shape, size=250), 50))
+    report = json.loads(skulens("dedup", "--json", "-", data=data).stdout)
+    assert report == {"groups": [], "skipped": []}  # four different products
+    proc = skulens("dedup", "--image", str(copy), "--json", str(tmp_path / "photo.json"), data=data)
+    assert "OATLY-OAT" in proc.stdout
+    photo = json.loads((tmp_path / "photo.json").read_text())
+    assert photo["groups"][0]["skus"] == ["OATLY-OAT"]
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(copy.read_bytes())
+    (folder / "b.jpg").write_bytes(jpeg_bytes(product_image(colour, word, shape, size=320), 90))
+    (folder / "c.jpg").write_bytes(b"broken")
+    proc = skulens("dedup", "--folder", str(folder), "--html", str(tmp_path / "r.html"), data=data)
+    assert "1 group(s); 1 skipped" in proc.stdout and "c.jpg" in proc.stdout
+    assert (tmp_path / "r.html").read_text().count("data:image/jpeg;base64,") == 2
+    bad = skulens("dedup", "--folder", str(tmp_path / "nowhere"), data=data, check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: not a folder")

@@ -1,0 +1,286 @@
+"""Near-duplicate listings: over the catalogue, over a folder of files, or for one new photo.
+
+Each image becomes a :class:`fusion.dedup.DedupItem` (content digest, perceptual hashes,
+whole-image embedding).  Catalogue images reuse the vectors stored at indexing; hashes
+and the embeddings of files outside the catalogue are cached by content hash in the data
+directory, so a second run only reads them back.  The report's JSON keys are stable:
+``{"groups": [{"skus", "images": [{"sku", "image_id", "file"}], "pairs": [{"a", "b",
+"layer", "score"}]}], "skipped": [{"item", "reason"}]}``, where ``a`` and ``b`` name images
+as ``images`` does: by ``image_id`` in the catalogue, by ``file`` otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fusion.dedup import (DedupItem, Pair, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
+                          hash_neighbours)
+from pipeline.errors import InvalidImageError, SkulensError
+from pipeline.images import decode_image, read_image_bytes, sha256_hex
+from pipeline.types import ImageHashes, Verification
+
+log = logging.getLogger(__name__)
+
+FOLDER_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
+Progress = Callable[[str, int, int], None]
+
+
+def cached_hashes(cache, hasher, sha: str, image: np.ndarray | None,
+                  load: Callable[[], np.ndarray] | None = None) -> ImageHashes:
+    """An image's perceptual hashes from ``cache`` by content hash, else computed (from ``image``,
+    or from ``load()`` when it is None) and cached."""
+    key = f"hashes:{hasher.name}:{sha}"
+    if (hit := cache.cached_features(key)) is not None:
+        return ImageHashes.from_json(json.loads(hit))
+    hashes = hasher.hash(image if image is not None else load())
+    cache.cache_features(key, json.dumps(hashes.to_json()).encode())
+    return hashes
+
+
+CENTRE = 0.6
+"""The second view each image is embedded in: its central 60% of each side.  A copy with a new
+background keeps the product, which fills the centre, so this view finds it when the whole
+image's embedding has moved away."""
+
+
+def centre_view(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    mh, mw = round(h * (1 - CENTRE) / 2), round(w * (1 - CENTRE) / 2)
+    return np.ascontiguousarray(image[mh:h - mh or h, mw:w - mw or w])
+
+
+def cached_centres(cache, embedder, shas: list[str], images: list) -> list[np.ndarray]:
+    """Embeddings of the centre views, from ``cache`` by content hash, else computed in one batch;
+    ``images`` holds arrays or loaders (called only on a cache miss)."""
+    keys = [f"dedup-centre:{embedder.name}:{sha}" for sha in shas]
+    out: list[np.ndarray | None] = []
+    for key in keys:
+        hit = cache.cached_features(key)
+        out.append(None if hit is None else np.frombuffer(hit, np.float32).copy())
+    todo = [i for i, v in enumerate(out) if v is None]
+    if todo:
+        views = [centre_view(images[i]() if callable(images[i]) else images[i]) for i in todo]
+        vecs, _ = embedder.embed(views)
+        for i, vec in zip(todo, vecs):
+            out[i] = vec
+            cache.cache_features(keys[i], np.ascontiguousarray(vec, np.float32).tobytes())
+    return out
+
+
+@dataclass(frozen=True)
+class DedupImage:
+    sku: str | None
+    image_id: int | None
+    file: str
+
+    @property
+    def ref(self) -> int | str:
+        return self.image_id if self.image_id is not None else self.file
+
+
+@dataclass
+class DedupReport:
+    images: list[DedupImage]
+    groups: list[tuple[list[int], list[Pair]]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = []
+        for members, pairs in self.groups:
+            ims = [self.images[i] for i in members]
+            out.append({
+                "skus": sorted({im.sku for im in ims if im.sku is not None}),
+                "images": [{"sku": im.sku, "image_id": im.image_id, "file": im.file} for im in ims],
+                "pairs": [{"a": self.images[p.a].ref, "b": self.images[p.b].ref, "layer": p.layer, "score": p.score}
+                          for p in sorted(pairs, key=lambda p: (-p.score, p.a, p.b))],
+            })
+        return {"groups": out, "skipped": [{"item": item, "reason": reason} for item, reason in self.skipped]}
+
+
+class _KeypointCache:
+    """Keypoints of the items of one run, computed on first use (the most recent ``size`` kept)."""
+
+    def __init__(self, verifier, loaders: list[Callable[[], np.ndarray]], size: int = 4096) -> None:
+        self.verifier = verifier
+        self.loaders = loaders
+        self.size = size
+        self._kps: OrderedDict[int, object] = OrderedDict()
+
+    def get(self, i: int):
+        if i in self._kps:
+            self._kps.move_to_end(i)
+            return self._kps[i]
+        try:
+            kps = self.verifier.keypoints(self.loaders[i]())
+        except InvalidImageError as exc:  # the file vanished since its signature was read
+            log.warning("no keypoints for item %d: %s", i, exc)
+            kps = self.verifier.keypoints(np.zeros((16, 16, 3), np.uint8))
+        self._kps[i] = kps
+        if len(self._kps) > self.size:
+            self._kps.popitem(last=False)
+        return kps
+
+    def verify(self, a: int, b: int) -> Verification:
+        return self.verifier.verify(self.get(a), self.get(b))
+
+
+class Deduplicator:
+    """Finds near-duplicates with an engine's store, stages and settings."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings.dedup
+        self.hasher = engine.stages.hasher
+        self.verifier = engine.stages.verifier
+        if self.hasher is None:
+            raise SkulensError("near-duplicate search needs the perceptual hasher stage")
+
+    # -- signatures -------------------------------------------------------------------------
+    def hashes(self, sha: str, image: np.ndarray | None, load: Callable[[], np.ndarray] | None = None) -> ImageHashes:
+        return cached_hashes(self.engine.features, self.hasher, sha, image, load)
+
+    def _embed_cached(self, shas: list[str], images: list[np.ndarray | None]) -> list[np.ndarray]:
+        emb = self.engine.stages.embedder
+        keys = [f"dedup-vector:{emb.name}:{sha}" for sha in shas]
+        out: list[np.ndarray | None] = []
+        todo = []
+        for i, key in enumerate(keys):
+            hit = self.engine.features.cached_features(key)
+            out.append(None if hit is None else np.frombuffer(hit, np.float32).copy())
+            if hit is None:
+                todo.append(i)
+        if todo:
+            vecs, _ = emb.embed([images[i] for i in todo])
+            for i, vec in zip(todo, vecs):
+                out[i] = vec
+                self.engine.features.cache_features(keys[i], np.ascontiguousarray(vec, np.float32).tobytes())
+        return out
+
+    def _loader(self, path: Path, name: str) -> Callable[[], np.ndarray]:
+        limits = self.engine.settings.images
+        return lambda: decode_image(read_image_bytes(path, limits), limits, name)
+
+    def _pairs(self, items: list[DedupItem], loaders: list, progress: Progress | None) -> list[Pair]:
+        if self.verifier is None:
+            return find_pairs(items, self.settings, progress=progress)
+        cache = _KeypointCache(self.verifier, loaders)
+        return find_pairs(items, self.settings, cache.verify, self.verifier.accepts, progress)
+
+    # -- the catalogue --------------------------------------------------------------------------
+    def catalogue(self, progress: Progress | None = None) -> DedupReport:
+        eng = self.engine
+        rows = eng.store.images()
+        full = eng.store.region_vectors("full", eng.stages.embedder.dim)
+        images, items, loaders, skipped = [], [], [], []
+        for n, im in enumerate(rows, 1):
+            load = self._loader(eng.data / im.file, im.file)
+            try:
+                hashes = self.hashes(im.sha256, None, load)
+                vector = full.get(im.id)
+                if vector is None:
+                    vector = self._embed_cached([im.sha256], [load()])[0]
+                centre = cached_centres(eng.features, eng.stages.embedder, [im.sha256], [load])[0]
+            except InvalidImageError as exc:
+                skipped.append((f"{im.sku}/{im.id} ({im.file})", str(exc)))
+                continue
+            images.append(DedupImage(im.sku, im.id, im.file))
+            items.append(DedupItem(im.sha256, hashes, vector, centre))
+            loaders.append(load)
+            if progress and (n % 256 == 0 or n == len(rows)):
+                progress("signatures", n, len(rows))
+        return DedupReport(images, group_pairs(len(items), self._pairs(items, loaders, progress)), skipped)
+
+    # -- a folder of files ------------------------------------------------------------------------
+    def folder(self, root: Path, progress: Progress | None = None, batch: int = 32) -> DedupReport:
+        root = Path(root)
+        if not root.is_dir():
+            raise InvalidImageError(f"not a folder: {root}")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        images, items, loaders, skipped = [], [], [], []
+        for start in range(0, len(files), batch):
+            loaded = []
+            for path in files[start:start + batch]:
+                name = str(path.relative_to(root))
+                try:
+                    data = read_image_bytes(path, self.engine.settings.images)
+                    loaded.append((path, name, sha256_hex(data), decode_image(data, self.engine.settings.images, name)))
+                except InvalidImageError as exc:
+                    skipped.append((name, str(exc)))
+            shas, ims = [x[2] for x in loaded], [x[3] for x in loaded]
+            vecs = self._embed_cached(shas, ims)
+            centres = cached_centres(self.engine.features, self.engine.stages.embedder, shas, ims)
+            for (path, name, sha, image), vec, centre in zip(loaded, vecs, centres):
+                images.append(DedupImage(None, None, name))
+                items.append(DedupItem(sha, self.hashes(sha, image), vec, centre))
+                loaders.append(self._loader(path, name))
+            if progress:
+                progress("signatures", min(start + batch, len(files)), len(files))
+        return DedupReport(images, group_pairs(len(items), self._pairs(items, loaders, progress)), skipped)
+
+    # -- one new photo --------------------------------------------------------------------------
+    def photo(self, data: bytes, name: str = "photo") -> DedupReport:
+        """The catalogue images the photo duplicates, as one group (empty when it is new)."""
+        eng = self.engine
+        image = eng.decode(data, name)
+        sha = sha256_hex(data)
+        query = DedupItem(sha, self.hashes(sha, image), eng.stages.embedder.embed([image])[0][0])
+        rows = eng.store.images()
+        found: dict[int, Pair] = {}  # position in rows -> pair with the query (position 0)
+        for i, im in enumerate(rows):
+            if im.sha256 == sha:
+                found[i] = Pair(0, i + 1, "exact", 1.0)
+        hashed: dict[int, ImageHashes] = {}
+        for i, im in enumerate(rows):
+            try:
+                hashed[i] = self.hashes(im.sha256, None, self._loader(eng.data / im.file, im.file))
+            except InvalidImageError as exc:  # a stored file went missing: the other layers still run
+                log.warning("no hashes for catalogue image %s: %s", im.id, exc)
+        if hashed:
+            order = list(hashed)
+            index = hash_index([DedupItem("", hashed[i]) for i in order])
+            for j, d in hash_neighbours(index, query.hashes, self.settings).items():
+                i = order[j]
+                if hash_match(query.hashes, hashed[i], d, self.settings):
+                    found.setdefault(i, Pair(0, i + 1, "phash", 1.0 - d / 64))
+        self._visual_matches(image, query, rows, hashed, found)
+        images = [DedupImage(None, None, name)] + [DedupImage(im.sku, im.id, im.file) for im in rows]
+        pairs = sorted(found.values(), key=lambda p: p.b)
+        groups = [([0] + [p.b for p in pairs], pairs)] if pairs else []
+        return DedupReport(images, groups, [])
+
+    def _visual_matches(self, image: np.ndarray, query: DedupItem, rows, hashed: dict[int, ImageHashes],
+                        found: dict[int, Pair]) -> None:
+        view, st = self.engine.view, self.settings
+        with self.engine.write_lock():  # the index and its owners change with catalogue writes
+            if len(view.index) == 0:
+                return
+            k = min(len(view.index), st.neighbours * 4)
+            sims, ids = view.index.search(query.vector[None, :].astype(np.float32), k)
+            hits = [(s, view.vector_owner.get(vid)) for s, vid in zip(sims[0].tolist(), ids[0].tolist())]
+        position = {im.id: i for i, im in enumerate(rows)}
+        query_kps = None
+        for s, owner in hits:
+            if owner is None or owner[2] != "full" or owner[0] not in position or s < st.candidate_min_cosine:
+                continue
+            i = position[owner[0]]
+            if i in found or (i in hashed and not colour_agrees(query.hashes, hashed[i], st)):
+                continue
+            if s >= st.visual_min_cosine:
+                found[i] = Pair(0, i + 1, "visual", round(min(1.0, s), 4))
+            elif self.verifier is not None:
+                query_kps = query_kps if query_kps is not None else self.verifier.keypoints(image)
+                try:
+                    other = self.verifier.keypoints(self._loader(self.engine.data / rows[i].file, rows[i].file)())
+                except InvalidImageError as exc:
+                    log.warning("cannot check catalogue image %s: %s", rows[i].id, exc)
+                    continue
+                v = self.verifier.verify(query_kps, other)
+                if self.verifier.accepts(v):
+                    found[i] = Pair(0, i + 1, "keypoints", round(v.ratio, 4))
