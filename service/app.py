@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped, read_catalog
+from pipeline.dedup import Deduplicator
 from pipeline.engine import Engine
 from pipeline.errors import (ChecksumError, ConflictError, ImageTooLargeError, InvalidImageError, InvalidInputError,
                              MissingDependencyError, ModelNotFoundError, NotFoundError, SkulensError, StorageError,
@@ -468,6 +469,33 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         return report
 
     # -- operations -----------------------------------------------------------------------------------
+    # -- near-duplicates ---------------------------------------------------------------------------
+    def with_urls(report: dict) -> dict:
+        for group in report["groups"]:
+            for im in group["images"]:
+                im["url"] = image_url(im["sku"], im["image_id"]) if im["image_id"] is not None else None
+        return report
+
+    @app.get("/v1/duplicates", tags=["duplicates"], dependencies=read_auth, responses=ERROR_RESPONSES,
+             response_model=s.DedupReportOut)
+    async def catalogue_duplicates(request: Request):
+        """Groups of near-duplicate images across the catalogue, and the SKUs that share them."""
+        engine = engine_of(request)
+        report = await infer(lambda: Deduplicator(engine).catalogue().to_json())
+        return with_urls(report)
+
+    @app.post("/v1/duplicates", tags=["duplicates"], dependencies=read_auth, responses=ERROR_RESPONSES,
+              response_model=s.DedupReportOut)
+    async def photo_duplicates(
+        request: Request,
+        file: Annotated[UploadFile, File(description="a photo: is it already in the catalogue, and as which SKU?")],
+    ):
+        """The catalogue images an uploaded photo duplicates (no groups when it is new)."""
+        engine = engine_of(request)
+        data = await read_upload(file)
+        report = await infer(lambda: Deduplicator(engine).photo(data, file.filename or "upload").to_json())
+        return with_urls(report)
+
     @app.get("/healthz", tags=["operations"], response_model=s.Health)
     def healthz():
         return {"status": "ok"}

@@ -189,3 +189,33 @@ class Ready(BaseModel):
     vectors: int = Field(description="vectors in the database")
     index_vectors: int = Field(description="vectors in the search index (equal to `vectors` when they agree)")
     index: str
+
+
+class DedupImageOut(BaseModel):
+    sku: str | None = Field(description="the SKU holding the image; null for the uploaded photo")
+    image_id: int | None = Field(description="the catalogue image id; null for the uploaded photo")
+    file: str = Field(description="the image file (relative to the data directory), or the upload's name")
+    url: str | None = Field(None, description="where the API serves the catalogue image")
+
+
+class DedupPairOut(BaseModel):
+    a: int | str = Field(description="one image: its image_id, or the upload's file name")
+    b: int | str
+    layer: str = Field(description="which layer matched: exact, phash, visual or keypoints")
+    score: float = Field(description="exact 1; phash 1 - distance/64; visual the cosine; keypoints the inlier ratio")
+
+
+class DedupGroupOut(BaseModel):
+    skus: list[str]
+    images: list[DedupImageOut]
+    pairs: list[DedupPairOut]
+
+
+class SkippedOut(BaseModel):
+    item: str
+    reason: str
+
+
+class DedupReportOut(BaseModel):
+    groups: list[DedupGroupOut]
+    skipped: list[SkippedOut]

@@ -287,3 +287,29 @@ def test_streamed_body_over_the_limit_is_413():
         assert c.post("/echo", content=b"x" * 900).json() == {"n": 900}
         res = c.post("/echo", content=chunks())
         assert res.status_code == 413
+
+
+def test_duplicates_of_the_catalogue_and_of_a_photo(client):
+    colour, word, shape = CATALOGUE["RED-APPLE"]
+    copy = np.asarray(Image.fromarray(product_image(colour, word, shape)).resize((250, 250)))
+    assert client.put("/v1/products/APPLE-AGAIN", json={"title": "Apple, listed twice"}, headers=W).status_code in (200, 201)
+    res = client.post("/v1/products/APPLE-AGAIN/images", files={"file": ("a.jpg", jpeg_bytes(copy, 70), "image/jpeg")},
+                      headers=W)
+    assert res.status_code == 201, res.text
+    try:
+        assert client.get("/v1/duplicates").status_code == 401
+        res = client.get("/v1/duplicates", headers=R)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert [g["skus"] for g in body["groups"]] == [["APPLE-AGAIN", "RED-APPLE"]]
+        im = body["groups"][0]["images"][0]
+        assert client.get(im["url"], headers=R).status_code == 200
+        res = client.post("/v1/duplicates", files={"file": ("q.jpg", photo("RED-APPLE"), "image/jpeg")}, headers=R)
+        assert res.status_code == 200, res.text
+        group = res.json()["groups"][0]
+        assert set(group["skus"]) == {"APPLE-AGAIN", "RED-APPLE"}
+        assert group["images"][0]["sku"] is None and group["images"][0]["file"] == "q.jpg"
+        res = client.post("/v1/duplicates", files={"file": ("x.jpg", b"not an image", "image/jpeg")}, headers=R)
+        assert res.status_code in (400, 415) and res.json()["error"]
+    finally:
+        assert client.delete("/v1/products/APPLE-AGAIN", headers=W).status_code == 204

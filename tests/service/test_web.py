@@ -127,3 +127,32 @@ def test_merchant_adds_and_deletes_a_product(server, page, tmp_path):
     item.locator(".delete").click()
     item.wait_for(state="detached")
     assert "Deleted BLUE-CUP" in page.inner_text("#status")
+
+
+def test_merchant_finds_duplicate_listings_and_checks_a_photo(server, page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    url, _ = server
+    colour, word, shape = CATALOGUE["ARLA-MILK"]
+    copy = jpeg_bytes(np.asarray(Image.fromarray(product_image(colour, word, shape)).resize((260, 260))), 60)
+    assert page.request.put(url + "/v1/products/ARLA-AGAIN", data={"title": "Arla again"}).ok
+    res = page.request.post(url + "/v1/products/ARLA-AGAIN/images",
+                            multipart={"file": {"name": "a.jpg", "mimeType": "image/jpeg", "buffer": copy}})
+    assert res.ok, res.text()
+    try:
+        page.goto(url + "/merchant")
+        page.click("#dedup-run")
+        group = page.locator(".dup-group").first
+        group.wait_for(timeout=120_000)
+        assert "ARLA-AGAIN" in group.inner_text() and "ARLA-MILK" in group.inner_text()
+        assert page.locator(".dup-group").count() == 1
+        page.wait_for_function("document.querySelector('.dup-group img').naturalWidth > 0")
+        photo = tmp_path / "listing.jpg"
+        photo.write_bytes(copy)
+        page.set_input_files("#dedup-photo", str(photo))
+        page.wait_for_function("document.getElementById('dedup-summary').textContent.startsWith('Already')",
+                               timeout=120_000)
+        assert "ARLA-MILK" in page.inner_text("#dedup-summary")
+    finally:
+        assert page.request.delete(url + "/v1/products/ARLA-AGAIN").ok
