@@ -56,7 +56,8 @@ class ProtocolData:
         return sum(1 for lab in self.labels.values() if lab == label)
 
 
-def _manifest(root: Path) -> list[dict[str, str]]:
+def read_manifest(root: Path) -> list[dict[str, str]]:
+    """The rows of ``<root>/manifest.csv`` (the data sets' README format)."""
     path = Path(root) / "manifest.csv"
     if not path.is_file():
         raise NotFoundError(f"no manifest.csv in {root}")
@@ -70,7 +71,7 @@ def load_protocol(name: str, root: Path, split: str = "val", limit: int | None =
     if name not in PROTOCOLS:
         raise InvalidInputError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
     root = Path(root)
-    rows = _manifest(root)
+    rows = read_manifest(root)
     data = _grocery(name, root, rows, split) if name in ("G1", "G2") else _category(name, root, rows, split)
     if limit is not None:
         data.queries = stratified_sample(data.queries, limit, seed)
