@@ -486,7 +486,10 @@ def main() -> None:
         sys.exit(1)
 
 
-from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`)
+from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`, `dedup-eval`, `bench-dedup`)
 
 if __name__ == "__main__":
-    main()
+    # run the imported module (on which cli_dedup registered its commands), not this __main__ copy
+    from service.cli import main as _entry
+
+    _entry()

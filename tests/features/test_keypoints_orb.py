@@ -58,3 +58,13 @@ def test_a_blank_image_has_no_keypoints_and_never_verifies(verifier):
     assert len(blank) == 0
     v = verifier.verify(blank, verifier.keypoints(textured(5)))
     assert v.inliers == 0 and not verifier.accepts(v)
+
+
+def test_the_same_picture_in_other_colours_matches_but_is_refused(verifier):
+    img = textured(12)
+    recoloured = np.ascontiguousarray(img[..., [1, 2, 0]])  # every hue turned by a third
+    v = verifier.verify(verifier.keypoints(img), verifier.keypoints(recoloured))
+    assert v.inliers >= 40 and v.hue_shift > 0.2
+    assert not verifier.accepts(v)
+    same = verifier.verify(verifier.keypoints(img), verifier.keypoints(img[10:, 10:]))
+    assert same.hue_shift < 0.02 and verifier.accepts(same)

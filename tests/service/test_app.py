@@ -304,7 +304,8 @@ def test_duplicates_of_the_catalogue_and_of_a_photo(client):
         assert [g["skus"] for g in body["groups"]] == [["APPLE-AGAIN", "RED-APPLE"]]
         im = body["groups"][0]["images"][0]
         assert client.get(im["url"], headers=R).status_code == 200
-        res = client.post("/v1/duplicates", files={"file": ("q.jpg", photo("RED-APPLE"), "image/jpeg")}, headers=R)
+        upload = jpeg_bytes(np.asarray(Image.fromarray(product_image(colour, word, shape)).resize((290, 290))), 50)
+        res = client.post("/v1/duplicates", files={"file": ("q.jpg", upload, "image/jpeg")}, headers=R)
         assert res.status_code == 200, res.text
         group = res.json()["groups"][0]
         assert set(group["skus"]) == {"APPLE-AGAIN", "RED-APPLE"}
