@@ -13,6 +13,10 @@ Layers, each through an index so the work grows with the number of neighbours:
    features match under one geometric transform (:mod:`features.keypoints_orb`): a crop, a
    turn or a new background moves the embedding, but not the matching keypoints.
 
+Colour: pHash, dHash and the embedding barely see it, so a phash or visual match must also agree
+on the hue histogram (:func:`colour_agrees`); a keypoints match compares the hues at the matched
+points instead (a new background changes the histogram, not the product).
+
 Two images are near-duplicates when a layer matches; groups are the connected components of
 those pairs (union-find).  Every pair says which layer matched it and how strongly.
 """
@@ -160,11 +164,11 @@ def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, verify: V
     candidates = visual_candidates(items, settings, progress)
     pairs = []
     for n, (a, b, cos) in enumerate(candidates, 1):
-        if (a, b) in known or not colour_agrees(items[a].hashes, items[b].hashes, settings):
+        if (a, b) in known:
             continue
-        if cos >= settings.visual_min_cosine:
+        if cos >= settings.visual_min_cosine and colour_agrees(items[a].hashes, items[b].hashes, settings):
             pairs.append(Pair(a, b, "visual", round(min(1.0, cos), 4)))
-        elif verify is not None and accepts is not None:
+        elif verify is not None and accepts is not None:  # keypoints compare colours where they match
             v = verify(a, b)
             if accepts(v):
                 pairs.append(Pair(a, b, "keypoints", round(v.ratio, 4)))

@@ -270,9 +270,9 @@ class Deduplicator:
             if owner is None or owner[2] != "full" or owner[0] not in position or s < st.candidate_min_cosine:
                 continue
             i = position[owner[0]]
-            if i in found or (i in hashed and not colour_agrees(query.hashes, hashed[i], st)):
+            if i in found:
                 continue
-            if s >= st.visual_min_cosine:
+            if s >= st.visual_min_cosine and (i not in hashed or colour_agrees(query.hashes, hashed[i], st)):
                 found[i] = Pair(0, i + 1, "visual", round(min(1.0, s), 4))
             elif self.verifier is not None:
                 query_kps = query_kps if query_kps is not None else self.verifier.keypoints(image)

@@ -130,6 +130,7 @@ class KeypointSettings(BaseModel):
     ransac_pixels: float = Field(6.0, gt=0, description="RANSAC reprojection error allowed, in pixels")
     min_inliers: int = Field(40, ge=1, description="matches consistent with one transform needed for a copy")
     min_inlier_ratio: float = Field(0.3, ge=0, le=1, description="those inliers as a share of the keypoints of the image with fewer")
+    max_hue_shift: float = Field(0.08, ge=0, le=0.5, description="median hue difference at the matched points (in turns) above which the pair is a colour variant")
 
 
 class DedupSettings(BaseModel):

@@ -308,3 +308,4 @@ def hamming(a: int, b: int) -> int:
 class Verification:
     inliers: int
     ratio: float  # inliers / keypoints of the image with fewer
+    hue_shift: float = 0.0  # median hue difference at the matched points, in turns (0 to 0.5)
