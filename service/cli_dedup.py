@@ -32,9 +32,7 @@ def dedup(
 ) -> None:
     """Find near-duplicate images, and the SKUs that share them, across the catalogue in the data directory.
 
-    Layers, cheapest first: the same bytes (exact), perceptual hashes (phash), the embedding index
-    (visual), and ORB keypoints matched under one transform for the other embedding neighbours
-    (keypoints). Colour variants of one picture are not copies.
+    Layers, cheapest first: the same bytes (exact), perceptual hashes (phash), the embedding index (visual), and ORB keypoints matched under one transform for the other embedding neighbours (keypoints). Colour variants of one picture are not copies.
     """
     from pipeline.build import build_stages
     from pipeline.dedup import Deduplicator
