@@ -56,22 +56,27 @@ def centre_view(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[mh:h - mh or h, mw:w - mw or w])
 
 
-def cached_centres(cache, embedder, shas: list[str], images: list) -> list[np.ndarray]:
-    """Embeddings of the centre views, from ``cache`` by content hash, else computed in one batch;
-    ``images`` holds arrays or loaders (called only on a cache miss)."""
-    keys = [f"dedup-centre:{embedder.name}:{sha}" for sha in shas]
+def cached_embeddings(cache, embedder, kind: str, shas: list[str], images: list,
+                      view: Callable[[np.ndarray], np.ndarray] = lambda im: im) -> list[np.ndarray]:
+    """Embeddings of ``view(image)`` from ``cache`` by (``kind``, content hash), else computed in one
+    batch and cached; ``images`` holds arrays or loaders (called only on a cache miss)."""
+    keys = [f"dedup-{kind}:{embedder.name}:{sha}" for sha in shas]
     out: list[np.ndarray | None] = []
     for key in keys:
         hit = cache.cached_features(key)
         out.append(None if hit is None else np.frombuffer(hit, np.float32).copy())
     todo = [i for i, v in enumerate(out) if v is None]
     if todo:
-        views = [centre_view(images[i]() if callable(images[i]) else images[i]) for i in todo]
-        vecs, _ = embedder.embed(views)
+        vecs, _ = embedder.embed([view(images[i]() if callable(images[i]) else images[i]) for i in todo])
         for i, vec in zip(todo, vecs):
             out[i] = vec
             cache.cache_features(keys[i], np.ascontiguousarray(vec, np.float32).tobytes())
     return out
+
+
+def cached_centres(cache, embedder, shas: list[str], images: list) -> list[np.ndarray]:
+    """Embeddings of the centre views (see :data:`CENTRE`)."""
+    return cached_embeddings(cache, embedder, "centre", shas, images, centre_view)
 
 
 @dataclass(frozen=True)
@@ -121,14 +126,15 @@ class _KeypointCache:
             kps = self.verifier.keypoints(self.loaders[i]())
         except InvalidImageError as exc:  # the file vanished since its signature was read
             log.warning("no keypoints for item %d: %s", i, exc)
-            kps = self.verifier.keypoints(np.zeros((16, 16, 3), np.uint8))
+            kps = None
         self._kps[i] = kps
         if len(self._kps) > self.size:
             self._kps.popitem(last=False)
         return kps
 
     def verify(self, a: int, b: int) -> Verification:
-        return self.verifier.verify(self.get(a), self.get(b))
+        ka, kb = self.get(a), self.get(b)
+        return Verification(0, 0.0) if ka is None or kb is None else self.verifier.verify(ka, kb)
 
 
 class Deduplicator:
@@ -146,22 +152,9 @@ class Deduplicator:
     def hashes(self, sha: str, image: np.ndarray | None, load: Callable[[], np.ndarray] | None = None) -> ImageHashes:
         return cached_hashes(self.engine.features, self.hasher, sha, image, load)
 
-    def _embed_cached(self, shas: list[str], images: list[np.ndarray | None]) -> list[np.ndarray]:
-        emb = self.engine.stages.embedder
-        keys = [f"dedup-vector:{emb.name}:{sha}" for sha in shas]
-        out: list[np.ndarray | None] = []
-        todo = []
-        for i, key in enumerate(keys):
-            hit = self.engine.features.cached_features(key)
-            out.append(None if hit is None else np.frombuffer(hit, np.float32).copy())
-            if hit is None:
-                todo.append(i)
-        if todo:
-            vecs, _ = emb.embed([images[i] for i in todo])
-            for i, vec in zip(todo, vecs):
-                out[i] = vec
-                self.engine.features.cache_features(keys[i], np.ascontiguousarray(vec, np.float32).tobytes())
-        return out
+    def _embed_cached(self, shas: list[str], images: list) -> list[np.ndarray]:
+        """Whole-image embeddings of files outside the catalogue, cached by content hash."""
+        return cached_embeddings(self.engine.features, self.engine.stages.embedder, "vector", shas, images)
 
     def _loader(self, path: Path, name: str) -> Callable[[], np.ndarray]:
         limits = self.engine.settings.images
@@ -185,7 +178,7 @@ class Deduplicator:
                 hashes = self.hashes(im.sha256, None, load)
                 vector = full.get(im.id)
                 if vector is None:
-                    vector = self._embed_cached([im.sha256], [load()])[0]
+                    vector = self._embed_cached([im.sha256], [load])[0]
                 centre = cached_centres(eng.features, eng.stages.embedder, [im.sha256], [load])[0]
             except InvalidImageError as exc:
                 skipped.append((f"{im.sku}/{im.id} ({im.file})", str(exc)))
