@@ -107,7 +107,8 @@ def _print_summary(report: dict, photo: bool) -> None:
 def dedup_eval(
     which: Annotated[str, typer.Argument(help="'grocery' (transformed copies of the photos and catalogue) or 'ukbench' (ukbench-dups)")],
     dataset: Annotated[Path, typer.Argument(help="the data set folder holding manifest.csv")],
-    split: Annotated[str, typer.Option(help="grocery: whose photos are copied (thresholds were chosen on train)")] = "val",
+    split: Annotated[str, typer.Option(help="grocery: whose photos are copied; train and val each take half the "
+                                            "catalogue's coarse classes (thresholds were chosen on train)")] = "val",
     seed: Annotated[int, typer.Option(help="seed of the copies")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="grocery: about this many photos (every k-th, all SKUs kept)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write every number here")] = None,
