@@ -17,6 +17,11 @@ Colour: pHash, dHash and the embedding barely see it, so a phash or visual match
 on the hue histogram (:func:`colour_agrees`); a keypoints match compares the hues at the matched
 points instead (a new background changes the histogram, not the product).
 
+Look-alikes: two cartons of one brand in other flavours can be close in every signature above.
+With a verifier, every phash and visual match is also laid over its partner by the keypoint
+transform, and dropped when the pixels differ in too many places (:class:`PairChecks`); the
+keypoints layer applies the same test as part of ``accepts``.
+
 Two images are near-duplicates when a layer matches; groups are the connected components of
 those pairs (union-find).  Every pair says which layer matched it and how strongly.
 """
@@ -69,22 +74,64 @@ def check_settings(settings: DedupSettings) -> None:
         raise ValueError(f"phash_max_distance above {_MAX_HASH_RADIUS} is not searched exhaustively")
 
 
-def find_pairs(items: Sequence[DedupItem], settings: DedupSettings, verify: Verify | None = None,
-               accepts: Callable[[Verification], bool] | None = None,
+Verify = Callable[[int, int], Verification]
+
+
+def _never(_v: Verification) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class PairChecks:
+    """How a pair of items is looked at beyond its signatures.
+
+    ``verify(a, b)`` compares two items' local features; ``accepts`` says whether that makes them
+    copies on its own (the keypoints layer); ``contradicts`` whether it rules out a pair another
+    layer found (the pixels differ once aligned); ``frames_differ(a, b)`` compares the two whole
+    pictures as they are, for an upright phash match the keypoints could not place."""
+
+    verify: Verify
+    accepts: Callable[[Verification], bool]
+    contradicts: Callable[[Verification], bool] = _never
+    frames_differ: Callable[[int, int], bool] | None = None
+
+
+def find_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: PairChecks | None = None,
                progress: Callable[[str, int, int], None] | None = None) -> list[Pair]:
     """All near-duplicate pairs among ``items``, each with its cheapest matching layer.
 
-    ``verify(a, b)`` checks an embedding neighbour by its keypoints and ``accepts`` judges the
-    result; without them only the exact, phash and visual layers run."""
+    Without ``checks`` only the exact, phash and visual layers run, unverified."""
     check_settings(settings)
     best: dict[tuple[int, int], Pair] = {}
-    for pair in (*_exact_pairs(items), *_hash_pairs(items, settings)):
+    for pair in _exact_pairs(items):
+        best.setdefault((pair.a, pair.b), pair)
+    looked_at = set(best)
+    hashed = [p for p in _hash_pairs(items, settings) if (p.a, p.b) not in looked_at]
+    looked_at.update((p.a, p.b) for p in hashed)
+    for pair in _confirmed(items, hashed, checks, progress):
         best.setdefault((pair.a, pair.b), pair)
     log.info("dedup: %d pairs from the exact and phash layers", len(best))
-    for pair in _visual_pairs(items, settings, verify, accepts, set(best), progress):
+    for pair in _visual_pairs(items, settings, checks, looked_at, progress):
         best.setdefault((pair.a, pair.b), pair)
     log.info("dedup: %d pairs with the visual and keypoints layers", len(best))
     return sorted(best.values(), key=lambda p: (p.a, p.b))
+
+
+def _confirmed(items: Sequence[DedupItem], pairs: list[Pair], checks: PairChecks | None,
+               progress: Callable[[str, int, int], None] | None) -> list[Pair]:
+    """The phash pairs the checks do not contradict (all of them without checks)."""
+    if checks is None:
+        return pairs
+    kept = []
+    for n, p in enumerate(pairs, 1):
+        v = checks.verify(p.a, p.b)
+        upright = hamming(items[p.a].hashes.phash, items[p.b].hashes.phash) == round((1 - p.score) * 64)
+        unplaced = v.differing is None and upright and checks.frames_differ is not None
+        if not checks.contradicts(v) and not (unplaced and checks.frames_differ(p.a, p.b)):
+            kept.append(p)
+        if progress and (n % 256 == 0 or n == len(pairs)):
+            progress("pixel checks (phash)", n, len(pairs))
+    return kept
 
 
 def _exact_pairs(items: Sequence[DedupItem]) -> list[Pair]:
@@ -153,25 +200,21 @@ def colour_agrees(a: ImageHashes, b: ImageHashes, settings: DedupSettings) -> bo
     return 1.0 - overlap <= settings.max_hue_distance
 
 
-Verify = Callable[[int, int], Verification]
-
-
-def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, verify: Verify | None,
-                  accepts: Callable[[Verification], bool] | None, known: set[tuple[int, int]],
-                  progress: Callable[[str, int, int], None] | None) -> list[Pair]:
-    """Embedding neighbours: cosine >= visual_min_cosine is a copy; from candidate_min_cosine up,
-    ``verify(a, b)`` (keypoints) decides.  Pairs in ``known`` are not looked at again."""
+def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: PairChecks | None,
+                  known: set[tuple[int, int]], progress: Callable[[str, int, int], None] | None) -> list[Pair]:
+    """Embedding neighbours: cosine >= visual_min_cosine is a copy unless the checks contradict it;
+    from candidate_min_cosine up, the keypoint checks decide.  Pairs in ``known`` are not looked at again."""
     candidates = visual_candidates(items, settings, progress)
     pairs = []
     for n, (a, b, cos) in enumerate(candidates, 1):
         if (a, b) in known:
             continue
-        if cos >= settings.visual_min_cosine and colour_agrees(items[a].hashes, items[b].hashes, settings):
+        close = cos >= settings.visual_min_cosine and colour_agrees(items[a].hashes, items[b].hashes, settings)
+        v = checks.verify(a, b) if checks is not None else None
+        if close and (v is None or not checks.contradicts(v)):
             pairs.append(Pair(a, b, "visual", round(min(1.0, cos), 4)))
-        elif verify is not None and accepts is not None:  # keypoints compare colours where they match
-            v = verify(a, b)
-            if accepts(v):
-                pairs.append(Pair(a, b, "keypoints", round(v.ratio, 4)))
+        elif not close and v is not None and checks.accepts(v):  # keypoints compare colours where they match
+            pairs.append(Pair(a, b, "keypoints", round(v.ratio, 4)))
         if progress and (n % 256 == 0 or n == len(candidates)):
             progress("keypoint checks", n, len(candidates))
     return pairs

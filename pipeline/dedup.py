@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.dedup import (DedupItem, Pair, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
+from fusion.dedup import (DedupItem, Pair, PairChecks, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
                           hash_neighbours)
 from pipeline.errors import InvalidImageError, SkulensError
 from pipeline.images import decode_image, read_image_bytes, sha256_hex
-from pipeline.types import ImageHashes, Verification
+from pipeline.types import ImageHashes, Verification, hamming
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,13 @@ class _KeypointCache:
         ka, kb = self.get(a), self.get(b)
         return Verification(0, 0.0) if ka is None or kb is None else self.verifier.verify(ka, kb)
 
+    def frames_differ(self, a: int, b: int) -> bool:
+        ka, kb = self.get(a), self.get(b)
+        return ka is not None and kb is not None and self.verifier.frames_differ(ka, kb)
+
+    def checks(self) -> PairChecks:
+        return PairChecks(self.verify, self.verifier.accepts, self.verifier.contradicts, self.frames_differ)
+
 
 class Deduplicator:
     """Finds near-duplicates with an engine's store, stages and settings."""
@@ -161,10 +168,8 @@ class Deduplicator:
         return lambda: decode_image(read_image_bytes(path, limits), limits, name)
 
     def _pairs(self, items: list[DedupItem], loaders: list, progress: Progress | None) -> list[Pair]:
-        if self.verifier is None:
-            return find_pairs(items, self.settings, progress=progress)
-        cache = _KeypointCache(self.verifier, loaders)
-        return find_pairs(items, self.settings, cache.verify, self.verifier.accepts, progress)
+        checks = None if self.verifier is None else _KeypointCache(self.verifier, loaders).checks()
+        return find_pairs(items, self.settings, checks, progress)
 
     # -- the catalogue --------------------------------------------------------------------------
     def catalogue(self, progress: Progress | None = None) -> DedupReport:
@@ -235,21 +240,24 @@ class Deduplicator:
                 hashed[i] = self.hashes(im.sha256, None, self._loader(eng.data / im.file, im.file))
             except InvalidImageError as exc:  # a stored file went missing: the other layers still run
                 log.warning("no hashes for catalogue image %s: %s", im.id, exc)
+        check = _PhotoChecks(self, image, rows)
         if hashed:
             order = list(hashed)
             index = hash_index([DedupItem("", hashed[i]) for i in order])
             for j, d in hash_neighbours(index, query.hashes, self.settings).items():
                 i = order[j]
-                if hash_match(query.hashes, hashed[i], d, self.settings):
-                    found.setdefault(i, Pair(0, i + 1, "phash", 1.0 - d / 64))
-        self._visual_matches(image, query, rows, hashed, found)
+                upright = hamming(query.hashes.phash, hashed[i].phash) == d
+                if i not in found and hash_match(query.hashes, hashed[i], d, self.settings) \
+                        and not check.contradicted(i, upright):
+                    found[i] = Pair(0, i + 1, "phash", 1.0 - d / 64)
+        self._visual_matches(query, rows, hashed, found, check)
         images = [DedupImage(None, None, name)] + [DedupImage(im.sku, im.id, im.file) for im in rows]
         pairs = sorted(found.values(), key=lambda p: p.b)
         groups = [([0] + [p.b for p in pairs], pairs)] if pairs else []
         return DedupReport(images, groups, [])
 
-    def _visual_matches(self, image: np.ndarray, query: DedupItem, rows, hashed: dict[int, ImageHashes],
-                        found: dict[int, Pair]) -> None:
+    def _visual_matches(self, query: DedupItem, rows, hashed: dict[int, ImageHashes], found: dict[int, Pair],
+                        check: "_PhotoChecks") -> None:
         view, st = self.engine.view, self.settings
         with self.engine.write_lock():  # the index and its owners change with catalogue writes
             if len(view.index) == 0:
@@ -258,22 +266,49 @@ class Deduplicator:
             sims, ids = view.index.search(query.vector[None, :].astype(np.float32), k)
             hits = [(s, view.vector_owner.get(vid)) for s, vid in zip(sims[0].tolist(), ids[0].tolist())]
         position = {im.id: i for i, im in enumerate(rows)}
-        query_kps = None
         for s, owner in hits:
             if owner is None or owner[2] != "full" or owner[0] not in position or s < st.candidate_min_cosine:
                 continue
             i = position[owner[0]]
             if i in found:
                 continue
-            if s >= st.visual_min_cosine and (i not in hashed or colour_agrees(query.hashes, hashed[i], st)):
+            close = s >= st.visual_min_cosine and (i not in hashed or colour_agrees(query.hashes, hashed[i], st))
+            if close and not check.contradicted(i):
                 found[i] = Pair(0, i + 1, "visual", round(min(1.0, s), 4))
-            elif self.verifier is not None:
-                query_kps = query_kps if query_kps is not None else self.verifier.keypoints(image)
-                try:
-                    other = self.verifier.keypoints(self._loader(self.engine.data / rows[i].file, rows[i].file)())
-                except InvalidImageError as exc:
-                    log.warning("cannot check catalogue image %s: %s", rows[i].id, exc)
-                    continue
-                v = self.verifier.verify(query_kps, other)
-                if self.verifier.accepts(v):
-                    found[i] = Pair(0, i + 1, "keypoints", round(v.ratio, 4))
+            elif not close and (v := check.verify(i)) is not None and self.verifier.accepts(v):
+                found[i] = Pair(0, i + 1, "keypoints", round(v.ratio, 4))
+
+
+class _PhotoChecks:
+    """Keypoint checks of one photo against catalogue images (none without a verifier)."""
+
+    def __init__(self, dedup: Deduplicator, image: np.ndarray, rows) -> None:
+        self.dedup, self.image, self.rows = dedup, image, rows
+        self._query = None
+
+    def _pair(self, i: int):
+        verifier = self.dedup.verifier
+        if verifier is None:
+            return None
+        if self._query is None:
+            self._query = verifier.keypoints(self.image)
+        row = self.rows[i]
+        try:
+            return self._query, verifier.keypoints(self.dedup._loader(self.dedup.engine.data / row.file, row.file)())
+        except InvalidImageError as exc:
+            log.warning("cannot check catalogue image %s: %s", row.id, exc)
+            return None
+
+    def verify(self, i: int) -> Verification | None:
+        kps = self._pair(i)
+        return None if kps is None else self.dedup.verifier.verify(*kps)
+
+    def contradicted(self, i: int, upright: bool = False) -> bool:
+        """The pixels rule the match out; an upright phash match the keypoints cannot place is
+        compared frame to frame."""
+        kps = self._pair(i)
+        if kps is None:
+            return False
+        verifier = self.dedup.verifier
+        v = verifier.verify(*kps)
+        return verifier.contradicts(v) or (v.differing is None and upright and verifier.frames_differ(*kps))

@@ -68,6 +68,9 @@ class PairVerifier(Protocol):
     def accepts(self, v: Verification) -> bool:
         """Whether that agreement makes the two images copies."""
 
+    def contradicts(self, v: Verification) -> bool:
+        """Whether the two images differ too much to be copies, whatever else matched them."""
+
 
 @runtime_checkable
 class VectorIndex(Protocol):

@@ -131,6 +131,10 @@ class KeypointSettings(BaseModel):
     min_inliers: int = Field(40, ge=1, description="matches consistent with one transform needed for a copy")
     min_inlier_ratio: float = Field(0.3, ge=0, le=1, description="those inliers as a share of the keypoints of the image with fewer")
     max_hue_shift: float = Field(0.08, ge=0, le=0.5, description="median hue difference at the matched points (in turns) above which the pair is a colour variant")
+    compare_side: int = Field(256, ge=32, description="longest side of the thumbnails laid over each other to compare pixels")
+    compare_cell: int = Field(8, ge=2, description="side of a compared cell, in thumbnail pixels")
+    cell_difference: float = Field(15.0, gt=0, description="mean difference (grey levels, after a colour fit) above which a cell differs")
+    max_differing: float = Field(0.1, ge=0, le=1, description="share of differing cells above which two images are not copies (look-alike variants), whichever layer matched them")
 
 
 class DedupSettings(BaseModel):

@@ -309,3 +309,4 @@ class Verification:
     inliers: int
     ratio: float  # inliers / keypoints of the image with fewer
     hue_shift: float = 0.0  # median hue difference at the matched points, in turns (0 to 0.5)
+    differing: float | None = None  # share of the matched region whose pixels differ once aligned; None: unknown

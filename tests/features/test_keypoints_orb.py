@@ -68,3 +68,43 @@ def test_the_same_picture_in_other_colours_matches_but_is_refused(verifier):
     assert not verifier.accepts(v)
     same = verifier.verify(verifier.keypoints(img), verifier.keypoints(img[10:, 10:]))
     assert same.hue_shift < 0.02 and verifier.accepts(same)
+
+
+def test_a_variant_sharing_most_keypoints_is_contradicted_by_its_pixels(verifier):
+    """Same carton, other flavour: most of the picture (and its keypoints) is shared, but one
+    block inside it differs; a copy under brightness, contrast and saturation changes does not."""
+    from PIL import ImageEnhance
+
+    img = textured(13)
+    variant = img.copy()
+    variant[90:210, 120:280] = textured(113)[90:210, 120:280]  # a sixth of the picture, in its middle
+    base = verifier.keypoints(img)
+    v = verifier.verify(base, verifier.keypoints(variant))
+    assert v.inliers >= 40 and v.differing is not None and v.differing > 0.15
+    assert verifier.contradicts(v) and not verifier.accepts(v)
+    pil = Image.fromarray(img)
+    jittered = ImageEnhance.Color(ImageEnhance.Contrast(ImageEnhance.Brightness(pil).enhance(1.25))
+                                  .enhance(0.85)).enhance(0.75)
+    copy = verifier.verify(base, verifier.keypoints(np.asarray(jittered)))
+    assert copy.differing is not None and copy.differing < 0.05
+    assert not verifier.contradicts(copy) and verifier.accepts(copy)
+
+
+def test_frames_are_compared_whole_when_keypoints_cannot_place_them(verifier):
+    """Two smooth pictures of one layout (a plain fruit, another fruit): too few keypoints to
+    place one on the other, so the frames are laid over each other as they are."""
+
+    def smooth(colour) -> np.ndarray:
+        img = Image.new("RGB", (300, 240), "white")
+        ImageDraw.Draw(img).ellipse((60, 40, 240, 200), fill=colour)
+        return np.asarray(img)
+
+    red = smooth((200, 30, 20))
+    copy = np.asarray(Image.fromarray(red).resize((200, 160)))
+    other = np.asarray(Image.fromarray(smooth((200, 30, 20))).transpose(Image.Transpose.FLIP_TOP_BOTTOM))
+    other = other.copy()
+    other[150:240] = (250, 240, 60)  # a different lower half
+    kr, kc, ko = (verifier.keypoints(x) for x in (red, copy, other))
+    assert verifier.verify(kr, kc).differing is None  # nothing to place them by
+    assert not verifier.frames_differ(kr, kc)
+    assert verifier.frames_differ(kr, ko)

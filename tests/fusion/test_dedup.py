@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from fusion.dedup import (DedupItem, Pair, UnionFind, colour_agrees, find_pairs, group_pairs, hash_codes,
+from fusion.dedup import (DedupItem, Pair, PairChecks, UnionFind, colour_agrees, find_pairs, group_pairs, hash_codes,
                           visual_candidates)
 from pipeline.settings import DedupSettings
 from pipeline.types import ImageHashes, Verification
@@ -61,6 +61,39 @@ def test_phash_radius_search_finds_every_pair_within_eleven_bits():
         assert find_pairs(items, DedupSettings(phash_max_distance=11)), start
 
 
+def test_a_contradicted_phash_or_visual_match_is_dropped_and_not_looked_at_again():
+    """Look-alike variants: close signatures, but the pixels differ once laid over each other."""
+    h, v = far_hash(), unit(RNG.normal(size=32))
+    items = [item("a", h), item("b", flip_bits(h, 4)),  # phash pair
+             item("c", far_hash(), vector=v), item("d", far_hash(), vector=v)]  # visual pair
+    asked = []
+
+    def verify(a, b):
+        asked.append((a, b))
+        return Verification(60, 0.5, differing=0.4 if (a, b) == (0, 1) else 0.0)
+
+    checks = PairChecks(verify, lambda v: True, lambda v: v.differing is not None and v.differing > 0.1)
+    assert [(p.a, p.b, p.layer) for p in find_pairs(items, DedupSettings(), checks)] == [(2, 3, "visual")]
+    assert asked.count((0, 1)) == 1  # not re-examined by the keypoints layer
+    contra_all = PairChecks(lambda a, b: Verification(60, 0.5, differing=0.5), lambda v: True, lambda v: True)
+    assert find_pairs(items, DedupSettings(), contra_all) == []
+
+
+def test_an_upright_phash_match_the_keypoints_cannot_place_is_compared_frame_to_frame():
+    h, mirrored = far_hash(), far_hash()
+    items = [item("a", h), item("b", flip_bits(h, 2)),  # upright
+             item("c", far_hash(), variants=(mirrored,)), item("d", mirrored)]  # mirror image
+    framed = []
+
+    def frames_differ(a, b):
+        framed.append((a, b))
+        return True
+
+    checks = PairChecks(lambda a, b: Verification(3, 0.01), lambda v: False, lambda v: False, frames_differ)
+    assert [(p.a, p.b) for p in find_pairs(items, DedupSettings(), checks)] == [(2, 3)]
+    assert framed == [(0, 1)]  # a mirrored match is not compared as it stands
+
+
 def test_upright_phash_match_needs_the_dhash_to_agree():
     h = far_hash()
     items = [item("a", h, dhash=0), item("b", h, dhash=2**40 - 1)]  # 40 dHash bits apart
@@ -87,12 +120,12 @@ def test_visual_layer_keeps_close_neighbours_and_verifies_the_middle_band():
         return Verification(100, 0.5 if b == 2 else 0.0)
 
     cfg = DedupSettings(visual_min_cosine=0.97, candidate_min_cosine=0.5)
-    pairs = find_pairs(items, cfg, verify, lambda v: v.ratio >= 0.3)
+    pairs = find_pairs(items, cfg, PairChecks(verify, lambda v: v.ratio >= 0.3))
     layers = {(p.a, p.b): p.layer for p in pairs}
     assert layers[(0, 1)] == "visual"
     assert layers[(0, 2)] == "keypoints" and (1, 2) in layers
     assert all(3 not in pair for pair in layers) and all(3 not in pair for pair in asked)
-    assert (0, 1) not in asked  # already a copy by the embedding: no keypoint check
+    assert (0, 1) in asked and layers[(0, 1)] == "visual"  # a copy by the embedding, checked only for contradictions
 
 
 def test_pairs_found_by_a_cheaper_layer_keep_that_layer():
@@ -181,5 +214,5 @@ def test_the_centre_view_brings_candidates_the_whole_image_misses():
     cands = visual_candidates(items, DedupSettings())
     assert [(a, b) for a, b, _ in cands] == [(0, 1)]
     assert cands[0][2] == pytest.approx(float(full_a @ full_b))  # the whole-image cosine is reported
-    pairs = find_pairs(items, DedupSettings(), lambda a, b: Verification(200, 0.6), lambda v: v.ratio >= 0.3)
+    pairs = find_pairs(items, DedupSettings(), PairChecks(lambda a, b: Verification(200, 0.6), lambda v: v.ratio >= 0.3))
     assert [p.layer for p in pairs] == ["keypoints"]

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, models_missing, product_image
 
@@ -179,7 +181,8 @@ def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
     folder = tmp_path / "uploads"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(copy.read_bytes())
-    (folder / "b.jpg").write_bytes(jpeg_bytes(product_image(colour, word, shape, size=320), 90))
+    enlarged = Image.fromarray(product_image(colour, word, shape, size=250)).resize((320, 320), Image.Resampling.BICUBIC)
+    (folder / "b.jpg").write_bytes(jpeg_bytes(np.asarray(enlarged), 90))  # the same picture, enlarged and re-saved
     (folder / "c.jpg").write_bytes(b"broken")
     proc = skulens("dedup", "--folder", str(folder), "--html", str(tmp_path / "r.html"), data=data)
     assert "1 group(s); 1 skipped" in proc.stdout and "c.jpg" in proc.stdout
