@@ -6,7 +6,7 @@ import pytest
 
 from fusion.dedup import Pair
 from pipeline.dedup import DedupImage, DedupReport
-from pipeline.dedup_eval import Member, copies_markdown, score_copies, ukbench_markdown
+from pipeline.dedup_eval import Member, catalogue_half, copies_markdown, score_copies, ukbench_markdown
 
 FILES = ["00000-original.jpg", "00000-crop.jpg", "00000-jpeg.jpg",
          "00001-original.jpg", "00001-crop.jpg",
@@ -53,6 +53,17 @@ def test_markdown_renders_every_number():
               "seconds": {"make_copies": 1.0, "dedup": 2.0}})
     md = copies_markdown(s)
     assert "| phash | 1 | 1.000 | 0.333 | 0.333 |" in md and "| crop | 0.500 |" in md
+    assert "Target: precision >= 0.99 (met), recall >= 0.95 (not met)" in md
     uk = ukbench_markdown({"copies": 5, "grouped_with_original": 5, "groups_mixing_originals": 0,
                            "skipped": [{"item": "x.jpg", "reason": "not an image"}], "layers": {"exact": 2}})
     assert "5 of 5" in uk and "`x.jpg` (not an image)" in uk
+
+
+def test_train_and_val_split_the_catalogue_by_coarse_class():
+    rows = [{"split": "catalog", "class_name": n, "coarse_class": c}
+            for n, c in [("a1", "Apple"), ("a2", "Apple"), ("j1", "Juice"), ("j2", "Juice"), ("m1", "Milk")]]
+    rows.append({"split": "train", "class_name": "a1", "coarse_class": "Apple"})
+    train = {r["class_name"] for r in catalogue_half(rows, "train")}
+    val = {r["class_name"] for r in catalogue_half(rows, "val")}
+    assert train == {"a1", "a2", "m1"} and val == {"j1", "j2"}  # look-alikes stay on one side
+    assert {r["class_name"] for r in catalogue_half(rows, "test")} == train | val
