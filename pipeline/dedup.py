@@ -23,12 +23,11 @@ import numpy as np
 from fusion.dedup import (DedupItem, Pair, PairChecks, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
                           hash_neighbours)
 from pipeline.errors import InvalidImageError, SkulensError
-from pipeline.images import decode_image, read_image_bytes, sha256_hex
+from pipeline.images import IMAGE_SUFFIXES, decode_image, read_image_bytes, sha256_hex
 from pipeline.types import ImageHashes, Verification, hamming
 
 log = logging.getLogger(__name__)
 
-FOLDER_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 Progress = Callable[[str, int, int], None]
 
 
@@ -200,7 +199,7 @@ class Deduplicator:
         root = Path(root)
         if not root.is_dir():
             raise InvalidImageError(f"not a folder: {root}")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         images, items, loaders, skipped = [], [], [], []
         for start in range(0, len(files), batch):
             loaded = []

@@ -39,6 +39,10 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
+"""File name endings read as images when a folder is walked."""
+
+
 def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
     """Read an image file, refusing missing, non-regular, empty and oversized files."""
     path = Path(path)

@@ -487,6 +487,7 @@ def main() -> None:
 
 
 from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`, `dedup-eval`, `bench-dedup`)
+from service import cli_detector  # noqa: E402,F401  (registers `skulens detector ...`)
 
 if __name__ == "__main__":
     # run the imported module (on which cli_dedup registered its commands), not this __main__ copy

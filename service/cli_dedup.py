@@ -158,13 +158,13 @@ def bench_dedup(
     """Time near-duplicate search at scale (synthetic signatures) and its per-image stages (real photos)."""
     from pipeline import dedup_bench as db
     from pipeline.benchmarks_md import update_section
-    from pipeline.dedup import FOLDER_SUFFIXES
+    from pipeline.images import IMAGE_SUFFIXES
 
     try:
         ns = [int(s) for s in sizes.split(",") if s.strip()]
     except ValueError as exc:
         raise InvalidInputError(f"--sizes: expected comma-separated integers, got {sizes!r}") from exc
-    files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in FOLDER_SUFFIXES)[:sample]
+    files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:sample]
     if len(files) < 2:
         raise InvalidInputError(f"{photos}: expected at least 2 photos")
     settings = _settings()

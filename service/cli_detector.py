@@ -1,0 +1,80 @@
+"""``skulens detector``: make training data from photo folders and train our product detector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.errors import InvalidInputError
+from service.cli import _progress_bar, _settings, app, out
+
+detector_app = typer.Typer(help="Train the product detector (ultralytics YOLO) from photo folders.", no_args_is_help=True)
+app.add_typer(detector_app, name="detector")
+
+
+@detector_app.command("train")
+def train(
+    photos: Annotated[Optional[list[Path]], typer.Argument(help="photo folders (each one source: the teacher is checked per folder)")] = None,
+    work: Annotated[Path, typer.Option(help="where the data set and the training run go")] = Path("detector-work"),
+    dataset: Annotated[Optional[Path], typer.Option(help="train on this data set (its data.yaml) instead of making one from PHOTOS")] = None,
+    composites: Annotated[int, typer.Option(min=0, help="composite images to make (train and val together)")] = 3000,
+    per_source: Annotated[Optional[int], typer.Option(min=1, help="read at most about this many photos per folder")] = None,
+    min_trust: Annotated[float, typer.Option(min=0, max=1, help="share of credible teacher masks a folder needs before its photos are used")] = 0.5,
+    val_share: Annotated[float, typer.Option(min=0.01, max=0.5, help="share of photos (and composites) held out for validation")] = 0.15,
+    data_only: Annotated[bool, typer.Option("--data-only", help="make the data set and stop")] = False,
+    model: Annotated[str, typer.Option(help="ultralytics architecture file (from the package) or a .pt to start from")] = "yolov8n.yaml",
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    imgsz: Annotated[int, typer.Option(min=32, help="training input size")] = 320,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    hours: Annotated[Optional[float], typer.Option(min=0.01, help="stop training after this many hours")] = None,
+    device: Annotated[str, typer.Option(help="'cpu', or a CUDA device such as '0'")] = "cpu",
+    seed: Annotated[int, typer.Option(help="seed of the data set and of training")] = 0,
+) -> None:
+    """Make a detector training set from PHOTOS (teacher pseudo-labels where the teacher is credible, plus copy-paste composites with exact boxes) and train a YOLO model on it.
+
+    The weights land in WORK/detector.pt with a card (WORK/detector.json); point
+    SKULENS_DETECTOR__WEIGHTS at them, or copy them over the shipped ones.
+    """
+    from detectors.yolo_train import TrainSettings, train_detector
+
+    settings = TrainSettings(model=model, epochs=epochs, image_size=imgsz, batch=batch, device=device, seed=seed,
+                             hours=hours)
+    if dataset is None:
+        if not photos:
+            raise InvalidInputError("give photo folders to make a data set from, or --dataset DATA_YAML")
+        dataset = _make_dataset(photos, work / "data", composites, per_source, min_trust, val_share, seed)
+    elif photos:
+        raise InvalidInputError("give either photo folders or --dataset, not both")
+    if data_only:
+        return
+    result = train_detector(dataset, work, settings)
+    out.print(f"weights: {result.weights}  card: {result.card}", highlight=False)
+    out.print("on the held-out composites: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()), highlight=False)
+
+
+def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: int | None, min_trust: float,
+                  val_share: float, seed: int) -> Path:
+    from detectors.yolo_dataset import build_dataset
+    from service.cli import _eval_stages
+
+    for folder in photos:
+        if not folder.is_dir():
+            raise InvalidInputError(f"not a folder: {folder}")
+    settings = _settings()
+    stages = _eval_stages(settings)  # teacher masks persist in <data>/eval, so a second run is cheap
+    if stages.remover is None:
+        raise InvalidInputError("the detector's training data needs the background-removal stage (the teacher); "
+                                "run `skulens models fetch` and enable background removal")
+    bar, update = _progress_bar()
+    with bar:
+        summary = build_dataset(photos, stages.remover, settings.images, root, composites, seed=seed,
+                                val_share=val_share, min_trust=min_trust, per_source=per_source, progress=update)
+    for src in summary.sources:
+        out.print(f"{src.folder}: {src.credible} of {src.images} teacher masks credible "
+                  f"({src.credible_share:.0%}) -> {'used' if src.trusted else 'not trusted: backgrounds only'}",
+                  highlight=False)
+    out.print(json.dumps({"images": summary.images, "boxes": summary.boxes}), highlight=False)
+    return root / "data.yaml"
