@@ -69,6 +69,17 @@ class YoloDetector:
         self._model = None
         self._device = "cpu"
 
+    @property
+    def name(self) -> str:
+        """Which weights, down to the file's size and time: feature caches key on it, so new
+        weights under the same path are not mistaken for the old ones."""
+        path = Path(self.settings.weights).expanduser()
+        try:
+            st = path.stat()
+        except OSError:
+            return f"yolo:{path}"
+        return f"yolo:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
     def warmup(self) -> None:
         self._load()
 

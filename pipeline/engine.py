@@ -148,8 +148,9 @@ class Engine:
 
     def _fingerprint(self, regions: tuple[str, ...], all_objects: bool) -> str:
         s = self.settings
+        weights = getattr(self.stages.detector, "name", None)  # trained detectors: which weights file
         return fingerprint(self.stages.embedder.name, s.detector, s.background, s.colour, s.ocr, s.embedder,
-                           regions, all_objects)
+                           regions, all_objects, *([weights] if weights else []))
 
     # -- search -----------------------------------------------------------------------
     def search(self, data: bytes | None, text: str | None = None, k: int = 10, weights: str | dict | None = None,

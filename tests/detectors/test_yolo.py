@@ -153,3 +153,16 @@ def test_build_stages_picks_the_detector(settings: Settings, tmp_path: Path, bac
     assert type(stages.detector) is expected
     if expected is MaskDetector:
         assert stages.detector.remover is not None
+
+
+def test_the_name_changes_when_the_weights_file_does(tmp_path: Path) -> None:
+    """Feature caches key on the detector's name: new weights under the same path must not reuse them."""
+    import os
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    det = YoloDetector(DetectorSettings(weights=weights), ModelSettings())
+    first = det.name
+    weights.write_bytes(b"other bytes")
+    os.utime(weights, ns=(1, 2))
+    assert det.name != first and det.name.startswith("yolo:")
