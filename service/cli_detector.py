@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
 from pipeline.errors import InvalidInputError
@@ -78,3 +79,45 @@ def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: i
                   highlight=False)
     out.print(json.dumps({"images": summary.images, "boxes": summary.boxes}), highlight=False)
     return root / "data.yaml"
+
+
+@detector_app.command("eval")
+def evaluate(
+    weights: Annotated[Path, typer.Argument(help="the trained weights (WORK/detector.pt)")],
+    dataset: Annotated[Path, typer.Argument(help="the data set folder it was trained from (WORK/data)")],
+    imgsz: Annotated[int, typer.Option(min=32, help="input size to detect at")] = 320,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="at most this many images of each kind")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write every number here")] = None,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="update the detector section of this BENCHMARKS.md")] = None,
+) -> None:
+    """Measure a trained detector on the held-out (val) part of its data set: AP and recall at IoU 0.5 on composites, IoU with the teacher on real photos, and detection time per photo on this machine."""
+    from detectors.yolo import YoloDetector
+    from pipeline import detector_eval as de
+    from pipeline.benchmarks_md import update_section
+
+    if not (dataset / "images" / "val").is_dir():
+        raise InvalidInputError(f"no val images in {dataset} (expected the folder `skulens detector train` made)")
+    settings = _settings()
+    base = settings.detector.model_copy(update={"weights": weights, "image_size": imgsz})
+    scoring = YoloDetector(base.model_copy(update={"confidence": 0.01, "max_boxes": 100, "min_area_fraction": 0.0,
+                                                   "expand": 0.0}), settings.models)
+    product = YoloDetector(base.model_copy(update={"expand": 0.0}), settings.models)  # as the pipeline runs it
+    bar, update = _progress_bar()
+    with bar:
+        comp = de.composite_scores(scoring.detect, dataset, limit, update)
+        teacher = de.teacher_agreement(product.detect, dataset, limit, update)
+    from PIL import Image
+
+    photos = sorted((dataset / "images" / "val").glob("*.jpg"))[: min(limit or 100, 100)]
+    speed = de.detection_speed(product.detect, [np.asarray(Image.open(p).convert("RGB")) for p in photos])
+    card_file = weights.with_suffix(".json")
+    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+    res = {"weights": str(weights), "image_size": imgsz, "composites": comp, "teacher": teacher, "speed": speed,
+           "card": card}
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=2))
+    md = de.detector_markdown(res)
+    out.print(md, highlight=False, markup=False)
+    if benchmarks:
+        update_section(benchmarks, "detector", "Product detector: held-out composites, teacher agreement, speed", md)
+        out.print(f"updated {benchmarks}", highlight=False)

@@ -24,3 +24,9 @@ def test_detector_train_says_what_it_needs(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "service.cli", "detector", "train", "--help"],
                                capture_output=True, text=True, timeout=120).stdout
     assert "--data-only" in help_text and "--hours" in help_text
+
+
+def test_detector_eval_needs_the_data_set_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(tmp_path / "d"), "detector", "eval",
+                           str(tmp_path / "w.pt"), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: no val images in")
