@@ -68,6 +68,7 @@ class YoloDetector:
         self._lock = threading.Lock()
         self._model = None
         self._device = "cpu"
+        self._image_size = settings.image_size or 640
 
     @property
     def name(self) -> str:
@@ -96,6 +97,8 @@ class YoloDetector:
                 except Exception as exc:  # ultralytics raises many kinds on a bad file
                     raise SkulensError(f"cannot load YOLO weights {path}: {exc}") from exc
                 self._device = resolve_device(self.models.device)
+                trained = (getattr(self._model, "overrides", None) or {}).get("imgsz")
+                self._image_size = self.settings.image_size or (trained if isinstance(trained, int) else 640)
                 log.info("loaded YOLO %s on %s", path.name, self._device)
         return self._model
 
@@ -103,6 +106,6 @@ class YoloDetector:
         model = self._load()
         h, w = check_image(image).shape[:2]
         # ultralytics expects BGR numpy arrays
-        results = model.predict(image[:, :, ::-1], imgsz=self.settings.image_size, conf=self.settings.confidence,
+        results = model.predict(image[:, :, ::-1], imgsz=self._image_size, conf=self.settings.confidence,
                                 iou=self.settings.iou, device=self._device, verbose=False)
         return boxes_from_results(results[0], self.settings, w, h)

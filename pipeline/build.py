@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pipeline.analysis import Stages
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SHIPPED_DETECTOR = Path(__file__).resolve().parent.parent / "detectors" / "weights" / "skulens-products.pt"
+"""The product detector trained by ``skulens detector train`` and shipped with the project (its card
+is ``MODEL_CARD.md`` beside it); without it, boxes come from the background mask."""
 
 
 def build_stages(settings: Settings, mask_cache=None) -> Stages:
@@ -27,6 +32,8 @@ def build_stages(settings: Settings, mask_cache=None) -> Stages:
 
         remover = PersistentMasks(remover, mask_cache, settings.background.model)
     det = settings.detector
+    if det.weights is None and SHIPPED_DETECTOR.is_file():  # ours, unless the user names other weights
+        det = det.model_copy(update={"weights": SHIPPED_DETECTOR})
     backend = det.backend
     if backend == "auto":
         backend = "yolo" if det.weights else "mask"

@@ -38,10 +38,10 @@ class DetectorSettings(BaseModel):
     backend: Literal["auto", "yolo", "mask", "none"] = Field(
         "auto", description="'auto': YOLO when weights are set, else boxes from the background mask"
     )
-    weights: Path | None = Field(None, description="an ultralytics model file (.pt or .onnx)")
+    weights: Path | None = Field(None, description="an ultralytics model file (.pt or .onnx); default: the shipped detector when present")
     confidence: float = 0.25
     iou: float = 0.5
-    image_size: int = 640
+    image_size: int | None = Field(None, ge=32, description="input size; default: the size the weights were trained at (else 640)")
     max_boxes: int = 10
     min_area_fraction: float = Field(0.01, description="drop boxes smaller than this share of the image")
     expand: float = Field(0.04, description="grow each box by this share of its size on every side")

@@ -135,6 +135,7 @@ def test_one_epoch_on_a_handful_of_generated_images_gives_weights_our_detector_l
     result = train_detector(tmp_path / "ds" / "data.yaml", tmp_path / "run",
                             TrainSettings(epochs=1, image_size=64, batch=4))
     assert result.weights.is_file() and result.card.is_file() and result.metrics.get("epochs") == 1
-    detector = YoloDetector(DetectorSettings(weights=result.weights, image_size=64), ModelSettings())
+    detector = YoloDetector(DetectorSettings(weights=result.weights), ModelSettings())
     boxes = detector.detect(np.asarray(Image.open(good / "p0.png").convert("RGB")))
+    assert detector._image_size == 64  # the size it was trained at
     assert isinstance(boxes, list) and all(0 <= b.x1 < b.x2 <= 160 for b in boxes)

@@ -166,3 +166,31 @@ def test_the_name_changes_when_the_weights_file_does(tmp_path: Path) -> None:
     weights.write_bytes(b"other bytes")
     os.utime(weights, ns=(1, 2))
     assert det.name != first and det.name.startswith("yolo:")
+
+
+def test_the_shipped_detector_is_the_default_and_named_weights_override_it(settings: Settings, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    import pipeline.build as build
+
+    shipped = tmp_path / "shipped.pt"
+    monkeypatch.setattr(build, "SHIPPED_DETECTOR", shipped)
+    assert type(build_stages(settings).detector) is MaskDetector  # nothing shipped: the mask fallback
+    shipped.write_bytes(b"weights")
+    det = build_stages(settings).detector
+    assert type(det) is YoloDetector and det.settings.weights == shipped
+    mine = tmp_path / "mine.pt"
+    own = build_stages(settings.model_copy(update={"detector": DetectorSettings(weights=mine)})).detector
+    assert own.settings.weights == mine
+    masked = build_stages(settings.model_copy(update={"detector": DetectorSettings(backend="mask")})).detector
+    assert type(masked) is MaskDetector
+
+
+@pytest.mark.slow
+def test_untrained_weights_run_at_640_unless_told(yolo_weights) -> None:
+    """(Trained weights run at their training size: tests/detectors/test_training_data.py.)"""
+    det = YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n"]), ModelSettings())
+    det.detect(np.zeros((64, 64, 3), np.uint8))
+    assert det._image_size == 640
+    fixed = YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n"], image_size=96), ModelSettings())
+    fixed.detect(np.zeros((64, 64, 3), np.uint8))
+    assert fixed._image_size == 96
