@@ -152,7 +152,7 @@ def _read_source(folder: Path, remover, limits: ImageLimits, out: Path, pools: d
     for (path, image, mask, verdict), split in zip(judged, splits):
         pool = pools[split]
         if report.trusted and verdict.credible:
-            _write_pseudo(image, verdict.box, out, split, f"{_stem(folder, path)}", image_size)
+            _write_pseudo(image, mask, verdict.box, out, split, f"{_stem(folder, path)}", image_size)
             counts[split]["pseudo"] += 1
             counts[split]["boxes"] += 1
             pool.cutouts.append(_small_cutout(cut_out(image, mask, verdict.box, str(path))))
@@ -174,32 +174,66 @@ def _write_composites(pool: _Pool, split: str, n: int, out: Path, size: int, rng
             background = synthetic_background(size, rng)
         picks = [pool.cutouts[int(j)] for j in rng.integers(len(pool.cutouts), size=int(rng.integers(1, 7)))]
         comp = compose(background, picks, size, rng)
-        _write(comp.image, comp.boxes, out, split, f"composite-{i:06d}")
+        _write(comp.image, comp.boxes, comp.masks, out, split, f"composite-{i:06d}")
         counts["composite"] += 1
         counts["boxes"] += len(comp.boxes)
         if progress and (i % 50 == 0 or i == n - 1):
             progress(f"composites ({split})", i + 1, n)
 
 
-def _write_pseudo(image: np.ndarray, box: Box, out: Path, split: str, name: str, size: int) -> None:
+def _write_pseudo(image: np.ndarray, mask, box: Box, out: Path, split: str, name: str, size: int) -> None:
+    import cv2
+    from scipy import ndimage
+
+    labels, _count = ndimage.label(mask.alpha >= 0.5)
+    x1, y1, x2, y2 = box.as_int()
+    main = np.bincount(labels[y1:y2, x1:x2].ravel())[1:].argmax() + 1  # the piece the judge boxed
+    piece = (labels == main).astype(np.float32)
     scale = min(1.0, size / max(image.shape[:2]))
     if scale < 1:
-        import cv2
-
-        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_AREA)
+        dims = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, dims, interpolation=cv2.INTER_AREA)
+        piece = cv2.resize(piece, dims, interpolation=cv2.INTER_LINEAR)
         box = Box(box.x1 * scale, box.y1 * scale, box.x2 * scale, box.y2 * scale, box.score, box.label)
-    _write(image, (box,), out, split, name)
+    _write(image, (box,), (piece,), out, split, name)
 
 
-def _write(image: np.ndarray, boxes, out: Path, split: str, name: str) -> None:
+def _write(image: np.ndarray, boxes, masks, out: Path, split: str, name: str) -> None:
+    """The image and its label file: one line per product, its outline as a polygon (YOLO
+    segmentation format, which detection training reads as the polygon's box) or, when the mask
+    gives no outline, its box."""
     from PIL import Image
 
     h, w = image.shape[:2]
     Image.fromarray(image).save(out / "images" / split / f"{name}.jpg", "JPEG", quality=92)
-    lines = [f"0 {(b.x1 + b.x2) / 2 / w:.6f} {(b.y1 + b.y2) / 2 / h:.6f} {(b.x2 - b.x1) / w:.6f} {(b.y2 - b.y1) / h:.6f}"
-             for b in boxes]
+    lines = []
+    for b, m in zip(boxes, masks):
+        poly = outline(m) if m is not None else None
+        if poly is not None:
+            lines.append("0 " + " ".join(f"{x / w:.5f} {y / h:.5f}" for x, y in poly))
+        else:
+            lines.append(f"0 {(b.x1 + b.x2) / 2 / w:.6f} {(b.y1 + b.y2) / 2 / h:.6f} {(b.x2 - b.x1) / w:.6f} "
+                         f"{(b.y2 - b.y1) / h:.6f}")
     (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def outline(alpha: np.ndarray, threshold: float = 0.5) -> np.ndarray | None:
+    """The largest outer contour of ``alpha >= threshold``, simplified to within 0.3% of the image's
+    diagonal: (N, 2) pixel points, N >= 3, or None."""
+    import cv2
+
+    binary = (alpha >= threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    biggest = max(contours, key=cv2.contourArea)
+    eps = 0.003 * float(np.hypot(*alpha.shape))
+    poly = cv2.approxPolyDP(biggest, eps, True).reshape(-1, 2).astype(np.float64)
+    if len(poly) < 3:
+        return None
+    poly[:, 0] = np.clip(poly[:, 0] + 0.5, 0, alpha.shape[1])  # pixel centres to edges, roughly
+    poly[:, 1] = np.clip(poly[:, 1] + 0.5, 0, alpha.shape[0])
+    return poly
 
 
 def _stem(folder: Path, path: Path) -> str:

@@ -90,7 +90,8 @@ def train_detector(data_yaml: Path, out: Path, settings: TrainSettings = TrainSe
 
 
 def last_metrics(results_csv: Path) -> dict[str, float]:
-    """mAP@0.5, mAP@0.5:0.95, precision and recall of the last epoch in ultralytics' results.csv."""
+    """mAP@0.5, mAP@0.5:0.95, precision and recall of the last epoch in ultralytics' results.csv (and
+    the masks' mAPs for a segmentation model)."""
     if not results_csv.is_file():
         return {}
     with results_csv.open() as fh:
@@ -99,5 +100,6 @@ def last_metrics(results_csv: Path) -> dict[str, float]:
         return {}
     row = {k.strip(): v for k, v in rows[-1].items()}
     keys = {"metrics/mAP50(B)": "map50", "metrics/mAP50-95(B)": "map50_95", "metrics/precision(B)": "precision",
-            "metrics/recall(B)": "recall", "epoch": "epochs"}
+            "metrics/recall(B)": "recall", "metrics/mAP50(M)": "mask_map50", "metrics/mAP50-95(M)": "mask_map50_95",
+            "epoch": "epochs"}
     return {name: round(float(row[k]), 4) for k, name in keys.items() if row.get(k) not in (None, "")}

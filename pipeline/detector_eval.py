@@ -24,17 +24,21 @@ Progress = Callable[[str, int, int], None]
 
 
 def read_labels(label_file: Path, width: int, height: int) -> list[Box]:
-    """YOLO label lines (class xc yc w h, normalised) as pixel boxes."""
+    """YOLO label lines as pixel boxes: ``class xc yc w h`` or a polygon ``class x1 y1 x2 y2 ...``
+    (normalised), whose box is the polygon's extent."""
     boxes = []
     if not label_file.is_file():
         return boxes
     for line in label_file.read_text().splitlines():
         parts = line.split()
-        if len(parts) != 5:
-            continue
-        xc, yc, w, h = (float(v) for v in parts[1:])
-        boxes.append(Box((xc - w / 2) * width, (yc - h / 2) * height, (xc + w / 2) * width, (yc + h / 2) * height,
-                         1.0, "product"))
+        if len(parts) == 5:
+            xc, yc, w, h = (float(v) for v in parts[1:])
+            boxes.append(Box((xc - w / 2) * width, (yc - h / 2) * height, (xc + w / 2) * width,
+                             (yc + h / 2) * height, 1.0, "product"))
+        elif len(parts) >= 7 and len(parts) % 2 == 1:
+            pts = np.asarray([float(v) for v in parts[1:]]).reshape(-1, 2)
+            boxes.append(Box(pts[:, 0].min() * width, pts[:, 1].min() * height, pts[:, 0].max() * width,
+                             pts[:, 1].max() * height, 1.0, "product"))
     return boxes
 
 

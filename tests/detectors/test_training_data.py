@@ -115,8 +115,9 @@ def test_the_data_set_trusts_the_teacher_per_source(tmp_path):
     assert summary.images["train"]["composite"] + summary.images["val"]["composite"] == 10
     for label in (out / "labels").rglob("*.txt"):
         for line in label.read_text().splitlines():
-            cls, *xywh = line.split()
-            assert cls == "0" and len(xywh) == 4 and all(0 < float(v) <= 1 for v in xywh)
+            cls, *values = line.split()  # a product's outline (segmentation format), or its box
+            assert cls == "0" and (len(values) == 4 or (len(values) >= 6 and len(values) % 2 == 0))
+            assert all(0 <= float(v) <= 1 for v in values)
     assert "names:\n  0: product" in (out / "data.yaml").read_text()
     assert (out / "summary.json").is_file()
 
@@ -139,3 +140,20 @@ def test_one_epoch_on_a_handful_of_generated_images_gives_weights_our_detector_l
     boxes = detector.detect(np.asarray(Image.open(good / "p0.png").convert("RGB")))
     assert detector._image_size == 64  # the size it was trained at
     assert isinstance(boxes, list) and all(0 <= b.x1 < b.x2 <= 160 for b in boxes)
+
+
+def test_label_outlines_give_back_the_products_box(tmp_path):
+    from detectors.yolo_dataset import _write, outline
+    from pipeline.detector_eval import read_labels
+
+    alpha = np.zeros((100, 160), np.float32)
+    alpha[20:70, 30:90] = 1.0
+    poly = outline(alpha)
+    assert poly is not None and len(poly) >= 4
+    for sub in ("images/val", "labels/val"):
+        (tmp_path / sub).mkdir(parents=True)
+    box = Box(30, 20, 90, 70, 1.0, "product")
+    _write(np.zeros((100, 160, 3), np.uint8), (box,), (alpha,), tmp_path, "val", "x")
+    (back,) = read_labels(tmp_path / "labels" / "val" / "x.txt", 160, 100)
+    assert back.iou(box) > 0.95
+    assert outline(np.zeros((10, 10), np.float32)) is None
