@@ -33,7 +33,8 @@ from pipeline.types import Box
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
-CUTOUT_SIDE = 320  # cut-outs and backgrounds are kept at most this large (memory)
+CUTOUT_SIDE = 320  # cut-outs are kept at most this large, backgrounds twice that (memory)
+MAX_CUTOUTS, MAX_BACKGROUNDS = 4000, 600  # per folder and split, of each kind
 
 
 @dataclass
@@ -121,10 +122,17 @@ def build_dataset(sources: list[Path], remover, limits: ImageLimits, out: Path, 
 def _read_source(folder: Path, remover, limits: ImageLimits, out: Path, pools: dict[str, _Pool],
                  counts: dict[str, Counter], val_share: float, min_trust: float, per_source: int | None,
                  rng: np.random.Generator, image_size: int, progress) -> SourceReport:
-    """Judge the teacher on one folder; keep what it can be trusted with."""
+    """Judge the teacher on one folder, one photo at a time; keep what it can be trusted with.
+
+    Pseudo-labelled photos are written as they come and removed again if the folder turns out
+    untrusted; cut-outs and backgrounds are kept in bounded samples (reservoirs), so memory does
+    not grow with the folder."""
     report = SourceReport(str(folder))
     files = list_images(folder, per_source)
-    judged = []
+    cuts = {s: _Reservoir(MAX_CUTOUTS, rng) for s in SPLITS}
+    painted = {s: _Reservoir(MAX_BACKGROUNDS, rng) for s in SPLITS}  # products painted out (credible masks)
+    tiles = {s: _Reservoir(MAX_BACKGROUNDS, rng) for s in SPLITS}  # shuffled tiles (every photo)
+    written: list[tuple[str, str]] = []
     for n, path in enumerate(files, 1):
         try:
             image = decode_image(read_image_bytes(path, limits), limits, path.name)
@@ -135,31 +143,53 @@ def _read_source(folder: Path, remover, limits: ImageLimits, out: Path, pools: d
         report.images += 1
         mask = remover.remove(image)
         verdict = judge_mask(mask)
+        split = split_of(str(path.resolve()), val_share)
+        tiles[split].add(_small(shuffled_tiles(image, rng)))
         if verdict.credible:
             report.credible += 1
+            name = _stem(folder, path)
+            _write_pseudo(image, mask, verdict.box, out, split, name, image_size)
+            written.append((split, name))
+            cuts[split].add(_small_cutout(cut_out(image, mask, verdict.box, str(path))))
+            painted[split].add(_small(painted_out(image, mask)))
         else:
             report.reasons[verdict.code] = report.reasons.get(verdict.code, 0) + 1
-        judged.append((path, image, mask, verdict))
         if progress:
             progress(f"teacher on {folder.name}", n, len(files))
     report.trusted = report.credible_share >= min_trust
     log.info("%s: %d of %d masks credible (%.0f%%): %s", folder, report.credible, report.images,
              100 * report.credible_share, "trusted" if report.trusted else "not trusted")
-    splits = [split_of(str(path.resolve()), val_share) for path, *_ in judged]
-    usable = [i for i, (*_, verdict) in enumerate(judged) if report.trusted and verdict.credible]
-    if len(usable) >= 2 and all(splits[i] == "train" for i in usable):
-        splits[usable[-1]] = "val"  # a small folder still gets a product to validate on
-    for (path, image, mask, verdict), split in zip(judged, splits):
-        pool = pools[split]
-        if report.trusted and verdict.credible:
-            _write_pseudo(image, mask, verdict.box, out, split, f"{_stem(folder, path)}", image_size)
-            counts[split]["pseudo"] += 1
-            counts[split]["boxes"] += 1
-            pool.cutouts.append(_small_cutout(cut_out(image, mask, verdict.box, str(path))))
-            pool.backgrounds.append(_small(painted_out(image, mask)))
-        else:
-            pool.backgrounds.append(_small(shuffled_tiles(image, rng)))
+    if not report.trusted:  # even its tidy-looking masks are suspect: no labels, no cut-outs
+        for split, name in written:
+            (out / "images" / split / f"{name}.jpg").unlink(missing_ok=True)
+            (out / "labels" / split / f"{name}.txt").unlink(missing_ok=True)
+        for split in SPLITS:
+            pools[split].backgrounds.extend(tiles[split].items)
+        return report
+    if not cuts["val"].items and len(cuts["train"].items) >= 2:
+        cuts["val"].items.append(cuts["train"].items.pop())  # a small folder still gets a product to validate on
+    for split in SPLITS:
+        pools[split].cutouts.extend(cuts[split].items)
+        pools[split].backgrounds.extend(painted[split].items + tiles[split].items)
+        made = sum(1 for s, _ in written if s == split)
+        counts[split]["pseudo"] += made
+        counts[split]["boxes"] += made
     return report
+
+
+class _Reservoir:
+    """A uniform sample of at most ``cap`` of the items added (Algorithm R)."""
+
+    def __init__(self, cap: int, rng: np.random.Generator) -> None:
+        self.cap, self.rng, self.seen = cap, rng, 0
+        self.items: list = []
+
+    def add(self, item) -> None:
+        self.seen += 1
+        if len(self.items) < self.cap:
+            self.items.append(item)
+        elif (j := int(self.rng.integers(self.seen))) < self.cap:
+            self.items[j] = item
 
 
 def _write_composites(pool: _Pool, split: str, n: int, out: Path, size: int, rng: np.random.Generator,
