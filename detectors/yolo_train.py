@@ -82,7 +82,7 @@ def train_detector(data_yaml: Path, out: Path, settings: TrainSettings = TrainSe
     card.write_text(json.dumps({
         "weights": weights.name, "trained": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": round(seconds, 1), "machine": f"{platform.machine()}, device {settings.device}",
-        "data": str(data_yaml), "settings": asdict(settings), "metrics_on_val_composites": metrics,
+        "data": str(data_yaml), "settings": asdict(settings), "metrics_on_val": metrics,
         "licence": LICENCE,
     }, indent=2))
     log.info("detector trained in %.0f s: %s", seconds, metrics)
@@ -90,7 +90,7 @@ def train_detector(data_yaml: Path, out: Path, settings: TrainSettings = TrainSe
 
 
 def last_metrics(results_csv: Path) -> dict[str, float]:
-    """mAP@0.5, mAP@0.5:0.95, precision and recall of the last epoch in ultralytics' results.csv (and
+    """mAP@0.5, mAP@0.5:0.95, precision and recall (on the val split: composites and real photos) of the last epoch in ultralytics' results.csv (and
     the masks' mAPs for a segmentation model)."""
     if not results_csv.is_file():
         return {}

@@ -135,7 +135,7 @@ def detector_markdown(res: dict) -> str:
     c, t, s = res["composites"], res["teacher"], res["speed"]
     card = res.get("card", {})
     lines = [f"Weights `{res['weights']}` ({card.get('settings', {}).get('model', '?')}, trained at "
-             f"{card.get('settings', {}).get('image_size', '?')} px for {card.get('metrics_on_val_composites', {}).get('epochs', '?')} "
+             f"{card.get('settings', {}).get('image_size', '?')} px for {card.get('metrics_on_val', card.get('metrics_on_val_composites', {})).get('epochs', '?')} "
              f"epochs in {card.get('seconds', '?')} s on {card.get('machine', '?')}); input size {res['image_size']} px. "
              "Held-out images: the data set's val split (photos split by a hash of their path before training).", "",
              "| measure | value |", "|---|---|",

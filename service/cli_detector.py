@@ -53,7 +53,7 @@ def train(
         return
     result = train_detector(dataset, work, settings)
     out.print(f"weights: {result.weights}  card: {result.card}", highlight=False)
-    out.print("on the held-out composites: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()), highlight=False)
+    out.print("on the held-out val split: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()), highlight=False)
 
 
 def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: int | None, min_trust: float,
