@@ -106,9 +106,9 @@ def find_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: Pair
     for pair in _exact_pairs(items):
         best.setdefault((pair.a, pair.b), pair)
     looked_at = set(best)
-    hashed = [p for p in _hash_pairs(items, settings) if (p.a, p.b) not in looked_at]
-    looked_at.update((p.a, p.b) for p in hashed)
-    for pair in _confirmed(items, hashed, checks, progress):
+    hashed = [(p, up) for p, up in _hash_pairs(items, settings) if (p.a, p.b) not in looked_at]
+    looked_at.update((p.a, p.b) for p, _up in hashed)
+    for pair in _confirmed(hashed, checks, progress):
         best.setdefault((pair.a, pair.b), pair)
     log.info("dedup: %d pairs from the exact and phash layers", len(best))
     for pair in _visual_pairs(items, settings, checks, looked_at, progress):
@@ -117,15 +117,15 @@ def find_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: Pair
     return sorted(best.values(), key=lambda p: (p.a, p.b))
 
 
-def _confirmed(items: Sequence[DedupItem], pairs: list[Pair], checks: PairChecks | None,
+def _confirmed(pairs: list[tuple[Pair, bool]], checks: PairChecks | None,
                progress: Callable[[str, int, int], None] | None) -> list[Pair]:
-    """The phash pairs the checks do not contradict (all of them without checks)."""
+    """The phash pairs (with whether each matched upright) the checks do not contradict (all of
+    them without checks)."""
     if checks is None:
-        return pairs
+        return [p for p, _up in pairs]
     kept = []
-    for n, p in enumerate(pairs, 1):
+    for n, (p, upright) in enumerate(pairs, 1):
         v = checks.verify(p.a, p.b)
-        upright = hamming(items[p.a].hashes.phash, items[p.b].hashes.phash) == round((1 - p.score) * 64)
         unplaced = v.differing is None and upright and checks.frames_differ is not None
         if not checks.contradicts(v) and not (unplaced and checks.frames_differ(p.a, p.b)):
             kept.append(p)
@@ -171,21 +171,27 @@ def hash_neighbours(index, hashes: ImageHashes, settings: DedupSettings) -> dict
     return found
 
 
-def _hash_pairs(items: Sequence[DedupItem], settings: DedupSettings) -> list[Pair]:
+def _hash_pairs(items: Sequence[DedupItem], settings: DedupSettings) -> list[tuple[Pair, bool]]:
+    """phash pairs, each with whether it matched upright (not as a mirror image or a turn)."""
     index = hash_index(items)
     pairs = []
     for i, item in enumerate(items):
         for j, d in hash_neighbours(index, item.hashes, settings).items():
             if j > i and hash_match(item.hashes, items[j].hashes, d, settings):
-                pairs.append(Pair(i, j, "phash", 1.0 - d / 64))
+                pairs.append((Pair(i, j, "phash", 1.0 - d / 64), is_upright(item.hashes, items[j].hashes, d)))
     return pairs
+
+
+def is_upright(a: ImageHashes, b: ImageHashes, phash_distance: int) -> bool:
+    """The match at ``phash_distance`` is of the two pictures as they stand."""
+    return hamming(a.phash, b.phash) == phash_distance
 
 
 def hash_match(a: ImageHashes, b: ImageHashes, phash_distance: int, settings: DedupSettings) -> bool:
     """A pHash match within the radius; an upright one must also agree on the dHash; colours agree."""
     if phash_distance > settings.phash_max_distance:
         return False
-    upright = hamming(a.phash, b.phash) == phash_distance
+    upright = is_upright(a, b, phash_distance)
     return (not upright or hamming(a.dhash, b.dhash) <= settings.dhash_max_distance) and colour_agrees(a, b, settings)
 
 

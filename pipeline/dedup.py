@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from fusion.dedup import (DedupItem, Pair, PairChecks, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
-                          hash_neighbours)
+                          hash_neighbours, is_upright)
 from pipeline.errors import InvalidImageError, SkulensError
 from pipeline.images import IMAGE_SUFFIXES, decode_image, read_image_bytes, sha256_hex
-from pipeline.types import ImageHashes, Verification, hamming
+from pipeline.types import ImageHashes, Verification
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +245,8 @@ class Deduplicator:
             index = hash_index([DedupItem("", hashed[i]) for i in order])
             for j, d in hash_neighbours(index, query.hashes, self.settings).items():
                 i = order[j]
-                upright = hamming(query.hashes.phash, hashed[i].phash) == d
                 if i not in found and hash_match(query.hashes, hashed[i], d, self.settings) \
-                        and not check.contradicted(i, upright):
+                        and not check.contradicted(i, is_upright(query.hashes, hashed[i], d)):
                     found[i] = Pair(0, i + 1, "phash", 1.0 - d / 64)
         self._visual_matches(query, rows, hashed, found, check)
         images = [DedupImage(None, None, name)] + [DedupImage(im.sku, im.id, im.file) for im in rows]
@@ -284,6 +283,7 @@ class _PhotoChecks:
     def __init__(self, dedup: Deduplicator, image: np.ndarray, rows) -> None:
         self.dedup, self.image, self.rows = dedup, image, rows
         self._query = None
+        self._seen: dict[int, object] = {}  # catalogue position -> its keypoints (None: unreadable)
 
     def _pair(self, i: int):
         verifier = self.dedup.verifier
@@ -291,12 +291,14 @@ class _PhotoChecks:
             return None
         if self._query is None:
             self._query = verifier.keypoints(self.image)
-        row = self.rows[i]
-        try:
-            return self._query, verifier.keypoints(self.dedup._loader(self.dedup.engine.data / row.file, row.file)())
-        except InvalidImageError as exc:
-            log.warning("cannot check catalogue image %s: %s", row.id, exc)
-            return None
+        if i not in self._seen:  # a phash match turned down is looked at again by the visual layer
+            row = self.rows[i]
+            try:
+                self._seen[i] = verifier.keypoints(self.dedup._loader(self.dedup.engine.data / row.file, row.file)())
+            except InvalidImageError as exc:
+                log.warning("cannot check catalogue image %s: %s", row.id, exc)
+                self._seen[i] = None
+        return None if self._seen[i] is None else (self._query, self._seen[i])
 
     def verify(self, i: int) -> Verification | None:
         kps = self._pair(i)
