@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -98,7 +99,8 @@ def build_dataset(sources: list[Path], remover, limits: ImageLimits, out: Path, 
         if not Path(s).is_dir():
             raise InvalidInputError(f"not a folder: {s}")
     out = Path(out)
-    for sub in ("images", "labels"):
+    for sub in ("images", "labels"):  # what this function wrote before: a new run replaces it whole
+        shutil.rmtree(out / sub, ignore_errors=True)
         for split in SPLITS:
             (out / sub / split).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -108,6 +110,10 @@ def build_dataset(sources: list[Path], remover, limits: ImageLimits, out: Path, 
     for source in sources:
         reports.append(_read_source(Path(source), remover, limits, out, pools, counts, val_share, min_trust,
                                     per_source, rng, image_size, progress))
+    if not pools["train"].cutouts:
+        said = "; ".join(f"{r.folder}: {r.credible} of {r.images} masks credible" for r in reports)
+        raise InvalidInputError("no folder gave products the teacher can be trusted with "
+                                f"(a folder needs {min_trust:.0%} credible masks): {said}")
     for split in SPLITS:
         n = round(composites * (val_share if split == "val" else 1 - val_share))
         _write_composites(pools[split], split, n, out, image_size, rng, counts[split], progress)

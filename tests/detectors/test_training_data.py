@@ -157,3 +157,17 @@ def test_label_outlines_give_back_the_products_box(tmp_path):
     (back,) = read_labels(tmp_path / "labels" / "val" / "x.txt", 160, 100)
     assert back.iou(box) > 0.95
     assert outline(np.zeros((10, 10), np.float32)) is None
+
+
+def test_no_trusted_folder_is_a_clear_error_and_a_rerun_replaces_old_files(tmp_path):
+    from pipeline.errors import InvalidInputError
+
+    shelf = _photos(tmp_path / "shelf", 4, bad=True)
+    out = tmp_path / "ds"
+    (out / "images" / "train").mkdir(parents=True)
+    (out / "images" / "train" / "stale.jpg").write_bytes(b"old")
+    with pytest.raises(InvalidInputError, match="no folder gave products the teacher can be trusted with"):
+        build_dataset([shelf], _KnownMasks(), ImageLimits(), out, composites=4, image_size=96)
+    assert not (out / "images" / "train" / "stale.jpg").exists()
+    with pytest.raises(InvalidInputError, match="expected at least one photo folder"):
+        build_dataset([], _KnownMasks(), ImageLimits(), out)
