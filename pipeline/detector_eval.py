@@ -42,6 +42,35 @@ def read_labels(label_file: Path, width: int, height: int) -> list[Box]:
     return boxes
 
 
+def read_polygon_mask(label_file: Path, width: int, height: int) -> np.ndarray | None:
+    """The first label's outline, filled, as a boolean image (None for a box label or no label)."""
+    from PIL import Image, ImageDraw
+
+    if not label_file.is_file():
+        return None
+    for line in label_file.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 7 and len(parts) % 2 == 1:
+            pts = np.asarray([float(v) for v in parts[1:]]).reshape(-1, 2) * (width, height)
+            canvas = Image.new("L", (width, height), 0)
+            ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts], fill=1)
+            return np.asarray(canvas, bool)
+        return None
+    return None
+
+
+def box_mask_iou(box: Box, truth: np.ndarray, threshold: float = 0.5) -> float | None:
+    """IoU of a box's own mask, placed in the photo, with a boolean ground-truth mask (None: no mask)."""
+    if box.mask is None:
+        return None
+    pred = np.zeros_like(truth)
+    x1, y1, x2, y2 = box.as_int()
+    part = box.mask.binary(threshold)
+    pred[y1:y1 + part.shape[0], x1:x1 + part.shape[1]] = part[: max(0, y2 - y1), : max(0, x2 - x1)]
+    union = np.logical_or(pred, truth).sum()
+    return float(np.logical_and(pred, truth).sum() / union) if union else 0.0
+
+
 def average_precision(found: list[tuple[float, bool]], positives: int) -> float:
     """Area under the (all-point interpolated) precision-recall curve of scored detections, each
     marked true or false positive, against ``positives`` ground-truth boxes."""
@@ -100,23 +129,35 @@ def composite_scores(detect: Callable[[np.ndarray], list[Box]], root: Path, limi
 
 def teacher_agreement(detect: Callable[[np.ndarray], list[Box]], root: Path, limit: int | None = None,
                       progress: Progress | None = None) -> dict:
-    """IoU of the detector's best box with the teacher's box on the val split's real photos."""
+    """IoU of the detector's best box with the teacher's box on the val split's real photos, and
+    for a detector that gives masks, IoU of that box's mask with the teacher's outline."""
     from PIL import Image
 
     files = _images(root, composites=False)[:limit]
-    ious = []
+    ious, mask_ious, missed_outlines = [], [], 0
     for n, f in enumerate(files, 1):
         image = np.asarray(Image.open(f).convert("RGB"))
-        truth = read_labels(root / "labels" / "val" / f"{f.stem}.txt", image.shape[1], image.shape[0])
+        h, w = image.shape[:2]
+        label = root / "labels" / "val" / f"{f.stem}.txt"
+        truth = read_labels(label, w, h)
         boxes = detect(image)
         if truth:
-            ious.append(max(boxes, key=lambda b: b.score).iou(truth[0]) if boxes else 0.0)
+            best = max(boxes, key=lambda b: b.score) if boxes else None
+            ious.append(best.iou(truth[0]) if best else 0.0)
+            outline = read_polygon_mask(label, w, h)
+            if outline is not None and best is not None and best.mask is not None:
+                mask_ious.append(box_mask_iou(best, outline))
+            elif outline is not None and best is None:
+                missed_outlines += 1
         if progress:
             progress("teacher agreement", n, len(files))
     arr = np.asarray(ious)
-    return {"photos": len(ious), "mean_iou": round(float(arr.mean()), 4) if len(arr) else None,
-            "iou_at_least_0.5": round(float((arr >= 0.5).mean()), 4) if len(arr) else None,
-            "no_box": round(float((arr == 0).mean()), 4) if len(arr) else None}
+    out = {"photos": len(ious), "mean_iou": round(float(arr.mean()), 4) if len(arr) else None,
+           "iou_at_least_0.5": round(float((arr >= 0.5).mean()), 4) if len(arr) else None,
+           "no_box": round(float((arr == 0).mean()), 4) if len(arr) else None}
+    if mask_ious:  # a detector with masks: a photo it found nothing in scores 0
+        out["mean_mask_iou"] = round(float(np.mean(mask_ious + [0.0] * missed_outlines)), 4)
+    return out
 
 
 def detection_speed(detect: Callable[[np.ndarray], list[Box]], images: list[np.ndarray], warmup: int = 3) -> dict:
@@ -144,5 +185,7 @@ def detector_markdown(res: dict) -> str:
              f"| real photos, trusted sources: mean IoU of the best box with the teacher's ({t['photos']} photos) | {t['mean_iou']} |",
              f"| real photos: IoU >= 0.5 | {t['iou_at_least_0.5']} |",
              f"| real photos: no box at all | {t['no_box']} |",
+             *([f"| real photos: mean IoU of that box's mask with the teacher's outline | {t['mean_mask_iou']} |"]
+               if t.get("mean_mask_iou") is not None else []),
              f"| detection time per photo, CPU, p50 / p95 ({s['photos']} photos) | {s['p50_ms']} / {s['p95_ms']} ms |"]
     return "\n".join(lines)

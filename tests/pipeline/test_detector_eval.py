@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from pipeline.detector_eval import average_precision, detector_markdown, match, read_labels
-from pipeline.types import Box
+from pipeline.detector_eval import (average_precision, box_mask_iou, detector_markdown, match, read_labels,
+                                    read_polygon_mask, teacher_agreement)
+from pipeline.types import Box, Mask
 
 
 def box(x1, y1, x2, y2, score=1.0) -> Box:
@@ -39,3 +41,40 @@ def test_markdown_has_every_number():
                             "teacher": {"photos": 7, "mean_iou": 0.7, "iou_at_least_0.5": 0.85, "no_box": 0.0},
                             "speed": {"photos": 7, "p50_ms": 30.1, "p95_ms": 41.0}, "card": {}})
     assert "| 0.81 |" in md and "| 0.9 |" in md and "30.1 / 41.0 ms" in md and "| 0.85 |" in md
+
+
+def test_polygon_labels_become_boxes_and_filled_outlines(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("0 0.25 0.2 0.75 0.2 0.75 0.6 0.25 0.6\n")
+    (b,) = read_labels(f, 200, 100)
+    assert (b.x1, b.y1, b.x2, b.y2) == pytest.approx((50, 20, 150, 60))
+    outline = read_polygon_mask(f, 200, 100)
+    assert outline.shape == (100, 200) and abs(outline.sum() - 100 * 40) < 300
+    (tmp_path / "box.txt").write_text("0 0.5 0.5 0.5 0.25\n")
+    assert read_polygon_mask(tmp_path / "box.txt", 200, 100) is None
+
+
+def test_box_mask_iou_places_the_mask_in_the_photo():
+    truth = np.zeros((100, 200), bool)
+    truth[20:60, 50:150] = True
+    full = Box(50, 20, 150, 60, 0.9, "product", Mask(np.ones((40, 100), np.float32)))
+    assert box_mask_iou(full, truth) == pytest.approx(1.0)
+    left = np.zeros((40, 100), np.float32)
+    left[:, :50] = 1.0
+    assert box_mask_iou(Box(50, 20, 150, 60, 0.9, "product", Mask(left)), truth) == pytest.approx(0.5)
+    assert box_mask_iou(Box(50, 20, 150, 60, 0.9, "product"), truth) is None
+
+
+def test_teacher_agreement_scores_boxes_and_masks(tmp_path):
+    from PIL import Image
+
+    for d in ("images/val", "labels/val"):
+        (tmp_path / d).mkdir(parents=True)
+    for name in ("photo-a", "photo-b"):
+        Image.new("RGB", (200, 100)).save(tmp_path / "images" / "val" / f"{name}.jpg")
+        (tmp_path / "labels" / "val" / f"{name}.txt").write_text("0 0.25 0.2 0.75 0.2 0.75 0.6 0.25 0.6\n")
+    hit = Box(50, 20, 150, 60, 0.9, "product", Mask(np.ones((40, 100), np.float32)))
+    calls = iter([[hit], []])  # found in the first photo, nothing in the second
+    res = teacher_agreement(lambda image: next(calls), tmp_path)
+    assert res["photos"] == 2 and res["no_box"] == 0.5
+    assert res["mean_iou"] == pytest.approx(0.5, abs=0.02) and res["mean_mask_iou"] == pytest.approx(0.5, abs=0.02)
