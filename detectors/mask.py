@@ -46,6 +46,8 @@ def boxes_from_mask(mask: Mask, threshold: float, min_area_fraction: float, max_
 class MaskDetector:
     """``detect(image) -> list[Box]`` from a :class:`BackgroundRemover`'s mask."""
 
+    own_masks = False  # its boxes' masks are the background stage's, not its own
+
     def __init__(self, remover: BackgroundRemover, settings: DetectorSettings, background: BackgroundSettings):
         self.remover = remover
         self.settings = settings

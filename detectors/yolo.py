@@ -81,6 +81,11 @@ class YoloDetector:
             return f"yolo:{path}"
         return f"yolo:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
+    @property
+    def own_masks(self) -> bool:
+        """A segmentation model: its boxes come with masks (loads the weights to find out)."""
+        return getattr(self._load(), "task", None) == "segment"
+
     def warmup(self) -> None:
         self._load()
 

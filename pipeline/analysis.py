@@ -73,8 +73,12 @@ class Analyzer:
         self.ocr_enabled = ocr_enabled
         self.background_enabled = background_enabled
 
-    def analyse(self, image: np.ndarray, regions: tuple[str, ...], all_objects: bool = False) -> Analysis:
-        """Features of the main object (or of every detected object with ``all_objects``)."""
+    def analyse(self, image: np.ndarray, regions: tuple[str, ...], all_objects: bool = False,
+                teacher_masks: bool = False) -> Analysis:
+        """Features of the main object (or of every detected object with ``all_objects``).
+
+        ``teacher_masks``: mask each box with the background remover even when the detector gave
+        a mask of its own (for catalogue images, where time matters less than a sharp outline)."""
         check_image(image)
         unknown = set(regions) - set(REGIONS)
         if unknown or not regions:
@@ -88,13 +92,18 @@ class Analyzer:
         targets = boxes if (all_objects and boxes) else boxes[:1] or [Box.full(w, h)]
         if all_objects:
             regions = tuple(r for r in regions if r not in PHOTO_REGIONS) or ("crop",)
-        objects = [self._object(image, box, regions, timings) for box in targets]
+        objects = [self._object(image, box, regions, timings, teacher_masks) for box in targets]
         return Analysis(w, h, boxes, objects, timings)
 
-    def _object(self, image: np.ndarray, box: Box, regions: tuple[str, ...], timings: dict) -> ObjectFeatures:
+    def detector_masks_differ(self) -> bool:
+        """Whether the detector gives masks of its own (a segmentation model), not the remover's."""
+        return self.stages.detector is not None and bool(getattr(self.stages.detector, "own_masks", False))
+
+    def _object(self, image: np.ndarray, box: Box, regions: tuple[str, ...], timings: dict,
+                teacher_masks: bool = False) -> ObjectFeatures:
         x1, y1, x2, y2 = box.as_int()
         crop = np.ascontiguousarray(image[y1:y2, x1:x2])
-        mask = box.mask
+        mask = None if teacher_masks and self.detector_masks_differ() else box.mask
         if mask is None and self.background_enabled and self.stages.remover is not None:
             with _timed(timings, "background"):
                 mask = self.stages.remover.remove(crop)

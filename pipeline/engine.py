@@ -131,16 +131,21 @@ class Engine:
         return decode_image(data, self.settings.images, name)
 
     def analyse(self, data: bytes, name: str, regions: tuple[str, ...], all_objects: bool = False,
-                use_cache: bool = False) -> tuple[np.ndarray | None, Analysis, str]:
-        """Decode and analyse image bytes; with ``use_cache``, reuse features stored for the same content."""
+                use_cache: bool = False, for_index: bool = False) -> tuple[np.ndarray | None, Analysis, str]:
+        """Decode and analyse image bytes; with ``use_cache``, reuse features stored for the same content.
+
+        ``for_index``: a catalogue image, masked by the background remover even where the detector
+        has masks of its own, as ``background.index_masks`` says."""
         sha = sha256_hex(data)
-        key = f"{sha}:{self._fingerprint(regions, all_objects)}"
+        teacher = (for_index and self.settings.background.enabled and self.settings.background.index_masks == "teacher"
+                   and self.analyzer.detector_masks_differ())
+        key = f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
         if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha
         t0 = time.perf_counter()
         image = self.decode(data, name)
         decode_ms = (time.perf_counter() - t0) * 1000
-        analysis = self.analyzer.analyse(image, regions, all_objects)
+        analysis = self.analyzer.analyse(image, regions, all_objects, teacher_masks=teacher)
         analysis.timings = {"decode": decode_ms, **analysis.timings}
         if use_cache:
             self.features.cache_features(key, analysis.to_bytes())
@@ -201,7 +206,7 @@ class Engine:
 
     def _prepare_image(self, name: str, data: bytes) -> NewImage:
         regions = self.settings.fusion.index_regions
-        image, analysis, sha = self.analyse(data, name, regions, use_cache=True)
+        image, analysis, sha = self.analyse(data, name, regions, use_cache=True, for_index=True)
         if self.stages.hasher is not None:  # for near-duplicate checks of later uploads
             def load() -> np.ndarray:
                 return image if image is not None else self.decode(data, name)

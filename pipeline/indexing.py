@@ -62,7 +62,7 @@ def _index_one(engine: Engine, entry: CatalogEntry, report: IndexReport) -> None
     good = []
     for name, data in images:  # analyse one by one so a bad image is skipped, not the product
         try:
-            engine.analyse(data, name, engine.settings.fusion.index_regions, use_cache=True)
+            engine.analyse(data, name, engine.settings.fusion.index_regions, use_cache=True, for_index=True)
             good.append((name, data))
         except SkulensError as exc:
             report.skipped.append(Skipped(f"{sku}: {name}", str(exc)))

@@ -139,6 +139,31 @@ def test_box_mask_is_used_instead_of_the_remover() -> None:
     assert result.objects[0].mask_coverage == 1.0
 
 
+class SegmentingDetector(FakeDetector):
+    own_masks = True  # like a YOLO segmentation model
+
+
+def test_teacher_masks_replace_a_segmentation_detectors_masks() -> None:
+    alpha = np.ones((30, 40), np.float32)
+    embedder, remover = FakeEmbedder(), FakeRemover()
+    boxes = [Box(20, 10, 60, 40, 0.9, "object", Mask(alpha))]
+    stages = Stages(embedder, KMeansColourExtractor(ColourSettings(k=3)), SegmentingDetector(boxes), remover, FakeReader())
+    analyzer = Analyzer(stages)
+    assert analyzer.detector_masks_differ()
+    assert analyzer.analyse(picture(), ("crop",)).objects[0].mask_coverage == 1.0 and remover.calls == 0
+    teacher = analyzer.analyse(picture(), ("crop",), teacher_masks=True)
+    assert remover.calls == 1 and teacher.objects[0].mask_coverage == 0.5  # the remover's left half
+
+
+def test_teacher_masks_leave_remover_masks_alone() -> None:
+    """Boxes from the background mask already carry the remover's mask: no second run."""
+    alpha = np.ones((30, 40), np.float32)
+    analyzer, _, remover = make([Box(20, 10, 60, 40, 0.9, "object", Mask(alpha))])
+    assert not analyzer.detector_masks_differ()
+    analyzer.analyse(picture(), ("crop",), teacher_masks=True)
+    assert remover.calls == 0
+
+
 def test_disabled_stages_are_skipped() -> None:
     analyzer, _, remover = make([RED], ocr_enabled=False, background_enabled=False)
     result = analyzer.analyse(picture(), ("crop", "masked"))
