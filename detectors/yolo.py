@@ -110,7 +110,14 @@ class YoloDetector:
     def detect(self, image: np.ndarray) -> list[Box]:
         model = self._load()
         h, w = check_image(image).shape[:2]
+        import torch
+
+        threads = torch.get_num_threads()
         # ultralytics expects BGR numpy arrays
         results = model.predict(image[:, :, ::-1], imgsz=self._image_size, conf=self.settings.confidence,
                                 iou=self.settings.iou, device=self._device, verbose=False)
+        if torch.get_num_threads() != threads:
+            # its first call on CPU sets torch to one thread fewer than the cores, process-wide,
+            # which would slow every other stage (and itself); give the process its threads back
+            torch.set_num_threads(threads)
         return boxes_from_results(results[0], self.settings, w, h)

@@ -194,3 +194,21 @@ def test_untrained_weights_run_at_640_unless_told(yolo_weights) -> None:
     fixed = YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n"], image_size=96), ModelSettings())
     fixed.detect(np.zeros((64, 64, 3), np.uint8))
     assert fixed._image_size == 96
+
+
+@pytest.mark.slow
+def test_detection_leaves_torch_its_threads_and_says_whether_it_segments(yolo_weights) -> None:
+    """ultralytics' first CPU prediction sets torch to one thread fewer than the cores, for the
+    whole process (the embedder too); the detector gives them back."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seg = YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n-seg"]), ModelSettings(device="cpu"))
+        seg.detect(np.zeros((64, 64, 3), np.uint8))
+        assert torch.get_num_threads() == 2
+        assert seg.own_masks
+        assert not YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n"]), ModelSettings()).own_masks
+    finally:
+        torch.set_num_threads(before)
