@@ -58,6 +58,7 @@ def train_detector(data_yaml: Path, out: Path, settings: TrainSettings = TrainSe
     out.mkdir(parents=True, exist_ok=True)
     from ultralytics import YOLO
 
+    _use_every_core()
     t0 = time.perf_counter()
     model = YOLO(settings.model)
     try:
@@ -87,6 +88,16 @@ def train_detector(data_yaml: Path, out: Path, settings: TrainSettings = TrainSe
     }, indent=2))
     log.info("detector trained in %.0f s: %s", seconds, metrics)
     return TrainResult(weights, card, metrics, seconds)
+
+
+def _use_every_core() -> None:
+    """ultralytics trains on CPU with one thread fewer than the cores (one of two on a 2-core machine);
+    with ``workers=0`` the data loading shares the main thread, so let torch use them all."""
+    import os
+
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = max(1, os.cpu_count() or 1)
 
 
 def last_metrics(results_csv: Path) -> dict[str, float]:
