@@ -135,10 +135,10 @@ class Engine:
         """Decode and analyse image bytes; with ``use_cache``, reuse features stored for the same content.
 
         ``for_index``: a catalogue image, masked by the background remover even where the detector
-        has masks of its own, as ``background.index_masks`` says."""
+        has masks of its own, as ``background.at_index`` says."""
         sha = sha256_hex(data)
-        teacher = (for_index and self.settings.background.enabled and self.settings.background.index_masks == "teacher"
-                   and self.analyzer.detector_masks_differ())
+        bg = self.settings.background
+        teacher = for_index and bg.enabled and bg.at_index and self.analyzer.detector_masks_differ()
         key = f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
         if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha

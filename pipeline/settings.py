@@ -51,10 +51,10 @@ class BackgroundSettings(BaseModel):
     enabled: bool = True
     model: Literal["isnet-medium", "isnet-small"] = "isnet-medium"
     threshold: float = 0.5
-    index_masks: Literal["teacher", "detector"] = Field(
-        "teacher", description="catalogue images' masks when the detector gives masks of its own (a segmentation "
-        "model): 'teacher' runs this background-removal model on each box (sharper, slower; indexing is offline), "
-        "'detector' keeps the detector's; query photos always keep the detector's")
+    at_index: bool = Field(
+        True, description="catalogue images are masked by this model even when the detector gives masks of its own "
+        "(a segmentation model): sharper outlines, and indexing is offline; false keeps the detector's masks. "
+        "Query photos keep the detector's")
 
 
 class ColourSettings(BaseModel):
