@@ -40,6 +40,14 @@ def stamp() -> str:
     return f"*Machine:* {machine_line()}. *Date:* {now}. *Command:* `{cmd}`\n"
 
 
+def _place(key: str) -> tuple[int, str]:
+    """Sections in ORDER; a variant (``quality-G1-mask-detector``) right after its own (``quality-G1``)."""
+    for i, known in enumerate(ORDER):
+        if key == known or key.startswith(known + "-"):
+            return i, "" if key == known else key
+    return len(ORDER), key
+
+
 def update_section(path: Path, key: str, title: str, body: str) -> None:
     """Replace (or add) the section ``key`` of the Markdown file at ``path``."""
     path = Path(path)
@@ -47,7 +55,7 @@ def update_section(path: Path, key: str, title: str, body: str) -> None:
     sections = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- /section -->\n", text, flags=re.S))
     sections[key] = f"## {title}\n\n{stamp()}\n{body.rstrip()}\n\n"
     head = text.split("<!-- section:", 1)[0].rstrip() + "\n\n"
-    keys = [k for k in ORDER if k in sections] + sorted(k for k in sections if k not in ORDER)
+    keys = sorted(sections, key=_place)
     out = head + "".join(f"<!-- section:{k} -->\n{sections[k]}<!-- /section -->\n" for k in keys)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(out)

@@ -167,13 +167,24 @@ def _provenance(settings: Settings, stages: Stages, root: Path, limit: int | Non
     return {
         "dataset": str(root), "limit": limit, "seed": seed,
         "settings": json.loads(settings.model_dump_json(exclude={"data"})),
-        "models": {"embedder": stages.embedder.name, "detector": type(stages.detector).__name__,
+        "models": {"embedder": stages.embedder.name, "detector": describe_detector(stages.detector),
                    "background": settings.background.model},
         "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
                     "cuda": torch.cuda.is_available()},
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def describe_detector(detector) -> str:
+    """Which detector a measurement ran with, in words."""
+    if detector is None:
+        return "none (the whole photo)"
+    weights = getattr(getattr(detector, "settings", None), "weights", None)
+    if weights is not None:
+        kind = "segmentation" if getattr(detector, "own_masks", False) else "detection"
+        return f"YOLO {kind} model {Path(weights).name}"
+    return "boxes from the background mask (no YOLO weights)"
 
 
 def report_markdown(report: dict) -> str:
@@ -185,7 +196,8 @@ def report_markdown(report: dict) -> str:
              + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
              + f"; default configuration: {report['config']['name']} "
              f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "
-             f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}).", ""]
+             f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}). "
+             f"Detector: {report.get('models', {}).get('detector', '?')}.", ""]
     if report.get("tuned"):
         t = report["tuned"]
         fit = ", ".join(f"{k} {v:.3f}" for k, v in (t.get("fit") or {}).items() if k != "queries")

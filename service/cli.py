@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -199,6 +200,8 @@ def evaluate(
     ablate: Annotated[bool, typer.Option("--ablate", help="also score one row per stage / signal, and baselines")] = False,
     seed: Annotated[int, typer.Option(help="seed for --limit sampling and the random baseline")] = 0,
     benchmarks: Annotated[Optional[Path], typer.Option(help="update this protocol's section of a BENCHMARKS.md")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="name a non-default run (e.g. 'mask detector'): its "
+                                                   "BENCHMARKS.md section sits beside the default one")] = None,
 ) -> None:
     """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
     from pipeline.benchmarks_md import update_section
@@ -211,8 +214,11 @@ def evaluate(
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     if benchmarks:
-        update_section(benchmarks, f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})",
-                       report_markdown(report))
+        key, title = f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})"
+        if variant:
+            key += "-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+            title += f", {variant}"
+        update_section(benchmarks, key, title, report_markdown(report))
     _print_report(report)
 
 

@@ -12,3 +12,12 @@ def test_sections_are_replaced_in_place_and_ordered(tmp_path):
     assert text.index("## G1") < text.index("## Query speed")
     assert text.count("<!-- section:quality-G1 -->") == 1
     assert "*Machine:*" in text and "*Command:*" in text
+
+
+def test_a_variant_sits_right_after_its_own_section(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    for key in ("quality-G2", "quality-G1-mask-detector", "zzz-unknown", "quality-G1"):
+        update_section(path, key, key, "body\n")
+    text = path.read_text()
+    order = [text.index(f"## {k}\n") for k in ("quality-G1", "quality-G1-mask-detector", "quality-G2", "zzz-unknown")]
+    assert order == sorted(order)

@@ -162,3 +162,16 @@ def test_tuned_weights_serve_only_the_catalogue_they_were_learnt_on(tmp_path):
     assert _tuned_for(record, "G2", grocery) and not _tuned_for(record, "K1", clothing)
     old = {"protocol": "G1"}  # saved before the dataset was recorded
     assert _tuned_for(old, "G1", grocery) and not _tuned_for(old, "C1", clothing)
+
+
+def test_reports_name_the_detector_they_ran_with():
+    from types import SimpleNamespace
+
+    from pipeline.eval_report import describe_detector
+
+    assert describe_detector(None).startswith("none")
+    assert "background mask" in describe_detector(SimpleNamespace())
+    seg = SimpleNamespace(settings=SimpleNamespace(weights=Path("/w/products.pt")), own_masks=True)
+    assert describe_detector(seg) == "YOLO segmentation model products.pt"
+    det = SimpleNamespace(settings=SimpleNamespace(weights=Path("d.pt")), own_masks=False)
+    assert describe_detector(det) == "YOLO detection model d.pt"
