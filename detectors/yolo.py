@@ -52,11 +52,24 @@ def boxes_from_results(result, settings: DetectorSettings, width: int, height: i
 
 
 def _box_mask(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
+    """The part of a model-resolution mask under ``box``, at the box's size in the photo.
+
+    Without ``retina_masks`` ultralytics leaves masks at its letterboxed input size (the photo
+    scaled by one gain and centred between pads), so the box is mapped into that frame and only
+    its part is resized: no full-photo upsampling per box, and no offset from the pads."""
     from PIL import Image
 
-    resized = np.asarray(Image.fromarray((full * 255).astype(np.uint8)).resize((width, height)), np.float32) / 255
+    mh, mw = full.shape
+    gain = min(mh / height, mw / width)
+    left = round((mw - max(round(width * gain), 1)) / 2 - 0.1)
+    top = round((mh - max(round(height * gain), 1)) / 2 - 0.1)
     x1, y1, x2, y2 = box.as_int()
-    return Mask(np.clip(resized[y1:y2, x1:x2], 0.0, 1.0))
+    if x2 <= x1 or y2 <= y1:
+        return Mask(np.zeros((max(y2 - y1, 0), max(x2 - x1, 0)), np.float32))
+    source = (left + x1 * gain, top + y1 * gain, left + x2 * gain, top + y2 * gain)
+    part = Image.fromarray(np.clip(full, 0.0, 1.0).astype(np.float32), mode="F").resize(
+        (x2 - x1, y2 - y1), Image.BILINEAR, box=source)
+    return Mask(np.clip(np.asarray(part, np.float32), 0.0, 1.0))
 
 
 class YoloDetector:

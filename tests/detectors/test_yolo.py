@@ -212,3 +212,15 @@ def test_detection_leaves_torch_its_threads_and_says_whether_it_segments(yolo_we
         assert not YoloDetector(DetectorSettings(weights=yolo_weights["yolov8n"]), ModelSettings()).own_masks
     finally:
         torch.set_num_threads(before)
+
+
+def test_masks_are_read_through_the_letterbox_pads() -> None:
+    """A 200x100 photo runs as 64x32 content centred in a 64x48 input (8 px pads above and below):
+    the box's mask must come from the content, not from a stretch of the padded frame."""
+    mask = torch.zeros((1, 48, 64))
+    mask[0, 8 + 8:8 + 24, 16:48] = 1.0  # the photo's pixels x 50..150, y 25..75
+    (box,) = boxes_from_results(results([[25, 0, 175, 100, 0.9, 0]], mask), EXACT, W, H)
+    alpha = box.mask.alpha
+    assert alpha.shape == (100, 150)
+    assert alpha[30:70, 30:120].min() > 0.9  # inside: x 55..145, y 30..70
+    assert alpha[:20].max() < 0.1 and alpha[80:].max() < 0.1 and alpha[:, :20].max() < 0.1
