@@ -90,6 +90,15 @@ def models_list() -> None:
     for row in describe(_settings().models.cache_dir):
         table.add_row(row["name"], "yes" if row["present"] else "no", "yes" if row["default"] else "",
                       row["licence"], row["file"])
+    from pipeline.build import SHIPPED_DETECTOR
+
+    named = _settings().detector.weights
+    table.add_row("product detector (shipped, card: MODEL_CARD.md beside it)",
+                  "yes" if SHIPPED_DETECTOR.is_file() else "no", "" if named else "yes",
+                  "AGPL-3.0", str(SHIPPED_DETECTOR))
+    if named:
+        table.add_row("product detector (SKULENS_DETECTOR__WEIGHTS)", "yes" if Path(named).is_file() else "no",
+                      "yes", "yours", str(named))
     out.print(table)
 
 

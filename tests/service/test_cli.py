@@ -189,3 +189,8 @@ def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
     assert (tmp_path / "r.html").read_text().count("data:image/jpeg;base64,") == 2
     bad = skulens("dedup", "--folder", str(tmp_path / "nowhere"), data=data, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: not a folder")
+
+
+def test_models_list_names_the_product_detector(tmp_path):
+    listed = skulens("models", "list", data=tmp_path / "data").stdout
+    assert "product detector (shipped" in listed and "AGPL-3.0" in listed
