@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from fusion.ranker import fuse, gather_candidates, query_tokens
-from pipeline.analysis import Analysis, Stages
+from pipeline.analysis import Analysis, Stages, fingerprint
 from pipeline.catalog_source import CatalogEntry, CatalogSource
 from pipeline.engine import Engine
 from pipeline.evaluation import EvalQuery, ProtocolData
@@ -74,7 +74,12 @@ class Evaluator:
             "index_regions": ALL_REGIONS,
             "candidates": max(settings.fusion.candidates, gallery_size) if data.per_image else settings.fusion.candidates,
         })
-        self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}", "fusion": fusion})
+        # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
+        # setting must index the gallery anew, not rank against the last run's vectors
+        pipeline = fingerprint(stages.embedder.name, getattr(stages.detector, "name", type(stages.detector).__name__),
+                               settings.detector, settings.background, settings.colour, settings.ocr, settings.embedder)
+        self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}-{pipeline}",
+                                                    "fusion": fusion})
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)
         self.analyses: list[tuple[EvalQuery, Analysis]] = []
         self._scored: dict[tuple, list[Scored]] = {}

@@ -175,3 +175,16 @@ def test_reports_name_the_detector_they_ran_with():
     assert describe_detector(seg) == "YOLO segmentation model products.pt"
     det = SimpleNamespace(settings=SimpleNamespace(weights=Path("d.pt")), own_masks=False)
     assert describe_detector(det) == "YOLO detection model d.pt"
+
+
+def test_another_pipeline_indexes_the_gallery_anew(grocery, stages, tmp_path):
+    """A changed setting of the analysis (here the colour clusters) must not rank against the
+    gallery the last run indexed: each pipeline gets its own indexed gallery."""
+    settings = Settings(data=tmp_path / "data")
+    run_eval("G1", grocery, settings, stages)
+    run_eval("G1", grocery, settings, stages)  # the same pipeline: the same gallery
+    galleries = sorted(p.name for p in (tmp_path / "data" / "eval").glob("G1-*") if p.is_dir())
+    assert len(galleries) == 1
+    other = settings.model_copy(update={"colour": settings.colour.model_copy(update={"k": 3})})
+    run_eval("G1", grocery, other, stages)
+    assert len([p for p in (tmp_path / "data" / "eval").glob("G1-*") if p.is_dir()]) == 2
