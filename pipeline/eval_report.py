@@ -180,11 +180,13 @@ def describe_detector(detector) -> str:
     """Which detector a measurement ran with, in words."""
     if detector is None:
         return "none (the whole photo)"
+    if hasattr(detector, "remover"):  # MaskDetector: whatever weights the settings name go unused
+        return "boxes from the background mask"
     weights = getattr(getattr(detector, "settings", None), "weights", None)
     if weights is not None:
         kind = "segmentation" if getattr(detector, "own_masks", False) else "detection"
         return f"YOLO {kind} model {Path(weights).name}"
-    return "boxes from the background mask (no YOLO weights)"
+    return type(detector).__name__
 
 
 def report_markdown(report: dict) -> str:

@@ -170,7 +170,8 @@ def test_reports_name_the_detector_they_ran_with():
     from pipeline.eval_report import describe_detector
 
     assert describe_detector(None).startswith("none")
-    assert "background mask" in describe_detector(SimpleNamespace())
+    masked = SimpleNamespace(remover=object(), settings=SimpleNamespace(weights=Path("/shipped.pt")))
+    assert describe_detector(masked) == "boxes from the background mask"
     seg = SimpleNamespace(settings=SimpleNamespace(weights=Path("/w/products.pt")), own_masks=True)
     assert describe_detector(seg) == "YOLO segmentation model products.pt"
     det = SimpleNamespace(settings=SimpleNamespace(weights=Path("d.pt")), own_masks=False)
