@@ -4,7 +4,8 @@
   over every ``composite-*`` image of the data set's val split, whose boxes are exact.
 - **Agreement with the teacher** on held-out real photos of the sources the teacher was trusted on
   (the val split's pseudo-labelled photos): IoU of the detector's best box with the teacher's box.
-- **Speed**: milliseconds per photo for detection alone, after a warm-up.
+- **Speed**: milliseconds per photo for detection alone (masks included), after a warm-up, on the
+  val split's real photos.
 
 The split was made by a hash of each photo's path before training, so none of these images (nor
 any product or background cut from them) was seen in training.

@@ -108,7 +108,7 @@ def evaluate(
         teacher = de.teacher_agreement(product.detect, dataset, limit, update)
     from PIL import Image
 
-    photos = sorted((dataset / "images" / "val").glob("*.jpg"))[: min(limit or 100, 100)]
+    photos = (de._images(dataset, composites=False) or de._images(dataset, composites=True))[: min(limit or 100, 100)]
     speed = de.detection_speed(product.detect, [np.asarray(Image.open(p).convert("RGB")) for p in photos])
     card_file = weights.with_suffix(".json")
     card = json.loads(card_file.read_text()) if card_file.is_file() else {}
