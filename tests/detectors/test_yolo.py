@@ -147,7 +147,11 @@ def test_garbage_weights_file_is_a_skulens_error(tmp_path: Path, monkeypatch) ->
     ("auto", "y.pt", YoloDetector), ("auto", None, MaskDetector), ("mask", "y.pt", MaskDetector),
     ("yolo", "y.pt", YoloDetector), ("none", "y.pt", type(None)),
 ])
-def test_build_stages_picks_the_detector(settings: Settings, tmp_path: Path, backend, weights, expected) -> None:
+def test_build_stages_picks_the_detector(settings: Settings, tmp_path: Path, backend, weights, expected,
+                                        monkeypatch) -> None:
+    import pipeline.build as build
+
+    monkeypatch.setattr(build, "SHIPPED_DETECTOR", tmp_path / "not-shipped.pt")  # (the shipped default: below)
     det = DetectorSettings(backend=backend, weights=tmp_path / weights if weights else None)
     stages = build_stages(settings.model_copy(update={"detector": det}))
     assert type(stages.detector) is expected

@@ -172,3 +172,30 @@ def test_all_objects_gives_one_group_per_box(engine):
     assert len(result.groups) == len(result.analysis.boxes)
     firsts = {g.matches[0].sku for g in result.groups}
     assert {"RED-APPLE", "ARLA-MILK"} <= firsts
+
+
+def test_catalogue_images_get_teacher_masks_and_query_photos_the_detectors(settings, real_stages):
+    """With a segmenting detector (the shipped one), indexing masks each box with IS-Net
+    (``background.at_index``), while a query keeps the detector's mask; both are cached apart."""
+    if not getattr(real_stages.detector, "own_masks", False):
+        pytest.skip("the default detector gives no masks of its own")
+    data = jpeg_bytes(product_image(*CATALOGUE["ARLA-MILK"], size=320))
+    regions = settings.fusion.index_regions
+    eng = Engine(settings, real_stages)
+    try:
+        _, indexed, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
+        _, query, _ = eng.analyse(data, "a.jpg", regions, use_cache=True)
+        assert indexed.boxes and "background" in indexed.timings
+        assert "background" not in query.timings
+        _, again, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
+        assert again.timings == indexed.timings  # the index analysis, from the cache
+    finally:
+        eng.close()
+    own = settings.model_copy(update={"data": settings.data.parent / "own",
+                                      "background": settings.background.model_copy(update={"at_index": False})})
+    eng = Engine(own, real_stages)
+    try:
+        _, indexed, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
+        assert "background" not in indexed.timings
+    finally:
+        eng.close()
