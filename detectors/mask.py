@@ -1,8 +1,8 @@
 """Class-agnostic salient-object detector: boxes from the background-removal mask.
 
-Used when no YOLO weights are configured.  Each connected foreground component large
-enough becomes a box; the box carries its part of the mask so that the background
-stage need not run the model a second time.
+Used with ``SKULENS_DETECTOR__BACKEND=mask``, or when there are no YOLO weights (neither shipped
+nor named).  Each connected foreground component large enough becomes a box; the box carries
+its part of the mask so that the background stage need not run the model a second time.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Ultralytics YOLO detector (any ultralytics model file the user supplies).
-
-No registry ships YOLO weights, so the file is a setting (``SKULENS_DETECTOR__WEIGHTS``).
+"""Ultralytics YOLO detector: the product detector shipped in ``detectors/weights`` (trained by
+``skulens detector train``; no registry we can reach ships YOLO weights), or any ultralytics model
+file named by ``SKULENS_DETECTOR__WEIGHTS``.
 The model loads lazily, once; ultralytics ``Results`` become our ``Box`` list here and
 nowhere else.  Segmentation models also give each box its mask.
 """

@@ -36,7 +36,7 @@ class ModelSettings(BaseModel):
 
 class DetectorSettings(BaseModel):
     backend: Literal["auto", "yolo", "mask", "none"] = Field(
-        "auto", description="'auto': YOLO when weights are set, else boxes from the background mask"
+        "auto", description="'auto': YOLO with the named or shipped weights, else boxes from the background mask"
     )
     weights: Path | None = Field(None, description="an ultralytics model file (.pt or .onnx); default: the shipped detector when present")
     confidence: float = 0.25
