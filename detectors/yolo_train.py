@@ -101,8 +101,8 @@ def _use_every_core() -> None:
 
 
 def last_metrics(results_csv: Path) -> dict[str, float]:
-    """mAP@0.5, mAP@0.5:0.95, precision and recall (on the val split: composites and real photos) of the last epoch in ultralytics' results.csv (and
-    the masks' mAPs for a segmentation model)."""
+    """mAP@0.5, mAP@0.5:0.95, precision and recall of the last epoch in ultralytics' results.csv, on
+    the val split (composites and real photos), and the masks' mAPs for a segmentation model."""
     if not results_csv.is_file():
         return {}
     with results_csv.open() as fh:

@@ -36,6 +36,15 @@ from pipeline.types import Match, ObjectFeatures
 log = logging.getLogger(__name__)
 
 
+def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> str:
+    """A short hash of every model and setting that shapes an image's analysis (plus ``parts``):
+    the feature cache keys on it, and so does each evaluation's indexed gallery."""
+    s = settings
+    weights = getattr(stages.detector, "name", None)  # trained detectors: which weights file
+    return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, s.embedder, *parts,
+                       *([weights] if weights else []))
+
+
 @dataclass
 class ResultGroup:
     """The matches for one query object (the main one, or each box with ``all_objects``)."""
@@ -152,10 +161,7 @@ class Engine:
         return image, analysis, sha
 
     def _fingerprint(self, regions: tuple[str, ...], all_objects: bool) -> str:
-        s = self.settings
-        weights = getattr(self.stages.detector, "name", None)  # trained detectors: which weights file
-        return fingerprint(self.stages.embedder.name, s.detector, s.background, s.colour, s.ocr, s.embedder,
-                           regions, all_objects, *([weights] if weights else []))
+        return pipeline_fingerprint(self.settings, self.stages, regions, all_objects)
 
     # -- search -----------------------------------------------------------------------
     def search(self, data: bytes | None, text: str | None = None, k: int = 10, weights: str | dict | None = None,

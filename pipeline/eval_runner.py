@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 
 from fusion.ranker import fuse, gather_candidates, query_tokens
-from pipeline.analysis import Analysis, Stages, fingerprint
+from pipeline.analysis import Analysis, Stages
 from pipeline.catalog_source import CatalogEntry, CatalogSource
-from pipeline.engine import Engine
+from pipeline.engine import Engine, pipeline_fingerprint
 from pipeline.evaluation import EvalQuery, ProtocolData
 from pipeline.images import read_image_bytes
 from pipeline.indexing import index_catalog
@@ -76,8 +76,7 @@ class Evaluator:
         })
         # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
         # setting must index the gallery anew, not rank against the last run's vectors
-        pipeline = fingerprint(stages.embedder.name, getattr(stages.detector, "name", type(stages.detector).__name__),
-                               settings.detector, settings.background, settings.colour, settings.ocr, settings.embedder)
+        pipeline = pipeline_fingerprint(settings, stages)
         self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}-{pipeline}",
                                                     "fusion": fusion})
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)
