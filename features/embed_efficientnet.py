@@ -1,8 +1,10 @@
-"""CNN embedding and visual tags from ImageNet EfficientNet-Lite2 (torch).
+"""CNN embedding and visual tags from EfficientNet-Lite2 (torch or onnxruntime).
 
 The pooled 1280-d features, L2-normalised, are the embedding; the classifier's softmax
-gives ImageNet labels kept as visual tags.  Weights come from the model cache
-(``skulens models fetch``), loaded lazily, once, behind a lock.
+gives ImageNet labels kept as visual tags.  The weights are ImageNet's (from the model
+cache, ``skulens models fetch``) or a shop's fine-tuned ones (``skulens embedder train``).
+The network runs in torch, or in onnxruntime from its exported ONNX form (``skulens
+embedder export``); it loads lazily, once, behind a lock.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.devices import resolve_device
-from pipeline.models import model_path
+from pipeline.embedder_files import BASE_NAME, TrainedEmbedder, onnx_sidecar_ok
+from pipeline.errors import ModelNotFoundError
+from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
 from pipeline.types import Tags, check_image
 
@@ -29,75 +34,148 @@ def imagenet_labels() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def preprocess(images: list[np.ndarray]) -> np.ndarray:
-    """Resize to 260x260 (aspect kept, padded with white) and scale to (x - 127) / 128, NCHW."""
+def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """The image scaled to fit ``size`` x ``size`` (aspect kept), centred on white, uint8 HxWx3."""
     from PIL import Image
 
-    batch = np.empty((len(images), 3, INPUT_SIZE, INPUT_SIZE), np.float32)
+    h, w = check_image(image).shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR))
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    canvas[top:top + nh, left:left + nw] = resized
+    return canvas
+
+
+def preprocess(images: list[np.ndarray], size: int = INPUT_SIZE) -> np.ndarray:
+    """Letterbox to ``size`` x ``size`` on white and scale to (x - 127) / 128, float32 NCHW."""
+    batch = np.empty((len(images), 3, size, size), np.float32)
     for i, image in enumerate(images):
-        h, w = check_image(image).shape[:2]
-        scale = INPUT_SIZE / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.Resampling.BILINEAR))
-        canvas = np.full((INPUT_SIZE, INPUT_SIZE, 3), 255, np.uint8)
-        top, left = (INPUT_SIZE - nh) // 2, (INPUT_SIZE - nw) // 2
-        canvas[top:top + nh, left:left + nw] = resized
-        batch[i] = (canvas.transpose(2, 0, 1).astype(np.float32) - 127.0) / 128.0
+        batch[i] = (letterbox(image, size).transpose(2, 0, 1).astype(np.float32) - 127.0) / 128.0
     return batch
+
+
+def load_network(trained: TrainedEmbedder | None, models: ModelSettings):
+    """The torch EfficientNet-Lite2 with ImageNet or fine-tuned weights, in eval mode on the CPU."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = trained.weights if trained is not None else model_path("efficientnet-lite2", models.cache_dir)
+    net = EfficientNet.from_name("efficientnet-lite2")
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def embedding_module(net):
+    """A module ``x -> (L2-normalised pooled features, class probabilities)``: what is run and exported."""
+    import torch
+
+    class Embedding(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.net = inner
+
+        def forward(self, x):
+            pooled = self.net.extract_features(x).mean(dim=(2, 3))
+            probs = torch.softmax(self.net._fc(pooled), dim=1)
+            return torch.nn.functional.normalize(pooled, dim=1), probs
+
+    return Embedding(net).eval()
+
+
+def source_sha256(trained: TrainedEmbedder | None) -> str:
+    """Checksum of the torch weights an embedder starts from (what its ONNX form records)."""
+    return trained.card["sha256"] if trained is not None else MODELS["efficientnet-lite2"].sha256
+
+
+def onnx_file(trained: TrainedEmbedder | None, models: ModelSettings, int8: bool = False) -> Path:
+    """Where the ONNX form of an embedder lives: beside the trained weights, or in the model cache."""
+    if trained is not None:
+        return trained.onnx_path(int8)
+    stem = Path(MODELS["efficientnet-lite2"].filename).stem
+    return Path(models.cache_dir) / f"{stem}{'.int8' if int8 else ''}.onnx"
 
 
 class EfficientNetLite2Embedder:
     """``embed(images) -> ((N, 1280) float32 L2-normalised, [Tags])``."""
 
-    name = "efficientnet-lite2-imagenet"
     dim = DIM
 
-    def __init__(self, settings: EmbedderSettings, models: ModelSettings) -> None:
+    def __init__(self, settings: EmbedderSettings, models: ModelSettings,
+                 trained: TrainedEmbedder | None = None) -> None:
         self.settings = settings
         self.models = models
+        self.trained = trained
+        self.runtime = self._choose_runtime()
+        # int8 vectors differ from float ones enough to keep them apart in a catalogue
+        self.name = (trained.name if trained is not None else BASE_NAME) + \
+            ("-int8" if self.runtime == "onnx-int8" else "")
         self._lock = threading.Lock()
-        self._net = None
-        self._device = "cpu"
+        self._run = None
         self._labels: list[str] = []
+
+    def _choose_runtime(self) -> str:
+        wanted = self.settings.runtime
+        if wanted == "auto":
+            exported = onnx_sidecar_ok(onnx_file(self.trained, self.models), source_sha256(self.trained))
+            return "onnx" if exported else "torch"
+        return wanted
 
     def warmup(self) -> None:
         self._load()
 
     def _load(self):
         with self._lock:
-            if self._net is None:
-                import torch
-                from efficientnet_lite_pytorch import EfficientNet
-
-                weights = model_path(self.settings.model, self.models.cache_dir)
-                self._device = resolve_device(self.models.device)
-                if self.settings.threads:
-                    torch.set_num_threads(self.settings.threads)
-                net = EfficientNet.from_name("efficientnet-lite2")
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-                net.load_state_dict(state)
-                self._net = net.eval().to(self._device)
+            if self._run is None:
                 self._labels = imagenet_labels()
-                log.info("loaded %s on %s", self.name, self._device)
-        return self._net
+                self._run = self._load_onnx() if self.runtime.startswith("onnx") else self._load_torch()
+                log.info("loaded %s (%s)", self.name, self.runtime)
+        return self._run
+
+    def _load_torch(self):
+        import torch
+
+        device = resolve_device(self.models.device)
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        module = embedding_module(load_network(self.trained, self.models)).to(device)
+
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                vec, probs = module(torch.from_numpy(batch).to(device))
+            return vec.float().cpu().numpy(), probs.float().cpu().numpy()
+
+        return run
+
+    def _load_onnx(self):
+        from features.embed_onnx import open_session
+
+        int8 = self.runtime == "onnx-int8"
+        path = onnx_file(self.trained, self.models, int8)
+        if not onnx_sidecar_ok(path, source_sha256(self.trained)):
+            what = f"--embedder {self.trained.folder}" if self.trained is not None else ""
+            raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `skulens embedder export "
+                                     f"{what}{' --int8' if int8 else ''}`".replace("  ", " "))
+        session = open_session(path, resolve_device(self.models.device), self.settings.threads)
+
+        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            vec, probs = session.run(None, {"image": batch})
+            return vec, probs
+
+        return run
 
     def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
         if not images:
             return np.zeros((0, self.dim), np.float32), []
-        import torch
-
-        net = self._load()
+        run = self._load()
         vectors, tags = [], []
         bs = max(1, self.settings.batch_size)
         for start in range(0, len(images), bs):
-            x = torch.from_numpy(preprocess(images[start:start + bs])).to(self._device)
-            with torch.inference_mode():
-                fmap = net.extract_features(x)
-                pooled = fmap.mean(dim=(2, 3))
-                probs = torch.softmax(net._fc(pooled), dim=1)
-            pooled = torch.nn.functional.normalize(pooled, dim=1)
-            vectors.append(pooled.float().cpu().numpy())
-            tags.extend(self._top_tags(probs.float().cpu().numpy()))
+            vec, probs = run(preprocess(images[start:start + bs]))
+            norms = np.linalg.norm(vec, axis=1, keepdims=True)
+            vectors.append(vec / np.maximum(norms, 1e-12))  # int8 outputs are not exactly unit length
+            tags.extend(self._top_tags(probs))
         return np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32), tags
 
     def _top_tags(self, probs: np.ndarray) -> list[Tags]:

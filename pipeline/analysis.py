@@ -116,10 +116,21 @@ class Analyzer:
         named = _region_images(image, crop, mask, box, regions)
         with _timed(timings, "embed"):
             vectors, tags = self.stages.embedder.embed(list(named.values()))
-        by_region = dict(zip(named, vectors))
-        tag_region = "crop" if "crop" in named else next(iter(named))
+        by_region, obj_tags = regions_and_tags(list(named), vectors, tags)
         coverage = mask.coverage() if mask is not None else 0.0
-        return ObjectFeatures(box, by_region, palette, ocr, tags[list(named).index(tag_region)], coverage)
+        return ObjectFeatures(box, by_region, palette, ocr, obj_tags, coverage)
+
+
+def region_images(image: np.ndarray, box: Box, mask: Mask | None, regions: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The images of one object that ``regions`` asks to embed (see :data:`REGIONS`)."""
+    x1, y1, x2, y2 = box.as_int()
+    return _region_images(image, np.ascontiguousarray(image[y1:y2, x1:x2]), mask, box, regions)
+
+
+def regions_and_tags(names: list[str], vectors: np.ndarray, tags: list[Tags]) -> tuple[dict[str, np.ndarray], Tags]:
+    """One object's vectors by region, and its visual tags (those of the box, else the first region)."""
+    tag_region = "crop" if "crop" in names else names[0]
+    return dict(zip(names, vectors)), tags[names.index(tag_region)]
 
 
 def _region_images(image: np.ndarray, crop: np.ndarray, mask: Mask | None, box: Box,

@@ -6,7 +6,10 @@ import logging
 from pathlib import Path
 
 from pipeline.analysis import Stages
+from pipeline.embedder_files import TrainedEmbedder, load_trained
+from pipeline.errors import ModelNotFoundError
 from pipeline.settings import Settings
+from pipeline.store import EMBEDDER_WEIGHTS_KEY, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +18,33 @@ SHIPPED_DETECTOR = Path(__file__).resolve().parent.parent / "detectors" / "weigh
 is ``MODEL_CARD.md`` beside it); without it, boxes come from the background mask."""
 
 
-def build_stages(settings: Settings, mask_cache=None) -> Stages:
-    """The stages the settings ask for; ``mask_cache`` (a FeatureCache) keeps background masks on disk."""
+RECORDED = "recorded"
+
+
+def chosen_embedder(settings: Settings) -> TrainedEmbedder | None:
+    """The fine-tuned embedder the settings name, else the one the data directory's catalogue was
+    last re-embedded with (``skulens reindex``), else None: ImageNet's."""
+    if settings.embedder.weights is not None:
+        return load_trained(settings.embedder.weights)
+    data = Path(settings.data)
+    recorded = read_meta(data / "catalog.sqlite3", EMBEDDER_WEIGHTS_KEY)
+    if not recorded:
+        return None
+    path = Path(recorded) if Path(recorded).is_absolute() else data / recorded
+    try:
+        return load_trained(path)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"the catalogue in {data} was embedded with the trained embedder {path}, which "
+                                 "cannot be opened: restore it, or re-embed the catalogue with "
+                                 f"`skulens reindex --embedder imagenet` ({exc})") from exc
+
+
+def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder | None | str = RECORDED) -> Stages:
+    """The stages the settings ask for; ``mask_cache`` (a FeatureCache) keeps background masks on disk.
+
+    ``trained``: the fine-tuned embedder to use (None: ImageNet's); by default :func:`chosen_embedder`."""
+    if trained == RECORDED:
+        trained = chosen_embedder(settings)
     from detectors.mask import MaskDetector
     from detectors.yolo import YoloDetector
     from features.background_isnet import IsNetBackgroundRemover
@@ -45,7 +73,7 @@ def build_stages(settings: Settings, mask_cache=None) -> Stages:
         detector = None
     log.info("detector: %s", backend)
     return Stages(
-        embedder=EfficientNetLite2Embedder(settings.embedder, settings.models),
+        embedder=EfficientNetLite2Embedder(settings.embedder, settings.models, trained),
         colours=KMeansColourExtractor(settings.colour),
         detector=detector,
         remover=remover if settings.background.enabled else None,

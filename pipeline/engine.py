@@ -30,7 +30,7 @@ from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
-from pipeline.store import TUNED_KEY, CatalogStore, NewImage, Product, WriteResult
+from pipeline.store import EMBEDDER_WEIGHTS_KEY, TUNED_KEY, CatalogStore, NewImage, Product, WriteResult
 from pipeline.types import Match, ObjectFeatures
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,9 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     the feature cache keys on it, and so does each evaluation's indexed gallery."""
     s = settings
     weights = getattr(stages.detector, "name", None)  # trained detectors: which weights file
-    return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, s.embedder, *parts,
+    # which embedder weights and runtime are in the embedder's name (float runtimes give the same vectors)
+    embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime"))
+    return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, embedder, *parts,
                        *([weights] if weights else []))
 
 
@@ -61,8 +63,10 @@ class SearchResult:
 
 
 class Engine:
-    def __init__(self, settings: Settings, stages: Stages, feature_cache=None) -> None:
-        """``feature_cache``: where analyses are cached by content hash (default: the catalogue database)."""
+    def __init__(self, settings: Settings, stages: Stages, feature_cache=None, reembedding: bool = False) -> None:
+        """``feature_cache``: where analyses are cached by content hash (default: the catalogue database).
+
+        ``reembedding``: open a catalogue made by another embedder, to re-embed it (``skulens reindex``)."""
         self.settings = settings
         self.stages = stages
         self.data = Path(settings.data)
@@ -74,7 +78,8 @@ class Engine:
         self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight)
         self._lock = threading.RLock()
         self._dirty = False
-        self._check_embedder()
+        if not reembedding:
+            self._check_embedder()
         tuned = self.store.get_meta(TUNED_KEY)
         # weights learnt by `skulens tune` for this catalogue win over the settings' defaults
         self.default_weights = json.loads(tuned)["weights"] if tuned else settings.fusion.weights.as_dict()
@@ -88,10 +93,23 @@ class Engine:
         recorded = self.store.get_meta("embedder")
         if recorded is None or self.store.count()[2] == 0:
             self.store.set_meta("embedder", f"{emb.name}:{emb.dim}")
+            self.store.set_meta(EMBEDDER_WEIGHTS_KEY, self.embedder_reference())
         elif recorded != f"{emb.name}:{emb.dim}":
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
-                                f"{emb.name}:{emb.dim}; index the catalogue into a new data directory (--data) "
-                                "or use the same embedder")
+                                f"{emb.name}:{emb.dim}: re-embed the catalogue with `skulens reindex`, or "
+                                "use the embedder it was made with")
+
+    def embedder_reference(self) -> str:
+        """How the catalogue records this pipeline's trained embedder: its folder, relative to the data
+        directory when inside it ('' for ImageNet's)."""
+        trained = getattr(self.stages.embedder, "trained", None)
+        if trained is None:
+            return ""
+        folder = Path(trained.folder).resolve()
+        try:
+            return str(folder.relative_to(self.data.resolve()))
+        except ValueError:
+            return str(folder)
 
     def _open_index(self) -> FaissIndex:
         dim, gen = self.stages.embedder.dim, self.store.generation()
@@ -235,6 +253,19 @@ class Engine:
             tmp.write_bytes(data)
             tmp.replace(path)
         return rel
+
+    def replace_embeddings(self, rows: list) -> None:
+        """Store every image's new vectors and tags (``(image id, {region: vector}, Tags)``, from
+        :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and rebuild the index."""
+        emb = self.stages.embedder
+        with self._lock:
+            self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", self.embedder_reference())
+            ids, vecs, _ = self.store.vectors(emb.dim)
+            index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
+            index.save(self.index_path, self.store.generation())
+            self.view = CatalogView(index=index, fts=self.store.fts_search)
+            self._df = Counter()
+            self._load_view()
 
     def remove_product(self, sku: str) -> None:
         with self._lock:

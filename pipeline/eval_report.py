@@ -199,7 +199,8 @@ def report_markdown(report: dict) -> str:
              + f"; default configuration: {report['config']['name']} "
              f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "
              f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}). "
-             f"Detector: {report.get('models', {}).get('detector', '?')}.", ""]
+             f"Detector: {report.get('models', {}).get('detector', '?')}. "
+             f"Embedder: {report.get('models', {}).get('embedder', '?')}.", ""]
     if report.get("tuned"):
         t = report["tuned"]
         fit = ", ".join(f"{k} {v:.3f}" for k, v in (t.get("fit") or {}).items() if k != "queries")

@@ -76,6 +76,12 @@ class OcrSettings(BaseModel):
 
 class EmbedderSettings(BaseModel):
     model: Literal["efficientnet-lite2"] = "efficientnet-lite2"
+    weights: Path | None = Field(
+        None, description="a fine-tuned embedder (folder made by `skulens embedder train`); default: the one the "
+        "catalogue was last re-embedded with (`skulens reindex`), else ImageNet's")
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="'auto': onnxruntime when the embedder has been exported (`skulens embedder export`), "
+        "else torch; 'onnx-int8': the dynamically quantised export (its vectors need their own catalogue)")
     batch_size: int = 16
     tags_top_k: int = 5
     threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")

@@ -23,13 +23,14 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.errors import InvalidInputError, NotFoundError, StorageError
+from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 from pipeline.types import Box, OcrText, Palette, Tags
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
+EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
@@ -329,6 +330,23 @@ class CatalogStore(_FeatureTable):
             conn.execute("DELETE FROM products WHERE sku = ?", (sku,))
         return removed
 
+    def replace_embeddings(self, images: list[tuple[int, dict[str, np.ndarray], Tags]], embedder: str,
+                           weights: str) -> None:
+        """Every image's vectors and visual tags anew, and the embedder that made them (``skulens
+        reindex``), in one transaction: a failure leaves the catalogue as it was."""
+        with self._write() as conn:
+            known = {r[0] for r in conn.execute("SELECT id FROM images")}
+            if known != {iid for iid, _, _ in images}:
+                raise ConflictError("the catalogue changed while it was being re-embedded; run the command again")
+            conn.execute("DELETE FROM vectors")
+            for image_id, vectors, tags in images:
+                conn.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(tags.to_json()), image_id))
+                for region, vec in vectors.items():
+                    conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
+                                 (image_id, region, np.ascontiguousarray(vec, np.float32).tobytes()))
+            for key, value in (("embedder", embedder), (EMBEDDER_WEIGHTS_KEY, weights)):
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
     def delete_image(self, sku: str, image_id: int) -> np.ndarray:
         with self._write() as conn:
             row = conn.execute("SELECT id FROM images WHERE id = ? AND sku = ?", (image_id, sku)).fetchone()
@@ -442,6 +460,21 @@ class FeatureCache(_FeatureTable):
             raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
         self._lock = threading.Lock()
         self._init_readers()
+
+
+def read_meta(path: Path, key: str) -> str | None:
+    """One ``meta`` value of a catalogue database, read without opening it for writing (None when absent)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"cannot read the catalogue database {path}: {exc}") from exc
+    return None if row is None else row[0]
 
 
 def _product_filter(category: str | None, brand: str | None, tag: str | None) -> tuple[str, tuple]:

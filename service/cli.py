@@ -191,12 +191,17 @@ def _progress_bar():
     return bar, update
 
 
-def _eval_stages(settings: Settings):
-    """Stages whose background masks persist in <data>/eval, so re-analysis is cheap."""
-    from pipeline.build import build_stages
+def _eval_stages(settings: Settings, embedder: str | None = None):
+    """Stages whose background masks persist in <data>/eval, so re-analysis is cheap.
+
+    ``embedder``: a trained embedder's folder, or 'imagenet'; default: the data directory's."""
+    from pipeline.build import RECORDED, build_stages
+    from pipeline.embedder_files import load_trained
     from pipeline.store import FeatureCache
 
-    return build_stages(settings, mask_cache=FeatureCache(settings.data / "eval" / "features.sqlite3"))
+    trained = RECORDED if embedder is None else None if embedder == "imagenet" else load_trained(Path(embedder))
+    return build_stages(settings, mask_cache=FeatureCache(settings.data / "eval" / "features.sqlite3"),
+                        trained=trained)
 
 
 @app.command("eval")
@@ -211,6 +216,8 @@ def evaluate(
     benchmarks: Annotated[Optional[Path], typer.Option(help="update this protocol's section of a BENCHMARKS.md")] = None,
     variant: Annotated[Optional[str], typer.Option(help="name a non-default run (e.g. 'mask detector'): its "
                                                    "BENCHMARKS.md section sits beside the default one")] = None,
+    embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder, or 'imagenet'; default: the one "
+                                                    "the data directory's catalogue uses (else ImageNet's)")] = None,
 ) -> None:
     """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
     from pipeline.benchmarks_md import update_section
@@ -219,7 +226,8 @@ def evaluate(
     settings = _settings()
     bar, update = _progress_bar()
     with bar:
-        report = run_eval(protocol, dataset, settings, _eval_stages(settings), split, limit, ablate, seed, update)
+        report = run_eval(protocol, dataset, settings, _eval_stages(settings, embedder), split, limit, ablate, seed,
+                          update)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     if benchmarks:
@@ -503,6 +511,7 @@ def main() -> None:
 
 from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`, `dedup-eval`, `bench-dedup`)
 from service import cli_detector  # noqa: E402,F401  (registers `skulens detector ...`)
+from service import cli_embedder  # noqa: E402,F401  (registers `skulens embedder ...` and `reindex`)
 
 if __name__ == "__main__":
     # run the imported module (on which cli_dedup registered its commands), not this __main__ copy

@@ -1,0 +1,197 @@
+"""Fine-tune the EfficientNet-Lite2 embedder on a shop's catalogue (``skulens embedder train``).
+
+Metric learning as the field does it (pytorch-metric-learning): batches of several images per
+SKU, the Multi-Similarity loss with its online miner, starting from the ImageNet weights.  The
+stem and early blocks stay frozen (they see edges and textures, which transfer), the later
+blocks and the head learn; batch-norm statistics stay ImageNet's (batches are small).  The
+ImageNet classifier is kept, and a distillation term holds its outputs near the original
+network's, so the visual tags stay meaningful.  After every epoch the held-out photos are
+matched against the SKUs' primary images (R@1, whole photo), and the best epoch is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.embed_efficientnet import INPUT_SIZE, embedding_module, letterbox, load_network
+from features.embed_train_data import SkuBatches, TrainImage, augment, view
+from pipeline.devices import resolve_device
+from pipeline.embedder_files import TrainedEmbedder, write_card
+from pipeline.errors import InvalidInputError
+from pipeline.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+LICENCE = ("Apache-2.0 (fine-tuned from the ImageNet EfficientNet-Lite2 weights, Apache-2.0); "
+           "training images: the shop's own catalogue")
+
+
+@dataclass(frozen=True)
+class EmbedderTrainSettings:
+    epochs: int = 12
+    hours: float | None = None  # stop after the epoch that passes this
+    skus_per_batch: int = 8
+    images_per_sku: int = 4
+    with_primary: bool = True  # each SKU's catalogue picture in every draw of that SKU
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4
+    train_from_block: int = 11  # blocks before this one stay frozen (21 blocks in all)
+    keep_tags: float = 1.0  # weight of the distillation term that keeps the ImageNet tags
+    crop_share: float = 0.5  # share of views taken from the main box rather than the whole image
+    holdout: float = 0.1
+    image_size: int = INPUT_SIZE
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.skus_per_batch < 2 or self.images_per_sku < 2:
+            raise InvalidInputError(f"expected epochs >= 1, >= 2 SKUs per batch and >= 2 images per SKU, got {self}")
+        if not 0 <= self.train_from_block <= 21:
+            raise InvalidInputError(f"expected train_from_block in 0..21, got {self.train_from_block}")
+        if not 0 <= self.holdout < 0.5:
+            raise InvalidInputError(f"expected a held-out share in [0, 0.5), got {self.holdout}")
+
+
+class _Split:
+    """The network cut in two: a frozen trunk (stem + early blocks) and a trainable top."""
+
+    def __init__(self, net, first: int) -> None:
+        self.net, self.first = net, first
+
+    def trunk(self, x):
+        n = self.net
+        x = n._swish(n._bn0(n._conv_stem(x)))
+        for block in n._blocks[:self.first]:
+            x = block(x)
+        return x
+
+    def top(self, x):
+        n = self.net
+        for block in n._blocks[self.first:]:
+            x = block(x)
+        pooled = n._swish(n._bn1(n._conv_head(x))).mean(dim=(2, 3))
+        return pooled, n._fc(pooled)
+
+    def trainable(self) -> list:
+        n = self.net
+        mods = list(n._blocks[self.first:]) + [n._conv_head, n._bn1]
+        if self.first == 0:
+            mods += [n._conv_stem, n._bn0]
+        return [p for m in mods for p in m.parameters()]
+
+
+def _to_tensor(images: list[np.ndarray], size: int):
+    import torch
+
+    batch = np.stack([letterbox(im, size) for im in images]).astype(np.float32)
+    return torch.from_numpy((batch.transpose(0, 3, 1, 2) - 127.0) / 128.0)
+
+
+def embed_items(module, items: list[TrainImage], size: int, device: str, batch: int = 32) -> np.ndarray:
+    """L2-normalised embeddings of whole images (no augmentation)."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch):
+            x = _to_tensor([it.image for it in items[start:start + batch]], size).to(device)
+            out.append(module(x)[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def holdout_recall(module, train: list[TrainImage], held: list[TrainImage], size: int, device: str) -> float | None:
+    """R@1 of held-out photos against each SKU's primary image (whole images, cosine)."""
+    primaries = [it for it in train if it.primary]
+    if not held or not primaries:
+        return None
+    g = embed_items(module, primaries, size, device)
+    q = embed_items(module, held, size, device)
+    best = np.asarray([primaries[i].label for i in np.argmax(q @ g.T, axis=1)])
+    return round(float(np.mean(best == np.asarray([it.label for it in held]))), 4)
+
+
+def train_embedder(train: list[TrainImage], held: list[TrainImage], folder: Path, models: ModelSettings,
+                   settings: EmbedderTrainSettings, source: dict, progress=None) -> TrainedEmbedder:
+    """Train, keep the best epoch (by held-out R@1; the last without a held-out set), and write
+    ``folder/model.pt`` with its card."""
+    import torch
+    import torch.nn.functional as F
+    from pytorch_metric_learning import losses, miners
+
+    if not train:
+        raise InvalidInputError("the catalogue has no images to train on")
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    device = resolve_device(settings.device if settings.device != "auto" else models.device)
+    net = load_network(None, models).to(device)
+    teacher = copy.deepcopy(net).eval()
+    for p in list(net.parameters()) + list(teacher.parameters()):
+        p.requires_grad_(False)
+    student, master = _Split(net, settings.train_from_block), _Split(teacher, settings.train_from_block)
+    params = student.trainable()
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    batches = SkuBatches(train, settings.skus_per_batch, settings.images_per_sku, settings.with_primary, settings.seed)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * len(batches))
+    loss_fn, miner = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), miners.MultiSimilarityMiner(0.1)
+    module = embedding_module(net)
+    size = settings.image_size
+    history = [{"epoch": 0, "held_out_r1": holdout_recall(module, train, held, size, device)}]
+    best_r1, best_state, best_epoch = history[0]["held_out_r1"], copy.deepcopy(net.state_dict()), 0
+    log.info("before training: held-out R@1 %s", best_r1)
+    t_start = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        t0, total, steps = time.perf_counter(), 0.0, 0
+        net.eval()  # batch-norm statistics stay ImageNet's; dropout and drop-connect off
+        for b, idx in enumerate(batches):
+            x = _to_tensor([augment(view(train[i], rng, settings.crop_share), rng) for i in idx], size).to(device)
+            labels = torch.as_tensor([train[i].label for i in idx], device=device)
+            with torch.no_grad():
+                h = student.trunk(x)
+                _, target = master.top(h)
+            pooled, logits = student.top(h)
+            emb = F.normalize(pooled, dim=1)
+            loss = loss_fn(emb, labels, miner(emb, labels))
+            if settings.keep_tags > 0:
+                kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(target / 2, 1), reduction="batchmean") * 4
+                loss = loss + settings.keep_tags * kl
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total, steps = total + loss.item(), steps + 1
+            if progress is not None:
+                progress(f"epoch {epoch}/{settings.epochs}", b + 1, len(batches))
+        seconds = time.perf_counter() - t0
+        r1 = holdout_recall(module, train, held, size, device)
+        history.append({"epoch": epoch, "loss": round(total / max(steps, 1), 4), "seconds": round(seconds, 1),
+                        "held_out_r1": r1})
+        log.info("epoch %d: loss %.4f, %.0f s, held-out R@1 %s", epoch, total / max(steps, 1), seconds, r1)
+        if r1 is None or best_r1 is None or r1 >= best_r1:
+            best_r1, best_state, best_epoch = r1, copy.deepcopy(net.state_dict()), epoch
+        if settings.hours and time.perf_counter() - t_start > settings.hours * 3600:
+            log.info("stopping after epoch %d: the %.2f h budget is spent", epoch, settings.hours)
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.cpu() for k, v in best_state.items()}, folder / "model.pt.part")
+    (folder / "model.pt.part").replace(folder / "model.pt")
+    epochs_run = [h for h in history if h["epoch"] > 0]
+    card = {
+        "version": int(folder.name.removeprefix("v")) if folder.name.startswith("v") else 0,
+        "settings": asdict(settings), "data": source, "licence": LICENCE,
+        "metrics": {"history": history, "best_epoch": best_epoch, "held_out_r1": best_r1,
+                    "held_out_r1_before": history[0]["held_out_r1"],
+                    "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in epochs_run])), 1),
+                    "epochs_run": len(epochs_run)},
+        "machine": {"device": device, "torch": torch.__version__, "platform": platform.platform(),
+                    "threads": torch.get_num_threads()},
+    }
+    return write_card(folder, card)

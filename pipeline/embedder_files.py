@@ -1,0 +1,117 @@
+"""Embedder model files: the fine-tuned models a shop trains, and the ONNX forms of any embedder.
+
+A trained embedder is a folder in the data directory, ``embedders/v<N>/``, holding
+``model.pt`` (the network's weights), ``card.json`` (format, version, base model, training
+settings and data, metrics per epoch, sha256 of ``model.pt``) and, once exported,
+``model.onnx`` / ``model.int8.onnx``.  An embedder's *name* (``<base>-ft-v<N>-<sha8>``, or
+``efficientnet-lite2-imagenet``) is what the catalogue records beside its vectors: vectors of
+two names are never mixed.  Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import ChecksumError, ConflictError, ModelNotFoundError
+from pipeline.models import sha256_file
+
+FORMAT = 1
+"""Card format this skulens reads and writes; a card of a newer format is refused."""
+BASE_NAME = "efficientnet-lite2-imagenet"
+FOLDER = "embedders"
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True)
+class TrainedEmbedder:
+    """A verified trained-embedder folder."""
+
+    folder: Path
+    card: dict
+
+    @property
+    def weights(self) -> Path:
+        return self.folder / "model.pt"
+
+    @property
+    def version(self) -> int:
+        return int(self.card["version"])
+
+    @property
+    def name(self) -> str:
+        return f"{self.card['base'].removesuffix('-imagenet')}-ft-v{self.version}-{self.card['sha256'][:8]}"
+
+    def onnx_path(self, int8: bool = False) -> Path:
+        return self.folder / ("model.int8.onnx" if int8 else "model.onnx")
+
+
+def embedders_dir(data: Path) -> Path:
+    return Path(data) / FOLDER
+
+
+def next_version(data: Path) -> int:
+    found = [int(m.group(1)) for p in embedders_dir(data).glob("v*") if (m := _VERSION_DIR.match(p.name))]
+    return max(found, default=0) + 1
+
+
+def load_trained(path: Path) -> TrainedEmbedder:
+    """Open a trained embedder (its folder, or its ``model.pt``), checking format and checksum."""
+    path = Path(path)
+    folder = path.parent if path.suffix == ".pt" else path
+    card_path = folder / "card.json"
+    if not card_path.is_file() or not (folder / "model.pt").is_file():
+        raise ModelNotFoundError(f"{folder} is not a trained embedder (expected model.pt and card.json made by "
+                                 "`skulens embedder train`)")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelNotFoundError(f"{card_path} is not valid JSON: {exc}") from exc
+    fmt = card.get("format")
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        raise ConflictError(f"{folder} was written in embedder format {fmt!r}; this skulens reads format "
+                            f"{FORMAT} and older: upgrade skulens or train the embedder again")
+    if card.get("base") != BASE_NAME:
+        raise ConflictError(f"{folder} fine-tunes {card.get('base')!r}; this skulens knows {BASE_NAME!r}")
+    actual = sha256_file(folder / "model.pt")
+    if actual != card.get("sha256"):
+        raise ChecksumError(f"{folder / 'model.pt'} fails its checksum (sha256 {actual[:12]}..., card says "
+                            f"{str(card.get('sha256'))[:12]}...): train it again or restore the file")
+    return TrainedEmbedder(folder, card)
+
+
+def write_card(folder: Path, card: dict) -> TrainedEmbedder:
+    """Finish a trained embedder: record format, checksum and date beside ``model.pt``."""
+    card = {"format": FORMAT, "base": BASE_NAME, **card, "sha256": sha256_file(folder / "model.pt"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = folder / "card.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2))
+    tmp.replace(folder / "card.json")
+    return TrainedEmbedder(folder, card)
+
+
+def list_trained(data: Path) -> list[TrainedEmbedder | tuple[Path, str]]:
+    """Every folder under ``embedders/``: the loadable ones, and ``(folder, why not)`` for the rest."""
+    out: list[TrainedEmbedder | tuple[Path, str]] = []
+    for folder in sorted(embedders_dir(data).glob("v*"), key=lambda p: (len(p.name), p.name)):
+        if not folder.is_dir():
+            continue
+        try:
+            out.append(load_trained(folder))
+        except (ModelNotFoundError, ConflictError, ChecksumError) as exc:
+            out.append((folder, str(exc)))
+    return out
+
+
+def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
+    """Whether ``onnx`` was exported from the weights with this checksum (its ``.json`` sidecar says so)."""
+    side = onnx.with_suffix(".json")
+    if not onnx.is_file() or not side.is_file():
+        return False
+    try:
+        return json.loads(side.read_text()).get("source_sha256") == source_sha256
+    except json.JSONDecodeError:
+        return False

@@ -1,0 +1,68 @@
+"""Re-embed a catalogue with another embedder (``skulens reindex``), keeping everything else.
+
+Boxes, colours and OCR words stay as they were analysed; only the vectors and the visual tags
+are made again, from the stored image files and main boxes, in batches.  The new vectors
+replace the old ones in one transaction, with the embedder that made them, and the FAISS index
+is rebuilt from them: a failure half-way leaves the catalogue as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import numpy as np
+
+from pipeline.analysis import region_images, regions_and_tags
+from pipeline.types import Box, Tags
+
+log = logging.getLogger(__name__)
+
+BATCH_IMAGES = 16
+
+
+def main_box(width: int, height: int, boxes: list[list[float]]) -> Box:
+    """The stored main box of an image (its first detection), else the whole image."""
+    if boxes:
+        x1, y1, x2, y2 = boxes[0][:4]
+        return Box(x1, y1, x2, y2).clip(width, height)
+    return Box.full(width, height)
+
+
+def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Re-embed every image of ``engine``'s catalogue with ``engine``'s embedder; returns a summary."""
+    regions = engine.settings.fusion.index_regions
+    embedder = engine.stages.embedder
+    remover = engine.stages.remover if "masked" in regions else None
+    t0 = time.perf_counter()
+    with engine.write_lock():
+        images = engine.store.images()
+        rows: list[tuple[int, dict[str, np.ndarray], Tags]] = []
+        for start in range(0, len(images), BATCH_IMAGES):
+            chunk = images[start:start + BATCH_IMAGES]
+            named = []
+            for im in chunk:
+                pixels = engine.decode((engine.data / im.file).read_bytes(), im.file)
+                h, w = pixels.shape[:2]
+                box = main_box(w, h, im.boxes)
+                mask = None
+                if remover is not None:
+                    x1, y1, x2, y2 = box.as_int()
+                    mask = remover.remove(np.ascontiguousarray(pixels[y1:y2, x1:x2]))
+                named.append(region_images(pixels, box, mask, regions))
+            vectors, tags = embedder.embed([img for regs in named for img in regs.values()])
+            at = 0
+            for im, regs in zip(chunk, named):
+                n = len(regs)
+                by_region, obj_tags = regions_and_tags(list(regs), vectors[at:at + n], tags[at:at + n])
+                rows.append((im.id, by_region, obj_tags))
+                at += n
+            if progress is not None:
+                progress("reindex", len(rows), len(images))
+        engine.replace_embeddings(rows)
+    seconds = time.perf_counter() - t0
+    summary = {"images": len(rows), "vectors": sum(len(r[1]) for r in rows), "embedder": embedder.name,
+               "seconds": round(seconds, 1), "images_per_s": round(len(rows) / seconds, 2) if seconds else None}
+    log.info("re-embedded %(images)d images (%(vectors)d vectors) with %(embedder)s in %(seconds)s s", summary)
+    return summary

@@ -1,0 +1,144 @@
+"""``skulens embedder`` (train, export, list) and ``skulens reindex``: a shop's own embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from pipeline.errors import InvalidInputError
+from service.cli import _progress_bar, _settings, app, err, out
+
+embedder_app = typer.Typer(help="Fine-tune the embedder on the catalogue, export it to ONNX, list trained ones.",
+                           no_args_is_help=True)
+app.add_typer(embedder_app, name="embedder")
+
+IMAGENET = "imagenet"
+
+
+def _trained(embedder: str | None):
+    """The trained embedder an --embedder option names (a folder), ImageNet's for 'imagenet',
+    else the newest one trained in the data directory."""
+    from pipeline.embedder_files import TrainedEmbedder, list_trained, load_trained
+
+    if embedder == IMAGENET:
+        return None
+    if embedder:
+        return load_trained(Path(embedder))
+    usable = [t for t in list_trained(_settings().data) if isinstance(t, TrainedEmbedder)]
+    if not usable:
+        raise InvalidInputError(f"no trained embedder in {_settings().data}/embedders: run `skulens embedder train`, "
+                                f"or pass --embedder {IMAGENET}")
+    return usable[-1]
+
+
+@embedder_app.command("train")
+def train(
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    hours: Annotated[Optional[float], typer.Option(min=0.01, help="stop after the epoch that passes this many hours")] = None,
+    skus_per_batch: Annotated[int, typer.Option(min=2, help="SKUs in each batch")] = 8,
+    images_per_sku: Annotated[int, typer.Option(min=2, help="images of each of those SKUs in a batch")] = 4,
+    learning_rate: Annotated[float, typer.Option(min=0)] = 1e-4,
+    train_from_block: Annotated[int, typer.Option(min=0, max=21, help="blocks before this one stay frozen (of 21)")] = 11,
+    keep_tags: Annotated[float, typer.Option(min=0, help="weight of the term that keeps the ImageNet visual tags")] = 1.0,
+    holdout: Annotated[float, typer.Option(min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch")] = 0.1,
+    device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
+    seed: Annotated[int, typer.Option()] = 0,
+    export: Annotated[bool, typer.Option(help="also export the result to ONNX (what `--runtime auto` uses)")] = True,
+) -> None:
+    """Fine-tune the embedder on the catalogue in the data directory: every SKU is a group (its
+    catalogue picture plus any shop photos).
+
+    The model lands in <data>/embedders/v<N>/ with its card (settings, data, metrics per epoch,
+    version, sha256). The catalogue keeps its vectors until `skulens reindex` re-embeds it.
+    """
+    from features.embed_train import EmbedderTrainSettings, train_embedder
+    from features.embed_train_data import load_catalogue, source_summary, split_holdout
+    from pipeline.embedder_files import embedders_dir, next_version
+
+    settings = _settings()
+    train_settings = EmbedderTrainSettings(
+        epochs=epochs, hours=hours, skus_per_batch=skus_per_batch, images_per_sku=images_per_sku,
+        learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, holdout=holdout,
+        device=device, seed=seed)
+    engine = _open_engine(settings)
+    bar, update = _progress_bar()
+    try:
+        with bar:
+            skus, items = load_catalogue(engine, update)
+            train_items, held = split_holdout(items, holdout)
+            folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
+            trained = train_embedder(train_items, held, folder, settings.models, train_settings,
+                                     source_summary(settings.data, skus, train_items, held), update)
+    finally:
+        engine.close()
+    m = trained.card["metrics"]
+    out.print(f"{trained.name}: {trained.folder}", highlight=False)
+    out.print(f"held-out R@1 {m['held_out_r1_before']} -> {m['held_out_r1']} (best epoch {m['best_epoch']} of "
+              f"{m['epochs_run']}), {m['seconds_per_epoch']} s per epoch", highlight=False)
+    if export:
+        from features.embed_onnx import export_embedder
+
+        export_embedder(trained, settings.models)
+    out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
+
+
+def _open_engine(settings, trained=None, reembedding: bool = False):
+    from pipeline.build import RECORDED, build_stages
+    from pipeline.engine import Engine
+
+    stages = build_stages(settings, trained=trained if reembedding else RECORDED)
+    return Engine(settings, stages, reembedding=reembedding)
+
+
+@embedder_app.command("export")
+def export_cmd(
+    embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest trained one")] = None,
+    int8: Annotated[bool, typer.Option(help="also write the dynamically quantised int8 model")] = False,
+) -> None:
+    """Export an embedder to ONNX (beside its weights), for `SKULENS_EMBEDDER__RUNTIME=onnx` (and 'auto')."""
+    from features.embed_onnx import export_embedder
+
+    for path in export_embedder(_trained(embedder), _settings().models, int8):
+        out.print(f"wrote {path}", highlight=False)
+
+
+@embedder_app.command("list")
+def list_cmd() -> None:
+    """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
+    from pipeline.embedder_files import TrainedEmbedder, list_trained
+    from pipeline.store import read_meta
+
+    settings = _settings()
+    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", "embedder") or "(no catalogue)"
+    table = Table("name", "folder", "created", "held-out R@1", "epochs", "s/epoch")
+    for t in list_trained(settings.data):
+        if isinstance(t, TrainedEmbedder):
+            m = t.card["metrics"]
+            table.add_row(t.name, str(t.folder), t.card["created"], f"{m['held_out_r1_before']} -> {m['held_out_r1']}",
+                          str(m["epochs_run"]), str(m["seconds_per_epoch"]))
+        else:
+            table.add_row("(unusable)", str(t[0]), "", t[1], "", "")
+    out.print(table)
+    out.print(f"catalogue vectors made by: {recorded}", highlight=False)
+
+
+@app.command("reindex")
+def reindex(
+    embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest one trained in the data directory")] = None,
+) -> None:
+    """Re-embed the catalogue with another embedder (boxes, colours and words are kept), in one transaction."""
+    from pipeline.reembed import reembed
+
+    settings = _settings()
+    engine = _open_engine(settings, _trained(embedder), reembedding=True)
+    bar, update = _progress_bar()
+    try:
+        with bar:
+            summary = reembed(engine, update)
+    finally:
+        engine.close()
+    err.print(f"re-embedded {summary['images']} images ({summary['vectors']} vectors) with {summary['embedder']} "
+              f"in {summary['seconds']} s ({summary['images_per_s']} images/s)", highlight=False)

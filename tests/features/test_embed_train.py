@@ -1,0 +1,128 @@
+"""Fine-tuning the embedder for real (one epoch on generated products), the catalogue's embedder
+check, re-embedding, and the ONNX path giving the same neighbours as torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.errors import ConflictError
+from pipeline.settings import Settings
+from pipeline.store import Product
+from tests.conftest import jpeg_bytes, models_missing, product_image
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+SHOP = {"TEA": ((20, 120, 60), "TEA", "box"), "SOAP": ((230, 200, 40), "SOAP", "ellipse"),
+        "JAM": ((150, 20, 60), "JAM", "box")}
+
+
+def shop_photo(colour, word, shape, seed: int) -> np.ndarray:
+    """The product picture on a grey 'shelf' at some offset: a stand-in shopper photo."""
+    rng = np.random.default_rng(seed)
+    canvas = np.full((300, 320, 3), int(rng.integers(120, 230)), np.uint8)
+    y, x = int(rng.integers(0, 60)), int(rng.integers(0, 80))
+    canvas[y:y + 240, x:x + 240] = product_image(colour, word, shape, size=240)
+    return canvas
+
+
+def fast_settings(data) -> Settings:
+    """The real embedder; no detector, background removal or OCR (not what these tests are about)."""
+    return Settings(data=data, detector={"backend": "none"}, background={"enabled": False}, ocr={"enabled": False})
+
+
+@pytest.fixture(scope="module")
+def trained_shop(tmp_path_factory):
+    """Three SKUs of five images each, indexed with ImageNet's embedder, and one epoch of training on them."""
+    reason = models_missing()
+    if reason:
+        pytest.skip(reason)
+    from features.embed_train import EmbedderTrainSettings, train_embedder
+    from features.embed_train_data import load_catalogue, source_summary, split_holdout
+    from pipeline.build import build_stages
+    from pipeline.embedder_files import embedders_dir, next_version
+    from pipeline.engine import Engine
+
+    settings = fast_settings(tmp_path_factory.mktemp("shop") / "data")
+    engine = Engine(settings, build_stages(settings))
+    for n, (sku, look) in enumerate(SHOP.items()):
+        images = [(f"{sku}-0.jpg", jpeg_bytes(product_image(*look)))]
+        images += [(f"{sku}-{i}.jpg", jpeg_bytes(shop_photo(*look, seed=10 * n + i))) for i in range(1, 5)]
+        engine.add_product(Product(sku, title=sku.title()), images)
+    skus, items = load_catalogue(engine)
+    engine.close()
+    train, held = split_holdout(items, 0.25)
+    folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
+    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, holdout=0.25, device="cpu")
+    trained = train_embedder(train, held, folder, settings.models, run, source_summary(settings.data, skus, train, held))
+    return settings, trained
+
+
+def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
+    import torch
+
+    from features.embed_efficientnet import load_network
+    from pipeline.embedder_files import load_trained
+
+    settings, trained = trained_shop
+    card = load_trained(trained.folder).card
+    assert trained.folder.name == "v1" and card["version"] == 1 and trained.name.startswith("efficientnet-lite2-ft-v1-")
+    assert card["data"]["skus"] == 3 and card["data"]["train_images"] == 12 and card["data"]["held_out_images"] == 3
+    metrics = card["metrics"]
+    assert metrics["epochs_run"] == 1 and metrics["seconds_per_epoch"] > 0
+    assert 0 <= metrics["held_out_r1"] <= 1 and metrics["history"][0]["epoch"] == 0
+    tuned, base = load_network(trained, settings.models).state_dict(), load_network(None, settings.models).state_dict()
+    assert torch.equal(tuned["_conv_stem.weight"], base["_conv_stem.weight"])  # frozen trunk
+    assert not torch.equal(tuned["_conv_head.weight"], base["_conv_head.weight"])  # trained top
+
+
+def test_the_catalogue_is_reembedded_and_never_mixed(trained_shop):
+    from pipeline.build import build_stages
+    from pipeline.engine import Engine
+    from pipeline.reembed import reembed
+
+    settings, trained = trained_shop
+    with pytest.raises(ConflictError, match="skulens reindex"):  # vectors are ImageNet's, the pipeline is not
+        Engine(settings, build_stages(settings, trained=trained))
+    engine = Engine(settings, build_stages(settings, trained=trained), reembedding=True)
+    summary = reembed(engine)
+    engine.close()
+    # no detector: the box is the whole image, so one region per image
+    assert summary["images"] == 15 and summary["vectors"] == 15 and summary["embedder"] == trained.name
+    with pytest.raises(ConflictError, match="was embedded with efficientnet-lite2-ft-v1"):
+        Engine(settings, build_stages(settings, trained=None))
+    engine = Engine(settings, build_stages(settings))  # by default: the embedder the catalogue records
+    try:
+        assert engine.stages.embedder.name == trained.name
+        result = engine.search(jpeg_bytes(shop_photo(*SHOP["SOAP"], seed=99)), k=3)
+        assert result.groups[0].matches[0].sku == "SOAP"
+    finally:
+        engine.close()
+
+
+def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+    from features.embed_onnx import export_embedder
+
+    settings, trained = trained_shop
+    fp32, int8 = export_embedder(trained, settings.models, int8=True)
+    assert fp32.name == "model.onnx" and int8.name == "model.int8.onnx"
+    images = [shop_photo(*look, seed=s) for s in (1, 2, 3) for look in SHOP.values()]
+    runs = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        emb = EfficientNetLite2Embedder(settings.embedder.model_copy(update={"runtime": runtime}), settings.models,
+                                        trained)
+        vectors, tags = emb.embed(images)
+        assert vectors.shape == (9, 1280) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+        runs[runtime] = (emb.name, vectors, tags)
+    torch_v, onnx_v = runs["torch"][1], runs["onnx"][1]
+    assert np.abs(torch_v - onnx_v).max() < 1e-3
+    def neighbours(v):
+        sims = v @ v.T
+        np.fill_diagonal(sims, -1)
+        return np.argsort(-sims, axis=1)[:, :3]
+    assert (neighbours(torch_v) == neighbours(onnx_v)).all()
+    assert runs["torch"][2][0].labels == runs["onnx"][2][0].labels
+    auto = EfficientNetLite2Embedder(settings.embedder, settings.models, trained)
+    assert auto.runtime == "onnx" and auto.name == runs["torch"][0]  # exported: 'auto' uses it, same vectors
+    assert runs["onnx-int8"][0] == trained.name + "-int8"  # its own name: never mixed with float vectors

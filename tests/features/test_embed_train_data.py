@@ -1,0 +1,61 @@
+"""Embedder training data: held-out split, batches per SKU, views and augmentations (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.embed_train_data import SkuBatches, TrainImage, augment, split_holdout, view
+from pipeline.errors import InvalidInputError
+
+
+def items(per_sku: dict[int, int]) -> list[TrainImage]:
+    out, n = [], 0
+    for label, count in per_sku.items():
+        for i in range(count):
+            img = np.full((60, 80, 3), 40 * label, np.uint8)
+            out.append(TrainImage(label, img, (10, 10, 50, 40) if i else None, i == 0, n))
+            n += 1
+    return out
+
+
+def test_holdout_takes_the_last_photos_of_each_sku_and_keeps_primaries():
+    data = items({0: 11, 1: 6, 2: 3})
+    train, held = split_holdout(data, 0.2)
+    assert len(train) + len(held) == len(data)
+    assert all(it.primary for it in data if it.primary and it in train)
+    assert [it.image_id for it in held if it.label == 0] == [9, 10]  # the last 2 of 10 photos
+    assert [it.label for it in held].count(1) == 1 and 2 not in {it.label for it in held}  # too few to hold out
+    assert split_holdout(data, 0) == (data, [])
+
+
+def test_batches_draw_several_images_of_each_sku_with_its_primary():
+    data = items({0: 5, 1: 2, 2: 8, 3: 4})
+    batches = SkuBatches(data, skus=2, per_sku=3, with_primary=True, seed=1)
+    drawn = list(batches)
+    assert len(drawn) == len(batches) == 4  # 19 images / (2 x 3)
+    for batch in drawn:
+        assert len(batch) == 6
+        labels = [data[i].label for i in batch]
+        for label in set(labels):
+            assert labels.count(label) == 3
+            assert any(data[i].primary and data[i].label == label for i in batch)
+    with pytest.raises(InvalidInputError, match="at least 2 SKUs"):
+        SkuBatches(items({0: 5}), 2, 2, True, 0)
+    with pytest.raises(InvalidInputError, match="at least 2 images per SKU"):
+        SkuBatches(data, 2, 1, True, 0)
+
+
+def test_views_and_augmentations_stay_rgb_images_of_the_product():
+    rng = np.random.default_rng(0)
+    item = items({1: 2})[1]
+    crops = {view(item, rng, crop_share=1.0).shape for _ in range(20)}
+    assert all(40 <= w <= 48 and 30 <= h <= 36 for h, w, _ in crops)  # the box, loosened by up to 10%
+    assert view(item, rng, crop_share=0.0).shape == (60, 80, 3)
+    red = np.zeros((60, 80, 3), np.uint8)
+    red[..., 0] = 200
+    for _ in range(20):
+        out = augment(red, rng)
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and min(out.shape[:2]) >= 8
+        inner = out[out.shape[0] // 2, out.shape[1] // 2]
+        assert inner[0] > inner[1] and inner[0] > inner[2]  # still red: hue is never changed

@@ -1,0 +1,49 @@
+"""`skulens embedder train / list / export` and `skulens reindex` from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_catalogue, models_missing
+
+FAST = {"SKULENS_DETECTOR__BACKEND": "none", "SKULENS_BACKGROUND__ENABLED": "false", "SKULENS_OCR__ENABLED": "false"}
+
+
+def skulens(*args: str, data: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(data), *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **FAST})
+    # rich wraps long lines: compare text with single spaces
+    return subprocess.CompletedProcess(proc.args, proc.returncode, " ".join(proc.stdout.split()),
+                                       " ".join(proc.stderr.split()))
+
+
+def test_reindex_without_a_trained_embedder_says_what_to_run(tmp_path):
+    proc = skulens("reindex", data=tmp_path / "d")
+    assert proc.returncode == 1 and "run `skulens embedder train`" in proc.stderr
+    proc = skulens("embedder", "export", "--embedder", str(tmp_path), data=tmp_path / "d")
+    assert proc.returncode == 1 and "is not a trained embedder" in proc.stderr
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_train_reindex_list_search(tmp_path):
+    if models_missing():
+        pytest.skip(models_missing())
+    data = tmp_path / "d"
+    assert skulens("index", str(make_catalogue(tmp_path / "cat")), data=data).returncode == 0
+    trained = skulens("embedder", "train", "--epochs", "1", "--holdout", "0", "--skus-per-batch", "4",
+                      "--images-per-sku", "2", data=data)
+    assert trained.returncode == 0, trained.stderr
+    assert "efficientnet-lite2-ft-v1-" in trained.stdout and (data / "embedders" / "v1" / "model.onnx").is_file()
+    listed = skulens("embedder", "list", data=data)
+    assert "efficientnet-lite2-ft-v1-" in listed.stdout and "made by: efficientnet-lite2-imagenet:1280" in listed.stdout
+    reindexed = skulens("reindex", data=data)
+    assert reindexed.returncode == 0 and "re-embedded 4 images" in reindexed.stderr
+    assert "made by: efficientnet-lite2-ft-v1-" in skulens("embedder", "list", data=data).stdout
+    found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
+    assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
