@@ -86,3 +86,13 @@ def export_embedder(trained, models, int8: bool = False) -> list[Path]:
     if int8:
         paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True), source))
     return paths
+
+
+def ensure_exported(trained, models) -> Path | None:
+    """Export the embedder to ONNX unless a current export is there; the new file's path, else None."""
+    from features.embed_efficientnet import onnx_file, source_sha256
+    from pipeline.embedder_files import onnx_sidecar_ok
+
+    if onnx_sidecar_ok(onnx_file(trained, models), source_sha256(trained)):
+        return None
+    return export_embedder(trained, models)[0]

@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "speed-vectors",
+ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "embedder-training", "speed-embedder", "speed-vectors",
          "service-load", "dedup-grocery", "dedup-ukbench", "dedup-scale", "detector")
 HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md`, `skulens bench` and "
           "`skulens bench-service`; "

@@ -39,6 +39,13 @@ def chosen_embedder(settings: Settings) -> TrainedEmbedder | None:
                                  f"`skulens reindex --embedder imagenet` ({exc})") from exc
 
 
+def make_embedder(settings: Settings, trained: TrainedEmbedder | None):
+    """The embedder stage: EfficientNet-Lite2 with ImageNet's or ``trained`` weights, in the settings' runtime."""
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+
+    return EfficientNetLite2Embedder(settings.embedder, settings.models, trained)
+
+
 def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder | None | str = RECORDED) -> Stages:
     """The stages the settings ask for; ``mask_cache`` (a FeatureCache) keeps background masks on disk.
 
@@ -49,7 +56,6 @@ def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder |
     from detectors.yolo import YoloDetector
     from features.background_isnet import IsNetBackgroundRemover
     from features.colour_kmeans import KMeansColourExtractor
-    from features.embed_efficientnet import EfficientNetLite2Embedder
     from features.ocr_tesseract import TesseractReader
     from features.keypoints_orb import OrbVerifier
     from features.perceptual_hash import PerceptualHasher
@@ -73,7 +79,7 @@ def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder |
         detector = None
     log.info("detector: %s", backend)
     return Stages(
-        embedder=EfficientNetLite2Embedder(settings.embedder, settings.models, trained),
+        embedder=make_embedder(settings, trained),
         colours=KMeansColourExtractor(settings.colour),
         detector=detector,
         remover=remover if settings.background.enabled else None,

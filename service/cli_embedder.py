@@ -142,3 +142,58 @@ def reindex(
         engine.close()
     err.print(f"re-embedded {summary['images']} images ({summary['vectors']} vectors) with {summary['embedder']} "
               f"in {summary['seconds']} s ({summary['images_per_s']} images/s)", highlight=False)
+
+
+@embedder_app.command("bench")
+def bench_cmd(
+    dataset: Annotated[Path, typer.Argument(help="the grocery data set folder (manifest.csv): catalogue pictures and query photos")],
+    split: Annotated[str, typer.Option(help="which photos are the queries")] = "val",
+    embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}' (default)")] = IMAGENET,
+    runtimes: Annotated[str, typer.Option(help="comma-separated among torch, onnx, onnx-int8")] = "torch,onnx,onnx-int8",
+    batch: Annotated[int, typer.Option(min=1, help="photos per call for the throughput figure")] = 32,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="update the embedder section of a BENCHMARKS.md")] = None,
+) -> None:
+    """Speed (batch 1 and batched) and embedding-only R@1 of each runtime; exports the ONNX forms it lacks."""
+    from features.embed_efficientnet import onnx_file, source_sha256
+    from features.embed_onnx import export_embedder
+    from pipeline.benchmarks_md import update_section
+    from pipeline.embed_bench import RUNTIMES, bench_embedder, embed_bench_markdown
+    from pipeline.embedder_files import onnx_sidecar_ok
+
+    settings = _settings()
+    wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
+    if not wanted or set(wanted) - set(RUNTIMES):
+        raise InvalidInputError(f"expected runtimes among {', '.join(RUNTIMES)}, got {runtimes!r}")
+    trained = _trained(embedder)
+    if any(r.startswith("onnx") for r in wanted):
+        int8 = "onnx-int8" in wanted
+        ready = onnx_sidecar_ok(onnx_file(trained, settings.models), source_sha256(trained)) and (
+            not int8 or onnx_sidecar_ok(onnx_file(trained, settings.models, True), source_sha256(trained)))
+        if not ready:
+            for path in export_embedder(trained, settings.models, int8):
+                err.print(f"exported {path}", highlight=False)
+    bar, update = _progress_bar()
+    with bar:
+        result = bench_embedder(settings, trained, dataset, split, wanted, batch=batch, progress=update)
+    text = embed_bench_markdown(result)
+    out.print(text, highlight=False, markup=False)
+    if benchmarks:
+        update_section(benchmarks, "speed-embedder", "Speed: embedder runtimes", text)
+
+
+@embedder_app.command("show")
+def show_cmd(
+    embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder; default: the newest trained one")] = None,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="write its training figures to a BENCHMARKS.md section")] = None,
+) -> None:
+    """A trained embedder's card: data, settings, held-out R@1 and time of every epoch."""
+    from pipeline.benchmarks_md import update_section
+    from pipeline.embedder_files import training_markdown
+
+    trained = _trained(embedder)
+    if trained is None:
+        raise InvalidInputError("ImageNet's embedder has no training card; name a trained embedder's folder")
+    text = training_markdown(trained)
+    out.print(text, highlight=False, markup=False)
+    if benchmarks:
+        update_section(benchmarks, "embedder-training", "Embedder training", text)

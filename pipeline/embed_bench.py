@@ -1,0 +1,82 @@
+"""The embedder's speed and quality per runtime (``skulens embedder bench``): torch, onnxruntime
+and dynamically quantised int8 onnxruntime, on the same photos.
+
+Batch-1 latency (one photo at a time, letterboxing included), batched throughput, and the
+embedding-only R@1 of whole query photos against the catalogue pictures (the G1 protocol without
+detection, colour, tags or text), so each runtime's change in quality shows on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipeline.build import make_embedder
+from pipeline.evaluation import load_protocol
+from pipeline.images import decode_image, read_image_bytes
+from pipeline.settings import Settings
+
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def _load(paths: list[Path], settings: Settings) -> list[np.ndarray]:
+    return [decode_image(read_image_bytes(p, settings.images), settings.images, p.name) for p in paths]
+
+
+def bench_embedder(settings: Settings, trained, dataset: Path, split: str = "val", runtimes=RUNTIMES,
+                   latency_images: int = 100, batch: int = 32, batch_images: int = 256,
+                   progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """One row per runtime: batch-1 ms (p50, p95), images/s at ``batch``, R@1 and its change from torch."""
+    data = load_protocol("G1", dataset, split)
+    gallery = _load([paths[0] for _, paths in data.gallery], settings)
+    gallery_labels = np.asarray([data.labels[p.sku] for p, _ in data.gallery])
+    queries = _load([q.path for q in data.queries], settings)
+    query_labels = np.asarray([q.label for q in data.queries])
+    rows = []
+    for runtime in runtimes:
+        cfg = settings.model_copy(update={"embedder": settings.embedder.model_copy(
+            update={"runtime": runtime, "batch_size": batch})})
+        emb = make_embedder(cfg, trained)
+        emb.embed(queries[:2])  # load and warm up
+        times = []
+        for i in range(latency_images):
+            t0 = time.perf_counter()
+            emb.embed([queries[i % len(queries)]])
+            times.append((time.perf_counter() - t0) * 1000)
+            if progress:
+                progress(f"{runtime}: batch 1", i + 1, latency_images)
+        many = [queries[i % len(queries)] for i in range(batch_images)]
+        t0 = time.perf_counter()
+        emb.embed(many)
+        per_s = batch_images / (time.perf_counter() - t0)
+        g, _ = emb.embed(gallery)
+        q, _ = emb.embed(queries)
+        r1 = float(np.mean(gallery_labels[np.argmax(q @ g.T, axis=1)] == query_labels))
+        rows.append({"runtime": runtime, "embedder": emb.name, "batch1_p50_ms": float(np.percentile(times, 50)),
+                     "batch1_p95_ms": float(np.percentile(times, 95)), "batch": batch, "images_per_s": per_s,
+                     "r1": r1})
+        if progress:
+            progress(f"{runtime}: quality", 1, 1)
+    base = next((r["r1"] for r in rows if r["runtime"] == "torch"), None)
+    for r in rows:
+        r["r1_change"] = None if base is None else r["r1"] - base
+    return {"rows": rows, "split": split, "queries": len(queries), "gallery": len(gallery),
+            "threads": settings.embedder.threads}
+
+
+def embed_bench_markdown(result: dict) -> str:
+    rows = result["rows"]
+    text = (f"EfficientNet-Lite2 at 260 px. Batch 1: one photo per call, letterboxing included, "
+            f"p50/p95 over the photos; batched: {rows[0]['batch'] if rows else '-'} photos per call. R@1: "
+            f"G1 split **{result['split']}**, {result['queries']} whole query photos against the "
+            f"{result['gallery']} catalogue pictures, embedding cosine only (no detection, colour, tags or text).\n\n"
+            "| runtime | embedder | batch 1 p50 ms | batch 1 p95 ms | batched images/s | R@1 | change vs torch |\n"
+            "|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        change = "–" if r["r1_change"] is None else f"{r['r1_change']:+.3f}"
+        text += (f"| {r['runtime']} | {r['embedder']} | {r['batch1_p50_ms']:.1f} | {r['batch1_p95_ms']:.1f} | "
+                 f"{r['images_per_s']:.1f} | {r['r1']:.3f} | {change} |\n")
+    return text
