@@ -59,3 +59,21 @@ def test_an_onnx_file_counts_only_for_the_weights_it_came_from(tmp_path):
     onnx.write_bytes(b"graph")
     onnx.with_suffix(".json").write_text(json.dumps({"source_sha256": "abc"}))
     assert onnx_sidecar_ok(onnx, "abc") and not onnx_sidecar_ok(onnx, "def")
+
+
+def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
+    from types import SimpleNamespace
+
+    from pipeline.engine import pipeline_fingerprint
+    from pipeline.settings import Settings
+
+    def key(name: str, **embedder) -> str:
+        settings = Settings()
+        settings = settings.model_copy(update={"embedder": settings.embedder.model_copy(update=embedder)})
+        return pipeline_fingerprint(settings, SimpleNamespace(embedder=SimpleNamespace(name=name), detector=None))
+
+    base = key("efficientnet-lite2-imagenet")
+    assert key("efficientnet-lite2-imagenet", runtime="onnx") == base  # float runtimes: the same vectors
+    assert key("efficientnet-lite2-ft-v1-abc", weights="x") != base
+    assert key("efficientnet-lite2-imagenet-int8", runtime="onnx-int8") != base
+    assert key("efficientnet-lite2-imagenet", tags_top_k=3) != base
