@@ -510,7 +510,8 @@ def create_app(settings: Settings, engine_factory: EngineFactory = default_engin
         engine = state.engine
         products, images, vectors = engine.store.count()
         return {"status": "ready", "products": products, "images": images, "vectors": vectors,
-                "index_vectors": len(engine.view.index), "index": engine.view.index.kind}
+                "index_vectors": len(engine.view.index), "index": engine.view.index.kind,
+                "embedder": engine.stages.embedder.name, "embedder_runtime": getattr(engine.stages.embedder, "runtime", "")}
 
     @app.get("/metrics", tags=["operations"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})

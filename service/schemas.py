@@ -189,6 +189,9 @@ class Ready(BaseModel):
     vectors: int = Field(description="vectors in the database")
     index_vectors: int = Field(description="vectors in the search index (equal to `vectors` when they agree)")
     index: str
+    embedder: str = Field("", description="the embedder that made the vectors (a shop's fine-tuned one after "
+                                          "`skulens reindex`)")
+    embedder_runtime: str = Field("", description="where it runs: torch, onnx or onnx-int8")
 
 
 class DedupImageOut(BaseModel):

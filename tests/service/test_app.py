@@ -214,6 +214,7 @@ def test_operations_routes(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["products"] == len(CATALOGUE)
+    assert ready.json()["embedder"] == "efficientnet-lite2-imagenet" and ready.json()["embedder_runtime"] in ("torch", "onnx")
     text = client.get("/metrics").text
     assert 'skulens_requests_total{method="POST",route="/v1/search",status="200"}' in text
     assert 'skulens_stage_seconds_count{stage="embed"}' in text
