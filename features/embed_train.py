@@ -117,71 +117,98 @@ def holdout_recall(module, train: list[TrainImage], held: list[TrainImage], size
     return round(float(np.mean(best == np.asarray([it.label for it in held]))), 4)
 
 
+class _Trainer:
+    """One training run: the network, its frozen copy (for the tag term), optimiser, loss and batches."""
+
+    def __init__(self, train: list[TrainImage], models: ModelSettings, settings: EmbedderTrainSettings) -> None:
+        import torch
+        from pytorch_metric_learning import losses, miners
+
+        torch.manual_seed(settings.seed)
+        self.train, self.settings = train, settings
+        self.rng = np.random.default_rng(settings.seed)
+        self.device = resolve_device(settings.device if settings.device != "auto" else models.device)
+        self.net = load_network(None, models).to(self.device)
+        teacher = copy.deepcopy(self.net).eval()
+        for p in list(self.net.parameters()) + list(teacher.parameters()):
+            p.requires_grad_(False)
+        self.student, self.master = _Split(self.net, settings.train_from_block), _Split(teacher, settings.train_from_block)
+        params = self.student.trainable()
+        for p in params:
+            p.requires_grad_(True)
+        self.optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        self.batches = SkuBatches(train, settings.skus_per_batch, settings.images_per_sku, settings.with_primary,
+                                  settings.seed)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser,
+                                                                    T_max=settings.epochs * len(self.batches))
+        self.loss_fn, self.miner = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), miners.MultiSimilarityMiner(0.1)
+        self.module = embedding_module(self.net)
+
+    def step(self, idx: list[int]) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        s, train = self.settings, self.train
+        x = _to_tensor([augment(view(train[i], self.rng, s.crop_share), self.rng) for i in idx], s.image_size)
+        x = x.to(self.device)
+        labels = torch.as_tensor([train[i].label for i in idx], device=self.device)
+        with torch.no_grad():
+            h = self.student.trunk(x)
+            _, target = self.master.top(h)
+        pooled, logits = self.student.top(h)
+        emb = F.normalize(pooled, dim=1)
+        loss = self.loss_fn(emb, labels, self.miner(emb, labels))
+        if s.keep_tags > 0:  # keep the ImageNet classifier's answers (softened, T = 2)
+            kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(target / 2, 1), reduction="batchmean") * 4
+            loss = loss + s.keep_tags * kl
+        self.optimiser.zero_grad()
+        loss.backward()
+        self.optimiser.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def epoch(self, number: int, progress=None) -> dict:
+        t0, total = time.perf_counter(), 0.0
+        self.net.eval()  # batch-norm statistics stay ImageNet's; dropout and drop-connect off
+        for b, idx in enumerate(self.batches):
+            total += self.step(idx)
+            if progress is not None:
+                progress(f"epoch {number}/{self.settings.epochs}", b + 1, len(self.batches))
+        return {"epoch": number, "loss": round(total / len(self.batches), 4),
+                "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def train_embedder(train: list[TrainImage], held: list[TrainImage], folder: Path, models: ModelSettings,
                    settings: EmbedderTrainSettings, source: dict, progress=None) -> TrainedEmbedder:
     """Train, keep the best epoch (by held-out R@1; the last without a held-out set), and write
     ``folder/model.pt`` with its card."""
-    import torch
-    import torch.nn.functional as F
-    from pytorch_metric_learning import losses, miners
-
     if not train:
         raise InvalidInputError("the catalogue has no images to train on")
-    torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    device = resolve_device(settings.device if settings.device != "auto" else models.device)
-    net = load_network(None, models).to(device)
-    teacher = copy.deepcopy(net).eval()
-    for p in list(net.parameters()) + list(teacher.parameters()):
-        p.requires_grad_(False)
-    student, master = _Split(net, settings.train_from_block), _Split(teacher, settings.train_from_block)
-    params = student.trainable()
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    batches = SkuBatches(train, settings.skus_per_batch, settings.images_per_sku, settings.with_primary, settings.seed)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * len(batches))
-    loss_fn, miner = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), miners.MultiSimilarityMiner(0.1)
-    module = embedding_module(net)
-    size = settings.image_size
-    history = [{"epoch": 0, "held_out_r1": holdout_recall(module, train, held, size, device)}]
-    best_r1, best_state, best_epoch = history[0]["held_out_r1"], copy.deepcopy(net.state_dict()), 0
+    run = _Trainer(train, models, settings)
+    size, device = settings.image_size, run.device
+    history = [{"epoch": 0, "held_out_r1": holdout_recall(run.module, train, held, size, device)}]
+    best_r1, best_state, best_epoch = history[0]["held_out_r1"], copy.deepcopy(run.net.state_dict()), 0
     log.info("before training: held-out R@1 %s", best_r1)
     t_start = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
-        t0, total, steps = time.perf_counter(), 0.0, 0
-        net.eval()  # batch-norm statistics stay ImageNet's; dropout and drop-connect off
-        for b, idx in enumerate(batches):
-            x = _to_tensor([augment(view(train[i], rng, settings.crop_share), rng) for i in idx], size).to(device)
-            labels = torch.as_tensor([train[i].label for i in idx], device=device)
-            with torch.no_grad():
-                h = student.trunk(x)
-                _, target = master.top(h)
-            pooled, logits = student.top(h)
-            emb = F.normalize(pooled, dim=1)
-            loss = loss_fn(emb, labels, miner(emb, labels))
-            if settings.keep_tags > 0:
-                kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(target / 2, 1), reduction="batchmean") * 4
-                loss = loss + settings.keep_tags * kl
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total, steps = total + loss.item(), steps + 1
-            if progress is not None:
-                progress(f"epoch {epoch}/{settings.epochs}", b + 1, len(batches))
-        seconds = time.perf_counter() - t0
-        r1 = holdout_recall(module, train, held, size, device)
-        history.append({"epoch": epoch, "loss": round(total / max(steps, 1), 4), "seconds": round(seconds, 1),
-                        "held_out_r1": r1})
-        log.info("epoch %d: loss %.4f, %.0f s, held-out R@1 %s", epoch, total / max(steps, 1), seconds, r1)
+    for number in range(1, settings.epochs + 1):
+        row = run.epoch(number, progress)
+        row["held_out_r1"] = r1 = holdout_recall(run.module, train, held, size, device)
+        history.append(row)
+        log.info("epoch %d: loss %.4f, %.0f s, held-out R@1 %s", number, row["loss"], row["seconds"], r1)
         if r1 is None or best_r1 is None or r1 >= best_r1:
-            best_r1, best_state, best_epoch = r1, copy.deepcopy(net.state_dict()), epoch
+            best_r1, best_state, best_epoch = r1, copy.deepcopy(run.net.state_dict()), number
         if settings.hours and time.perf_counter() - t_start > settings.hours * 3600:
-            log.info("stopping after epoch %d: the %.2f h budget is spent", epoch, settings.hours)
+            log.info("stopping after epoch %d: the %.2f h budget is spent", number, settings.hours)
             break
+    return _save(folder, best_state, history, best_epoch, best_r1, settings, source, device)
+
+
+def _save(folder: Path, state: dict, history: list[dict], best_epoch: int, best_r1: float | None,
+          settings: EmbedderTrainSettings, source: dict, device: str) -> TrainedEmbedder:
+    import torch
+
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.cpu() for k, v in best_state.items()}, folder / "model.pt.part")
+    torch.save({k: v.cpu() for k, v in state.items()}, folder / "model.pt.part")
     (folder / "model.pt.part").replace(folder / "model.pt")
     epochs_run = [h for h in history if h["epoch"] > 0]
     card = {
