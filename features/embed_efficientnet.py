@@ -154,9 +154,9 @@ class EfficientNetLite2Embedder:
         int8 = self.runtime == "onnx-int8"
         path = onnx_file(self.trained, self.models, int8)
         if not onnx_sidecar_ok(path, source_sha256(self.trained)):
-            what = f"--embedder {self.trained.folder}" if self.trained is not None else ""
-            raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `skulens embedder export "
-                                     f"{what}{' --int8' if int8 else ''}`".replace("  ", " "))
+            command = ["skulens embedder export", "--embedder",
+                       str(self.trained.folder) if self.trained is not None else "imagenet"] + (["--int8"] if int8 else [])
+            raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")
         session = open_session(path, resolve_device(self.models.device), self.settings.threads)
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,17 @@ def chosen_embedder(settings: Settings) -> TrainedEmbedder | None:
                                  f"`skulens reindex --embedder imagenet` ({exc})") from exc
 
 
+IMAGENET = "imagenet"
+
+
+def named_embedder(option: str | Path | None) -> TrainedEmbedder | None | str:
+    """What an ``--embedder`` option names: a trained embedder's folder, ``imagenet`` (None), or
+    nothing (:data:`RECORDED`: the data directory's catalogue decides)."""
+    if option is None:
+        return RECORDED
+    return None if str(option) == IMAGENET else load_trained(Path(option))
+
+
 def make_embedder(settings: Settings, trained: TrainedEmbedder | None):
     """The embedder stage: EfficientNet-Lite2 with ImageNet's or ``trained`` weights, in the settings' runtime."""
     from features.embed_efficientnet import EfficientNetLite2Embedder

@@ -207,13 +207,11 @@ def _eval_stages(settings: Settings, embedder: str | None = None):
     """Stages whose background masks persist in <data>/eval, so re-analysis is cheap.
 
     ``embedder``: a trained embedder's folder, or 'imagenet'; default: the data directory's."""
-    from pipeline.build import RECORDED, build_stages
-    from pipeline.embedder_files import load_trained
+    from pipeline.build import build_stages, named_embedder
     from pipeline.store import FeatureCache
 
-    trained = RECORDED if embedder is None else None if embedder == "imagenet" else load_trained(Path(embedder))
     return build_stages(settings, mask_cache=FeatureCache(settings.data / "eval" / "features.sqlite3"),
-                        trained=trained)
+                        trained=named_embedder(embedder))
 
 
 @app.command("eval")

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from pipeline.build import IMAGENET
 from pipeline.errors import InvalidInputError
 from service.cli import _progress_bar, _settings, app, err, out
 
@@ -15,18 +16,17 @@ embedder_app = typer.Typer(help="Fine-tune the embedder on the catalogue, export
                            no_args_is_help=True)
 app.add_typer(embedder_app, name="embedder")
 
-IMAGENET = "imagenet"
 
 
 def _trained(embedder: str | None):
     """The trained embedder an --embedder option names (a folder), ImageNet's for 'imagenet',
     else the newest one trained in the data directory."""
-    from pipeline.embedder_files import TrainedEmbedder, list_trained, load_trained
+    from pipeline.build import RECORDED, named_embedder
+    from pipeline.embedder_files import TrainedEmbedder, list_trained
 
-    if embedder == IMAGENET:
-        return None
-    if embedder:
-        return load_trained(Path(embedder))
+    named = named_embedder(embedder)
+    if named != RECORDED:
+        return named
     usable = [t for t in list_trained(_settings().data) if isinstance(t, TrainedEmbedder)]
     if not usable:
         raise InvalidInputError(f"no trained embedder in {_settings().data}/embedders: run `skulens embedder train`, "
