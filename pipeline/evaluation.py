@@ -144,3 +144,21 @@ def stratified_sample(queries: list[EvalQuery], limit: int, seed: int = 0) -> li
             if groups[label] and len(out) < limit:
                 out.append(groups[label].pop())
     return out
+
+
+def write_gallery_csv(data: ProtocolData, out: Path) -> int:
+    """Write the protocol's gallery as a catalogue CSV that ``skulens index`` reads (one row per
+    image, absolute paths, a SKU's catalogue picture first): the shop a protocol searches, e.g.
+    G2's catalogue pictures plus train photos for ``skulens embedder train``.  Returns the rows."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with open(out.with_name(out.name + ".part"), "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sku", "image", "title", "description"])
+        for product, paths in data.gallery:
+            for p in paths:
+                writer.writerow([product.sku, str(Path(p).resolve()), product.title, product.description])
+                rows += 1
+    out.with_name(out.name + ".part").replace(out)
+    return rows

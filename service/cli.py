@@ -271,6 +271,21 @@ def _print_report(report: dict) -> None:
         out.print(table)
 
 
+@app.command("gallery-csv")
+def gallery_csv(
+    protocol: Annotated[str, typer.Argument(help="G1, G2 (grocery), C1 (Caltech-101) or K1 (clothing)")],
+    dataset: Annotated[Path, typer.Argument(help="the data set folder holding manifest.csv")],
+    out_csv: Annotated[Path, typer.Argument(metavar="OUT", help="the catalogue CSV to write")],
+) -> None:
+    """Write a protocol's gallery as a catalogue CSV for `skulens index`: G2's is the grocery catalogue
+    pictures plus the train photos, the shop `skulens embedder train` learns from (never val or test)."""
+    from pipeline.evaluation import load_protocol, write_gallery_csv
+
+    data = load_protocol(protocol, dataset, "val")
+    rows = write_gallery_csv(data, out_csv)
+    out.print(f"{out_csv}: {len(data.gallery)} products, {rows} images ({data.name} gallery)", highlight=False)
+
+
 @app.command("tune")
 def tune(
     dataset: Annotated[Path, typer.Argument(help="the grocery data set folder (manifest.csv)")],

@@ -18,7 +18,8 @@ from features.colour_kmeans import KMeansColourExtractor
 from pipeline.analysis import Stages
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.eval_report import report_markdown, run_eval, run_tune, tuned_weights
-from pipeline.evaluation import load_protocol, stratified_sample
+from pipeline.catalog_source import read_catalog
+from pipeline.evaluation import load_protocol, stratified_sample, write_gallery_csv
 from pipeline.settings import ColourSettings, Settings
 from pipeline.types import Tags
 
@@ -93,6 +94,17 @@ def test_grocery_protocols_read_the_manifest(grocery):
     g2 = load_protocol("G2", grocery)
     assert all(len(paths) == 4 for _, paths in g2.gallery)  # catalogue + 3 train photos each
     assert len(load_protocol("G1", grocery, split="train").queries) == 9
+
+
+def test_the_g2_gallery_becomes_a_catalogue_the_indexer_reads(grocery, tmp_path):
+    out = tmp_path / "shop" / "g2.csv"
+    assert write_gallery_csv(load_protocol("G2", grocery), out) == 12
+    entries = read_catalog(out).entries
+    assert [e.product.sku for e in entries] == list(COLOURS)
+    for e in entries:  # the catalogue picture first, then the train photos; never a val photo
+        assert e.images[0].parent.name == "catalog" and len(e.images) == 4
+        assert all("/train/" in str(p) for p in e.images[1:])
+    assert entries[0].product.description.startswith("A fine")
 
 
 def test_category_protocol_takes_the_first_five_per_label(category):
