@@ -66,3 +66,14 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
                "seconds": round(seconds, 1), "images_per_s": round(len(rows) / seconds, 2) if seconds else None}
     log.info("re-embedded %(images)d images (%(vectors)d vectors) with %(embedder)s in %(seconds)s s", summary)
     return summary
+
+
+def reembed_markdown(summary: dict, settings) -> str:
+    """The BENCHMARKS.md body for a ``reindex`` run."""
+    runtime = settings.embedder.runtime
+    per_vector = summary["seconds"] / summary["vectors"] * 1000 if summary["vectors"] else float("nan")
+    return (f"Catalogue `{settings.data}`: **{summary['images']} images** ({summary['vectors']} vectors: each "
+            f"image's regions {list(settings.fusion.index_regions)}) re-embedded with **{summary['embedder']}** "
+            f"(runtime setting `{runtime}`, batches of {BATCH_IMAGES} images) in **{summary['seconds']} s: "
+            f"{summary['images_per_s']} images/s** ({per_vector:.1f} ms per vector), reading and decoding the "
+            "stored files, and the one-transaction swap and FAISS rebuild, included.\n")

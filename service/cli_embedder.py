@@ -128,9 +128,11 @@ def list_cmd() -> None:
 @app.command("reindex")
 def reindex(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest one trained in the data directory")] = None,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="write the re-embedding speed to this BENCHMARKS.md")] = None,
 ) -> None:
     """Re-embed the catalogue with another embedder (boxes, colours and words are kept), in one transaction."""
-    from pipeline.reembed import reembed
+    from pipeline.benchmarks_md import update_section
+    from pipeline.reembed import reembed, reembed_markdown
 
     settings = _settings()
     engine = _open_engine(settings, _trained(embedder), reembedding=True)
@@ -142,6 +144,9 @@ def reindex(
         engine.close()
     err.print(f"re-embedded {summary['images']} images ({summary['vectors']} vectors) with {summary['embedder']} "
               f"in {summary['seconds']} s ({summary['images_per_s']} images/s)", highlight=False)
+    if benchmarks:
+        update_section(benchmarks, "speed-reindex", "Speed: re-embedding a catalogue (reindex)",
+                       reembed_markdown(summary, settings))
 
 
 @embedder_app.command("bench")

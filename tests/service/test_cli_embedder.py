@@ -42,8 +42,10 @@ def test_train_reindex_list_search(tmp_path):
     assert "efficientnet-lite2-ft-v1-" in trained.stdout and (data / "embedders" / "v1" / "model.onnx").is_file()
     listed = skulens("embedder", "list", data=data)
     assert "efficientnet-lite2-ft-v1-" in listed.stdout and "made by: efficientnet-lite2-imagenet:1280" in listed.stdout
-    reindexed = skulens("reindex", data=data)
+    reindexed = skulens("reindex", "--benchmarks", str(tmp_path / "B.md"), data=data)
     assert reindexed.returncode == 0 and "re-embedded 4 images" in reindexed.stderr
+    section = (tmp_path / "B.md").read_text()
+    assert "## Speed: re-embedding a catalogue (reindex)" in section and "**4 images**" in section
     assert "made by: efficientnet-lite2-ft-v1-" in skulens("embedder", "list", data=data).stdout
     found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
     assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
