@@ -59,6 +59,20 @@ def load_catalogue(engine, progress=None) -> tuple[list[str], list[TrainImage]]:
     return skus, items
 
 
+def held_out_sha256(stored: list, share: float) -> set[str]:
+    """The sha256 of the images ``embedder train`` holds out of a catalogue's stored images (the same
+    rule as :func:`split_holdout`, without decoding anything): photos the embedder never learnt from,
+    the ones fusion weights for it may be tuned on."""
+    by_id = {im.id: im.sha256 for im in stored}
+    label = {sku: i for i, sku in enumerate(sorted({im.sku for im in stored}))}
+    seen: set[str] = set()
+    refs = []
+    for im in stored:
+        refs.append(TrainImage(label[im.sku], np.zeros((0, 0, 3), np.uint8), None, im.sku not in seen, im.id))
+        seen.add(im.sku)
+    return {by_id[it.image_id] for it in split_holdout(refs, share)[1]}
+
+
 def split_holdout(items: list[TrainImage], share: float) -> tuple[list[TrainImage], list[TrainImage]]:
     """(train, held out): per SKU, the last ``share`` of its non-primary images in catalogue order.
 

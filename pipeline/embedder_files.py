@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ChecksumError, ConflictError, ModelNotFoundError
+from pipeline.errors import ChecksumError, ConflictError, ModelNotFoundError, NotFoundError
 from pipeline.models import sha256_file
 
 FORMAT = 1
@@ -47,6 +47,30 @@ class TrainedEmbedder:
 
     def onnx_path(self, int8: bool = False) -> Path:
         return self.folder / ("model.int8.onnx" if int8 else "model.onnx")
+
+
+def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
+    """(sha256 of every image the embedder was trained on, sha256 of the photos it held out), read
+    from the catalogue its card names: tuning on the first would flatter the embedder."""
+    from features.embed_train_data import held_out_sha256
+    from pipeline.store import CatalogStore
+
+    db = Path(trained.card["data"]["catalogue"]) / "catalog.sqlite3"
+    if not db.is_file():
+        raise NotFoundError(f"{trained.folder}: the catalogue it was trained on ({db.parent}) is gone; "
+                            "its held-out photos cannot be told apart")
+    store = CatalogStore(db)
+    try:
+        stored = store.images()
+    finally:
+        store.close()
+    data = trained.card["data"]
+    if len(stored) != data["train_images"] + data["held_out_images"]:
+        raise ConflictError(f"{trained.folder}: the catalogue in {db.parent} has {len(stored)} images, it was trained "
+                            f"on {data['train_images']} + {data['held_out_images']} held out; it changed since, so "
+                            "its held-out photos cannot be told apart")
+    held = held_out_sha256(stored, float(trained.card["settings"]["holdout"]))
+    return {im.sha256 for im in stored} - held, held
 
 
 def embedders_dir(data: Path) -> Path:

@@ -8,6 +8,7 @@ packaged (G1/G2), baselines (C1/K1), ablation (with --ablate)``, plus ``per_quer
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from pipeline.analysis import Stages
 from pipeline.errors import InvalidInputError
 from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
-from pipeline.evaluation import load_protocol
+from pipeline.evaluation import load_protocol, stratified_sample
 from pipeline.settings import Settings
 from pipeline.store import TUNED_KEY, CatalogStore
 from pipeline.types import SIGNALS
@@ -58,14 +59,21 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list
     return rows
 
 
-def tuned_record(settings: Settings) -> dict | None:
-    """What ``skulens tune`` saved with the catalogue in the data directory (weights, split, fit), if any."""
+def tuned_key(embedder_name: str | None) -> str:
+    """Where ``skulens tune --embedder`` keeps weights learnt for a trained embedder (the plain key
+    holds the ones learnt with the default embedder, which a live catalogue uses)."""
+    return f"{TUNED_KEY}@{embedder_name}" if embedder_name else TUNED_KEY
+
+
+def tuned_record(settings: Settings, embedder_name: str | None = None) -> dict | None:
+    """What ``skulens tune`` saved with the catalogue in the data directory (weights, split, fit), if
+    any: the weights learnt for ``embedder_name`` when there are some, else the plain ones."""
     db = Path(settings.data) / "catalog.sqlite3"
     if not db.exists():
         return None
     store = CatalogStore(db)
     try:
-        raw = store.get_meta(TUNED_KEY)
+        raw = (store.get_meta(tuned_key(embedder_name)) if embedder_name else None) or store.get_meta(TUNED_KEY)
     finally:
         store.close()
     return json.loads(raw) if raw else None
@@ -87,7 +95,7 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
              limit: int | None = None, ablate: bool = False, seed: int = 0,
              progress: Progress | None = None) -> dict:
     data = load_protocol(protocol, root, split, limit, seed)
-    record = tuned_record(settings)
+    record = tuned_record(settings, stages.embedder.name)
     if record and not _tuned_for(record, data.name, root):
         log.info("tuned weights in %s were learnt on %s, not on %s: using the default weights",
                  settings.data, record.get("dataset") or record.get("protocol"), root)
@@ -100,7 +108,7 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
         report = {"protocol": data.name, "split": split, "queries": len(data.queries),
                   "metrics": main.metrics, "config": _config_json(main.config)}
         if record:
-            report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date")}
+            report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date", "embedder")}
         if not data.per_image:
             report["packaged"] = main.packaged
         else:
@@ -119,13 +127,20 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
 
 
 def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train", limit: int | None = None,
-             seed: int = 0, progress: Progress | None = None) -> dict:
-    """Tune on G1 with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``."""
+             seed: int = 0, progress: Progress | None = None, trained=None) -> dict:
+    """Tune on G1 with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``.
+
+    With ``trained`` (the trained embedder ``stages`` run), only the photos it was not trained on are
+    queries (its held-out ones), and the weights are kept for that embedder apart from the default ones."""
     from fusion.tuning import tune_weights
 
     if split in ("val", "test"):
         raise InvalidInputError(f"tuning on {split!r} would tune on a split we report; tune on train")
-    data = load_protocol("G1", root, split, limit, seed)
+    data = load_protocol("G1", root, split, None if trained else limit, seed)
+    if trained is not None:
+        data.queries = _unseen_by(trained, data.queries)
+        if limit is not None:
+            data.queries = stratified_sample(data.queries, limit, seed)
     ev = Evaluator(data, settings, stages)
     try:
         ev.prepare(progress)
@@ -140,12 +155,27 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
               "split": split, "queries": len(data.queries),
               "regions": {"query": regions[0], "gallery": regions[1]},
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if trained is not None:
+        record["embedder"] = stages.embedder.name
     store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
     try:
-        store.set_meta(TUNED_KEY, json.dumps(record))
+        store.set_meta(tuned_key(record.get("embedder")), json.dumps(record))
     finally:
         store.close()
     return record
+
+
+def _unseen_by(trained, queries: list) -> list:
+    """The query photos a trained embedder did not learn from (by content), else an error saying why."""
+    from pipeline.embedder_files import training_photos
+
+    seen, _ = training_photos(trained)
+    unseen = [q for q in queries if hashlib.sha256(q.path.read_bytes()).hexdigest() not in seen]
+    log.info("%d of %d photos were not used to train %s: tuning on them", len(unseen), len(queries), trained.name)
+    if not unseen:
+        raise InvalidInputError(f"{trained.name} was trained on every one of these photos; train it with a held-out "
+                                "share (`skulens embedder train --holdout 0.1`) to tune weights for it")
+    return unseen
 
 
 def _config_json(c: EvalConfig) -> dict:
@@ -206,6 +236,11 @@ def report_markdown(report: dict) -> str:
         fit = ", ".join(f"{k} {v:.3f}" for k, v in (t.get("fit") or {}).items() if k != "queries")
         lines[0] += (f" Tuned weights: learnt by `skulens tune` on {t.get('protocol')} **{t.get('split')}** "
                      f"({t.get('queries')} queries; fit there: {fit}), never on the split reported here.")
+        if t.get("embedder"):
+            lines[0] += (f" They were learnt for {t['embedder']}, on the {t.get('split')} photos it was not "
+                         "trained on (`skulens tune --embedder`).")
+        elif "-ft-" in report.get("models", {}).get("embedder", ""):
+            lines[0] += " They were learnt with the ImageNet embedder (none tuned for this one)."
     head = "| configuration | " + " | ".join(keys)
     packaged = any("packaged" in r for r in report.get("ablation", [])) or report.get("packaged")
     head += " | packaged R@1 | packaged mAP" if packaged else ""

@@ -62,7 +62,7 @@ def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
     import torch
 
     from features.embed_efficientnet import load_network
-    from pipeline.embedder_files import load_trained, training_markdown
+    from pipeline.embedder_files import load_trained, training_markdown, training_photos
 
     settings, trained = trained_shop
     card = load_trained(trained.folder).card
@@ -71,6 +71,8 @@ def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
     metrics = card["metrics"]
     assert metrics["epochs_run"] == 1 and metrics["seconds_per_epoch"] > 0
     assert 0 <= metrics["held_out_r1"] <= 1 and metrics["history"][0]["epoch"] == 0
+    trained_on, held = training_photos(trained)  # read back from the catalogue, as `skulens tune` does
+    assert len(trained_on) == 12 and len(held) == 3 and not trained_on & held
     text = training_markdown(trained)
     assert "s per epoch" in text and "| 1 |" in text and trained.name in text
     tuned, base = load_network(trained, settings.models).state_dict(), load_network(None, settings.models).state_dict()

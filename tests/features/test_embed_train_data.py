@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.embed_train_data import SkuBatches, TrainImage, augment, split_holdout, view
+from features.embed_train_data import SkuBatches, TrainImage, augment, held_out_sha256, split_holdout, view
 from pipeline.errors import InvalidInputError
 
 
@@ -27,6 +27,15 @@ def test_holdout_takes_the_last_photos_of_each_sku_and_keeps_primaries():
     assert [it.image_id for it in held if it.label == 0] == [9, 10]  # the last 2 of 10 photos
     assert [it.label for it in held].count(1) == 1 and 2 not in {it.label for it in held}  # too few to hold out
     assert split_holdout(data, 0) == (data, [])
+
+
+def test_held_out_photos_are_known_from_the_stored_catalogue_alone():
+    from types import SimpleNamespace
+
+    data = items({0: 11, 1: 6, 2: 3})
+    stored = [SimpleNamespace(id=it.image_id, sku=f"SKU{it.label}", sha256=f"h{it.image_id}") for it in data]
+    assert held_out_sha256(stored, 0.2) == {f"h{it.image_id}" for it in split_holdout(data, 0.2)[1]}
+    assert held_out_sha256(stored, 0) == set()
 
 
 def test_batches_draw_several_images_of_each_sku_with_its_primary():

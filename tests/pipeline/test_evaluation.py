@@ -166,6 +166,29 @@ def test_tune_saves_weights_with_the_catalogue_and_refuses_reported_splits(groce
     assert "all signals, tuned weights" in [r["config"] for r in report["ablation"]]
 
 
+def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(grocery, stages, tmp_path, monkeypatch):
+    import hashlib
+    from types import SimpleNamespace
+
+    from pipeline import embedder_files
+    from pipeline.eval_report import tuned_record
+
+    photos = sorted((grocery / "photos" / "train").rglob("*.jpg"))
+    seen = {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos if not p.stem.endswith("_2")}
+    monkeypatch.setattr(embedder_files, "training_photos", lambda trained: (seen, set()))
+    trained = SimpleNamespace(name="ft-test")
+    settings = Settings(data=tmp_path / "data")
+    record = run_tune(grocery, settings, stages, trained=trained)
+    assert record["queries"] == 3 and record["embedder"] == stages.embedder.name  # the one unseen photo per SKU
+    assert tuned_record(settings) is None  # the default embedder's weights are not replaced
+    assert tuned_record(settings, stages.embedder.name)["weights"] == record["weights"]
+    report = run_eval("G1", grocery, settings, stages)
+    assert report["tuned"]["embedder"] == stages.embedder.name and "photos it was not trained on" in report_markdown(report)
+    seen |= {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}
+    with pytest.raises(InvalidInputError, match="trained on every one of these photos"):
+        run_tune(grocery, settings, stages, trained=trained)
+
+
 def test_tuned_weights_serve_only_the_catalogue_they_were_learnt_on(tmp_path):
     from pipeline.eval_report import _tuned_for
 
