@@ -1,4 +1,4 @@
-"""The embedder's ONNX form: export from torch, dynamic int8 quantisation, onnxruntime sessions.
+"""The embedder's ONNX form: export from torch, static int8 quantisation, onnxruntime sessions.
 
 Each ``.onnx`` file has a ``.json`` sidecar naming the checksum of the torch weights it came
 from, so a stale export (weights retrained since) is never used.
@@ -12,7 +12,9 @@ import os
 import warnings
 from pathlib import Path
 
-from pipeline.errors import MissingDependencyError
+import numpy as np
+
+from pipeline.errors import InvalidInputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,41 @@ def export(module, size: int, dest: Path, source_sha256: str) -> Path:
     return dest
 
 
-def quantize_int8(src: Path, dest: Path, source_sha256: str) -> Path:
-    """Dynamic int8 quantisation of an exported model (weights int8, activations quantised per run)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[np.ndarray]) -> Path:
+    """Static int8 quantisation of an exported model: int8 weights per output channel, uint8
+    activations with ranges measured on ``calibration`` images (QDQ format, onnxruntime's
+    quantiser).  EfficientNet-Lite was designed to survive this (ReLU6, no squeeze-excitation)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tmp = Path(dest).with_name(Path(dest).name + ".part")
-    quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QUInt8)
-    os.replace(tmp, dest)
-    _write_sidecar(Path(dest), source_sha256, "int8 dynamic")
+    from features.embed_efficientnet import preprocess
+
+    if not calibration:
+        raise InvalidInputError("int8 quantisation measures activation ranges on catalogue images; there are none: "
+                                "index a catalogue first")
+
+    class _Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._left = iter(calibration)
+
+        def get_next(self):
+            image = next(self._left, None)
+            return None if image is None else {"image": preprocess([image])}
+
+    dest = Path(dest)
+    prepared, tmp = dest.with_name(dest.name + ".pre"), dest.with_name(dest.name + ".part")
+    try:
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(tmp), _Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        os.replace(tmp, dest)
+    finally:
+        prepared.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    _write_sidecar(dest, source_sha256, f"int8 static (per-channel weights; activations calibrated on "
+                                        f"{len(calibration)} catalogue images)")
     log.info("quantised %s", dest)
-    return Path(dest)
+    return dest
 
 
 def _write_sidecar(onnx: Path, source_sha256: str, precision: str) -> None:
@@ -76,15 +103,16 @@ def open_session(path: Path, device: str, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
-def export_embedder(trained, models, int8: bool = False) -> list[Path]:
-    """Export an embedder (ImageNet's when ``trained`` is None) to ONNX, and quantise it with ``int8``."""
+def export_embedder(trained, models, calibration: list[np.ndarray] | None = None) -> list[Path]:
+    """Export an embedder (ImageNet's when ``trained`` is None) to ONNX; with ``calibration`` images,
+    also its int8 form."""
     from features.embed_efficientnet import INPUT_SIZE, embedding_module, load_network, onnx_file, source_sha256
 
     source = source_sha256(trained)
     fp32 = export(embedding_module(load_network(trained, models)), INPUT_SIZE, onnx_file(trained, models), source)
     paths = [fp32]
-    if int8:
-        paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True), source))
+    if calibration is not None:
+        paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True), source, calibration))
     return paths
 
 

@@ -73,6 +73,36 @@ def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
     return {im.sha256 for im in stored} - held, held
 
 
+def calibration_images(data: Path, n: int = 64) -> list:
+    """Up to ``n`` images of the catalogue in ``data``, spread over its SKUs (each SKU's first image
+    first): the activations int8 quantisation measures its ranges on."""
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.store import CatalogStore
+
+    db = Path(data) / "catalog.sqlite3"
+    if not db.is_file():
+        return []
+    store = CatalogStore(db)
+    try:
+        stored = store.images()
+    finally:
+        store.close()
+    by_sku: dict[str, list] = {}
+    for im in stored:
+        by_sku.setdefault(im.sku, []).append(im)
+    picked, round_ = [], 0
+    while len(picked) < n and any(round_ < len(v) for v in by_sku.values()):
+        picked += [v[round_] for v in by_sku.values() if round_ < len(v)]
+        round_ += 1
+    images = []
+    for im in picked[:n]:
+        with Image.open(Path(data) / im.file) as pil:
+            images.append(np.asarray(pil.convert("RGB")))
+    return images
+
+
 def embedders_dir(data: Path) -> Path:
     return Path(data) / FOLDER
 

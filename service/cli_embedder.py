@@ -96,12 +96,16 @@ def _open_engine(settings, trained=None, reembedding: bool = False):
 @embedder_app.command("export")
 def export_cmd(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest trained one")] = None,
-    int8: Annotated[bool, typer.Option(help="also write the dynamically quantised int8 model")] = False,
+    int8: Annotated[bool, typer.Option(help="also write the int8 model, calibrated on the catalogue's images")] = False,
 ) -> None:
-    """Export an embedder to ONNX (beside its weights), for `SKULENS_EMBEDDER__RUNTIME=onnx` (and 'auto')."""
+    """Export an embedder to ONNX (beside its weights), for `SKULENS_EMBEDDER__RUNTIME=onnx` (and 'auto');
+    `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`)."""
     from features.embed_onnx import export_embedder
+    from pipeline.embedder_files import calibration_images
 
-    for path in export_embedder(_trained(embedder), _settings().models, int8):
+    settings = _settings()
+    calibration = calibration_images(settings.data) if int8 else None
+    for path in export_embedder(_trained(embedder), settings.models, calibration):
         out.print(f"wrote {path}", highlight=False)
 
 
@@ -163,7 +167,7 @@ def bench_cmd(
     from features.embed_onnx import export_embedder
     from pipeline.benchmarks_md import update_section
     from pipeline.embed_bench import RUNTIMES, bench_embedder, embed_bench_markdown
-    from pipeline.embedder_files import onnx_sidecar_ok
+    from pipeline.embedder_files import calibration_images, onnx_sidecar_ok
 
     settings = _settings()
     wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
@@ -175,7 +179,8 @@ def bench_cmd(
         ready = onnx_sidecar_ok(onnx_file(trained, settings.models), source_sha256(trained)) and (
             not int8 or onnx_sidecar_ok(onnx_file(trained, settings.models, True), source_sha256(trained)))
         if not ready:
-            for path in export_embedder(trained, settings.models, int8):
+            calibration = calibration_images(settings.data) if int8 else None
+            for path in export_embedder(trained, settings.models, calibration):
                 err.print(f"exported {path}", highlight=False)
     bar, update = _progress_bar()
     with bar:

@@ -107,10 +107,14 @@ def test_the_catalogue_is_reembedded_and_never_mixed(trained_shop):
 def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
     from features.embed_efficientnet import EfficientNetLite2Embedder
     from features.embed_onnx import export_embedder
+    from pipeline.embedder_files import calibration_images
 
     settings, trained = trained_shop
-    fp32, int8 = export_embedder(trained, settings.models, int8=True)
+    calibration = calibration_images(settings.data, n=8)
+    assert len(calibration) == 8 and all(im.ndim == 3 for im in calibration)
+    fp32, int8 = export_embedder(trained, settings.models, calibration)
     assert fp32.name == "model.onnx" and int8.name == "model.int8.onnx"
+    assert "static" in int8.with_suffix(".json").read_text()
     images = [shop_photo(*look, seed=s) for s in (1, 2, 3) for look in SHOP.values()]
     runs = {}
     for runtime in ("torch", "onnx", "onnx-int8"):
@@ -130,3 +134,5 @@ def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
     auto = EfficientNetLite2Embedder(settings.embedder, settings.models, trained)
     assert auto.runtime == "onnx" and auto.name == runs["torch"][0]  # exported: 'auto' uses it, same vectors
     assert runs["onnx-int8"][0] == trained.name + "-int8"  # its own name: never mixed with float vectors
+    int8_v = runs["onnx-int8"][1]
+    assert (np.sum(int8_v * torch_v, axis=1) > 0.9).all()  # quantised, but still the same embedding
