@@ -15,3 +15,14 @@ def test_bench_markdown_tables():
     assert "| **end to end** | 1500 | 100 | 120 |" in q
     assert "2.00 images/s" in i and "| detect | 10.0 |" in i
     assert bench_markdown(None, None) == ("", "")
+
+
+def test_embedder_bench_table_names_each_runtime_and_its_change_from_torch():
+    from pipeline.embed_bench import embed_bench_markdown
+
+    rows = [{"runtime": "torch", "embedder": "e", "batch1_p50_ms": 40.0, "batch1_p95_ms": 50.0, "batch": 32,
+             "images_per_s": 10.0, "r1": 0.70, "r1_change": 0.0},
+            {"runtime": "onnx-int8", "embedder": "e-int8", "batch1_p50_ms": 9.0, "batch1_p95_ms": 11.0, "batch": 32,
+             "images_per_s": 80.0, "r1": 0.69, "r1_change": -0.01}]
+    text = embed_bench_markdown({"rows": rows, "split": "val", "queries": 296, "gallery": 81, "latency_calls": 200})
+    assert "over 200 calls" in text and "| onnx-int8 | e-int8 | 9.0 | 11.0 | 80.0 | 0.690 | -0.010 |" in text
