@@ -46,7 +46,8 @@ def train(
     holdout: Annotated[float, typer.Option(min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch")] = 0.1,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
-    export: Annotated[bool, typer.Option(help="also export the result to ONNX (what `--runtime auto` uses)")] = True,
+    export: Annotated[bool, typer.Option(help="also export the result to ONNX, float and int8 (what the 'auto' and "
+                                          "'onnx-int8' runtimes use)")] = True,
 ) -> None:
     """Fine-tune the embedder on the catalogue in the data directory: every SKU is a group (its
     catalogue picture plus any shop photos).
@@ -80,8 +81,9 @@ def train(
               f"{m['epochs_run']}), {m['seconds_per_epoch']} s per epoch", highlight=False)
     if export:
         from features.embed_onnx import export_embedder
+        from pipeline.embedder_files import calibration_images
 
-        export_embedder(trained, settings.models)
+        export_embedder(trained, settings.models, calibration_images(settings.data))
     out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
 
 

@@ -40,6 +40,7 @@ def test_train_reindex_list_search(tmp_path):
                       "--images-per-sku", "2", data=data)
     assert trained.returncode == 0, trained.stderr
     assert "efficientnet-lite2-ft-v1-" in trained.stdout and (data / "embedders" / "v1" / "model.onnx").is_file()
+    assert (data / "embedders" / "v1" / "model.int8.onnx").is_file()
     listed = skulens("embedder", "list", data=data)
     assert "efficientnet-lite2-ft-v1-" in listed.stdout and "made by: efficientnet-lite2-imagenet:1280" in listed.stdout
     reindexed = skulens("reindex", "--benchmarks", str(tmp_path / "B.md"), data=data)
