@@ -49,36 +49,8 @@ class TrainedEmbedder:
         return self.folder / ("model.int8.onnx" if int8 else "model.onnx")
 
 
-def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
-    """(sha256 of every image the embedder was trained on, sha256 of the photos it held out), read
-    from the catalogue its card names: tuning on the first would flatter the embedder."""
-    from features.embed_train_data import held_out_sha256
-    from pipeline.store import CatalogStore
-
-    db = Path(trained.card["data"]["catalogue"]) / "catalog.sqlite3"
-    if not db.is_file():
-        raise NotFoundError(f"{trained.folder}: the catalogue it was trained on ({db.parent}) is gone; "
-                            "its held-out photos cannot be told apart")
-    store = CatalogStore(db)
-    try:
-        stored = store.images()
-    finally:
-        store.close()
-    data = trained.card["data"]
-    if len(stored) != data["train_images"] + data["held_out_images"]:
-        raise ConflictError(f"{trained.folder}: the catalogue in {db.parent} has {len(stored)} images, it was trained "
-                            f"on {data['train_images']} + {data['held_out_images']} held out; it changed since, so "
-                            "its held-out photos cannot be told apart")
-    held = held_out_sha256(stored, float(trained.card["settings"]["holdout"]))
-    return {im.sha256 for im in stored} - held, held
-
-
-def calibration_images(data: Path, n: int = 64) -> list:
-    """Up to ``n`` images of the catalogue in ``data``, spread over its SKUs (each SKU's first image
-    first): the activations int8 quantisation measures its ranges on."""
-    import numpy as np
-    from PIL import Image
-
+def _stored_images(data: Path) -> list:
+    """The stored images of the catalogue in the data directory ``data`` ([] without one)."""
     from pipeline.store import CatalogStore
 
     db = Path(data) / "catalog.sqlite3"
@@ -86,21 +58,44 @@ def calibration_images(data: Path, n: int = 64) -> list:
         return []
     store = CatalogStore(db)
     try:
-        stored = store.images()
+        return store.images()
     finally:
         store.close()
+
+
+def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
+    """(sha256 of every image the embedder was trained on, sha256 of the photos it held out), read
+    from the catalogue its card names: tuning on the first would flatter the embedder."""
+    from features.embed_train_data import held_out_sha256
+
+    catalogue = Path(trained.card["data"]["catalogue"])
+    if not (catalogue / "catalog.sqlite3").is_file():
+        raise NotFoundError(f"{trained.folder}: the catalogue it was trained on ({catalogue}) is gone; "
+                            "its held-out photos cannot be told apart")
+    stored = _stored_images(catalogue)
+    data = trained.card["data"]
+    if len(stored) != data["train_images"] + data["held_out_images"]:
+        raise ConflictError(f"{trained.folder}: the catalogue in {catalogue} has {len(stored)} images, it was trained "
+                            f"on {data['train_images']} + {data['held_out_images']} held out; it changed since, so "
+                            "its held-out photos cannot be told apart")
+    held = held_out_sha256(stored, float(trained.card["settings"]["holdout"]))
+    return {im.sha256 for im in stored} - held, held
+
+
+def calibration_images(settings, n: int = 64) -> list:
+    """Up to ``n`` images of the catalogue in ``settings.data``, spread over its SKUs (each SKU's first
+    image first), decoded as indexing decodes them: what int8 quantisation measures its ranges on."""
+    from pipeline.images import decode_image, read_image_bytes
+
     by_sku: dict[str, list] = {}
-    for im in stored:
+    for im in _stored_images(settings.data):
         by_sku.setdefault(im.sku, []).append(im)
     picked, round_ = [], 0
     while len(picked) < n and any(round_ < len(v) for v in by_sku.values()):
         picked += [v[round_] for v in by_sku.values() if round_ < len(v)]
         round_ += 1
-    images = []
-    for im in picked[:n]:
-        with Image.open(Path(data) / im.file) as pil:
-            images.append(np.asarray(pil.convert("RGB")))
-    return images
+    return [decode_image(read_image_bytes(Path(settings.data) / im.file, settings.images), settings.images, im.file)
+            for im in picked[:n]]
 
 
 def embedders_dir(data: Path) -> Path:

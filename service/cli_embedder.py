@@ -83,7 +83,7 @@ def train(
         from features.embed_onnx import export_embedder
         from pipeline.embedder_files import calibration_images
 
-        export_embedder(trained, settings.models, calibration_images(settings.data))
+        export_embedder(trained, settings.models, calibration_images(settings))
     out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
 
 
@@ -106,7 +106,7 @@ def export_cmd(
     from pipeline.embedder_files import calibration_images
 
     settings = _settings()
-    calibration = calibration_images(settings.data) if int8 else None
+    calibration = calibration_images(settings) if int8 else None
     for path in export_embedder(_trained(embedder), settings.models, calibration):
         out.print(f"wrote {path}", highlight=False)
 
@@ -181,7 +181,7 @@ def bench_cmd(
         ready = onnx_sidecar_ok(onnx_file(trained, settings.models), source_sha256(trained)) and (
             not int8 or onnx_sidecar_ok(onnx_file(trained, settings.models, True), source_sha256(trained)))
         if not ready:
-            calibration = calibration_images(settings.data) if int8 else None
+            calibration = calibration_images(settings) if int8 else None
             for path in export_embedder(trained, settings.models, calibration):
                 err.print(f"exported {path}", highlight=False)
     bar, update = _progress_bar()

@@ -110,7 +110,7 @@ def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
     from pipeline.embedder_files import calibration_images
 
     settings, trained = trained_shop
-    calibration = calibration_images(settings.data, n=8)
+    calibration = calibration_images(settings, n=8)
     assert len(calibration) == 8 and all(im.ndim == 3 for im in calibration)
     fp32, int8 = export_embedder(trained, settings.models, calibration)
     assert fp32.name == "model.onnx" and int8.name == "model.int8.onnx"
