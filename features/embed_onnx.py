@@ -53,9 +53,7 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
 
     from features.embed_efficientnet import preprocess
 
-    if not calibration:
-        raise InvalidInputError("int8 quantisation measures activation ranges on catalogue images; there are none: "
-                                "index a catalogue first")
+    _check_calibration(calibration)
 
     class _Images(CalibrationDataReader):
         def __init__(self) -> None:
@@ -79,6 +77,12 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
                                         f"{len(calibration)} catalogue images)")
     log.info("quantised %s", dest)
     return dest
+
+
+def _check_calibration(calibration: list[np.ndarray]) -> None:
+    if not calibration:
+        raise InvalidInputError("int8 quantisation measures activation ranges on catalogue images; there are none: "
+                                "index a catalogue first")
 
 
 def _write_sidecar(onnx: Path, source_sha256: str, precision: str) -> None:
@@ -108,6 +112,8 @@ def export_embedder(trained, models, calibration: list[np.ndarray] | None = None
     also its int8 form."""
     from features.embed_efficientnet import INPUT_SIZE, embedding_module, load_network, onnx_file, source_sha256
 
+    if calibration is not None:
+        _check_calibration(calibration)  # before anything is rewritten
     source = source_sha256(trained)
     fp32 = export(embedding_module(load_network(trained, models)), INPUT_SIZE, onnx_file(trained, models), source)
     paths = [fp32]
