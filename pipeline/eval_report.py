@@ -127,15 +127,16 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
 
 
 def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train", limit: int | None = None,
-             seed: int = 0, progress: Progress | None = None, trained=None) -> dict:
+             seed: int = 0, progress: Progress | None = None) -> dict:
     """Tune on G1 with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``.
 
-    With ``trained`` (the trained embedder ``stages`` run), only the photos it was not trained on are
-    queries (its held-out ones), and the weights are kept for that embedder apart from the default ones."""
+    When ``stages`` run a trained embedder, only the photos it was not trained on are queries (its
+    held-out ones), and the weights are kept for that embedder apart from the default ones."""
     from fusion.tuning import tune_weights
 
     if split in ("val", "test"):
         raise InvalidInputError(f"tuning on {split!r} would tune on a split we report; tune on train")
+    trained = getattr(stages.embedder, "trained", None)
     data = load_protocol("G1", root, split, None if trained else limit, seed)
     if trained is not None:
         data.queries = _unseen_by(trained, data.queries)

@@ -295,16 +295,12 @@ def tune(
                                                     "photos it was not trained on (its held-out ones)")] = None,
 ) -> None:
     """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data."""
-    from pipeline.build import named_embedder
-    from pipeline.embedder_files import TrainedEmbedder
     from pipeline.eval_report import run_tune
 
     settings = _settings()
-    trained = named_embedder(embedder) if embedder else None
     bar, update = _progress_bar()
     with bar:
-        record = run_tune(dataset, settings, _eval_stages(settings, embedder), split, limit, progress=update,
-                          trained=trained if isinstance(trained, TrainedEmbedder) else None)
+        record = run_tune(dataset, settings, _eval_stages(settings, embedder), split, limit, progress=update)
     out.print(f"tuned weights {record['weights']} on {record['queries']} {split} queries "
               f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
               f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)

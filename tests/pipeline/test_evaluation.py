@@ -176,9 +176,9 @@ def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(gro
     photos = sorted((grocery / "photos" / "train").rglob("*.jpg"))
     seen = {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos if not p.stem.endswith("_2")}
     monkeypatch.setattr(embedder_files, "training_photos", lambda trained: (seen, set()))
-    trained = SimpleNamespace(name="ft-test")
+    stages.embedder.trained = SimpleNamespace(name="ft-test", folder=tmp_path / "ft")  # a trained embedder runs
     settings = Settings(data=tmp_path / "data")
-    record = run_tune(grocery, settings, stages, trained=trained)
+    record = run_tune(grocery, settings, stages)
     assert record["queries"] == 3 and record["embedder"] == stages.embedder.name  # the one unseen photo per SKU
     assert tuned_record(settings) is None  # the default embedder's weights are not replaced
     assert tuned_record(settings, stages.embedder.name)["weights"] == record["weights"]
@@ -186,7 +186,7 @@ def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(gro
     assert report["tuned"]["embedder"] == stages.embedder.name and "photos it was not trained on" in report_markdown(report)
     seen |= {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}
     with pytest.raises(InvalidInputError, match="trained on every one of these photos"):
-        run_tune(grocery, settings, stages, trained=trained)
+        run_tune(grocery, settings, stages)
 
 
 def test_tuned_weights_serve_only_the_catalogue_they_were_learnt_on(tmp_path):
