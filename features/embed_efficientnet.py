@@ -103,24 +103,35 @@ class EfficientNetLite2Embedder:
     dim = DIM
 
     def __init__(self, settings: EmbedderSettings, models: ModelSettings,
-                 trained: TrainedEmbedder | None = None) -> None:
+                 trained: TrainedEmbedder | None = None, recorded: str | None = None) -> None:
+        """``recorded``: the embedder name the catalogue's vectors carry, which the 'auto' runtime follows."""
         self.settings = settings
         self.models = models
         self.trained = trained
-        self.runtime = self._choose_runtime()
+        base = trained.name if trained is not None else BASE_NAME
+        self.runtime = self._choose_runtime(base, recorded)
         # int8 vectors differ from float ones enough to keep them apart in a catalogue
-        self.name = (trained.name if trained is not None else BASE_NAME) + \
-            ("-int8" if self.runtime == "onnx-int8" else "")
+        self.name = base + ("-int8" if self.runtime == "onnx-int8" else "")
         self._lock = threading.Lock()
         self._run = None
         self._labels: list[str] = []
 
-    def _choose_runtime(self) -> str:
+    def _choose_runtime(self, base: str, recorded: str | None) -> str:
+        """'auto': a catalogue made by this embedder keeps its kind of vectors (int8 or float), so
+        they are never mixed; otherwise the fastest export on a CPU (int8, then float onnx), else torch."""
         wanted = self.settings.runtime
-        if wanted == "auto":
-            exported = onnx_sidecar_ok(onnx_file(self.trained, self.models), source_sha256(self.trained))
-            return "onnx" if exported else "torch"
-        return wanted
+        if wanted != "auto":
+            return wanted
+        def exported(int8: bool) -> bool:
+            return onnx_sidecar_ok(onnx_file(self.trained, self.models, int8), source_sha256(self.trained))
+        float_runtime = "onnx" if exported(False) else "torch"
+        if recorded == base + "-int8":
+            return "onnx-int8"  # a missing export then says how to make it
+        if recorded == base:
+            return float_runtime
+        if exported(True) and resolve_device(self.models.device) == "cpu":
+            return "onnx-int8"
+        return float_runtime
 
     def warmup(self) -> None:
         self._load()

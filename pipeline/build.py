@@ -9,7 +9,7 @@ from pipeline.analysis import Stages
 from pipeline.embedder_files import TrainedEmbedder, load_trained
 from pipeline.errors import ModelNotFoundError
 from pipeline.settings import Settings
-from pipeline.store import EMBEDDER_WEIGHTS_KEY, read_meta
+from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def make_embedder(settings: Settings, trained: TrainedEmbedder | None):
     """The embedder stage: EfficientNet-Lite2 with ImageNet's or ``trained`` weights, in the settings' runtime."""
     from features.embed_efficientnet import EfficientNetLite2Embedder
 
-    return EfficientNetLite2Embedder(settings.embedder, settings.models, trained)
+    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY)
+    return EfficientNetLite2Embedder(settings.embedder, settings.models, trained,
+                                     recorded=recorded.rsplit(":", 1)[0] if recorded else None)
 
 
 def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder | None | str = RECORDED) -> Stages:

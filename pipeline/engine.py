@@ -9,7 +9,6 @@ batch) and rebuilt from the database whenever its stamp does not match.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
-from pipeline.store import EMBEDDER_WEIGHTS_KEY, TUNED_KEY, CatalogStore, NewImage, Product, WriteResult
+from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, CatalogStore, NewImage, Product, WriteResult
 from pipeline.types import Match, ObjectFeatures
 
 log = logging.getLogger(__name__)
@@ -80,9 +79,9 @@ class Engine:
         self._dirty = False
         if not reembedding:
             self._check_embedder()
-        tuned = self.store.get_meta(TUNED_KEY)
-        # weights learnt by `skulens tune` for this catalogue win over the settings' defaults
-        self.default_weights = json.loads(tuned)["weights"] if tuned else settings.fusion.weights.as_dict()
+        # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings' defaults
+        tuned = self.store.tuned_weights(stages.embedder.name)
+        self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
         self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
         self._df: Counter[str] = Counter()
         self._load_view()
@@ -90,9 +89,9 @@ class Engine:
     # -- opening ----------------------------------------------------------------------
     def _check_embedder(self) -> None:
         emb = self.stages.embedder
-        recorded = self.store.get_meta("embedder")
+        recorded = self.store.get_meta(EMBEDDER_KEY)
         if recorded is None or self.store.count()[2] == 0:
-            self.store.set_meta("embedder", f"{emb.name}:{emb.dim}")
+            self.store.set_meta(EMBEDDER_KEY, f"{emb.name}:{emb.dim}")
             self.store.set_meta(EMBEDDER_WEIGHTS_KEY, self.embedder_reference())
         elif recorded != f"{emb.name}:{emb.dim}":
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "

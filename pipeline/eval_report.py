@@ -20,7 +20,7 @@ from pipeline.errors import InvalidInputError
 from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
 from pipeline.evaluation import load_protocol, stratified_sample
 from pipeline.settings import Settings
-from pipeline.store import TUNED_KEY, CatalogStore
+from pipeline.store import CatalogStore, tuned_key
 from pipeline.types import SIGNALS
 
 log = logging.getLogger(__name__)
@@ -59,24 +59,18 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list
     return rows
 
 
-def tuned_key(embedder_name: str | None) -> str:
-    """Where ``skulens tune --embedder`` keeps weights learnt for a trained embedder (the plain key
-    holds the ones learnt with the default embedder, which a live catalogue uses)."""
-    return f"{TUNED_KEY}@{embedder_name}" if embedder_name else TUNED_KEY
-
-
 def tuned_record(settings: Settings, embedder_name: str | None = None) -> dict | None:
     """What ``skulens tune`` saved with the catalogue in the data directory (weights, split, fit), if
-    any: the weights learnt for ``embedder_name`` when there are some, else the plain ones."""
+    any: the weights learnt for ``embedder_name`` (or its float model) when there are some, else the
+    plain ones -- the weights the engine would use."""
     db = Path(settings.data) / "catalog.sqlite3"
     if not db.exists():
         return None
     store = CatalogStore(db)
     try:
-        raw = (store.get_meta(tuned_key(embedder_name)) if embedder_name else None) or store.get_meta(TUNED_KEY)
+        return store.tuned_weights(embedder_name)
     finally:
         store.close()
-    return json.loads(raw) if raw else None
 
 
 def _tuned_for(record: dict, protocol: str, root: Path) -> bool:

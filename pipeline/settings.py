@@ -80,8 +80,10 @@ class EmbedderSettings(BaseModel):
         None, description="a fine-tuned embedder (folder made by `skulens embedder train`); default: the one the "
         "catalogue was last re-embedded with (`skulens reindex`), else ImageNet's")
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
-        "auto", description="'auto': onnxruntime when the embedder has been exported (`skulens embedder export`), "
-        "else torch; 'onnx-int8': the dynamically quantised export (its vectors need their own catalogue)")
+        "auto", description="'auto': the kind of vectors (float or int8) the catalogue holds; for a new catalogue "
+        "or `skulens reindex`, the int8 export on a CPU, else the float export, else torch "
+        "(`skulens embedder export [--int8]`); 'onnx-int8': the statically quantised export (its vectors need "
+        "their own catalogue)")
     batch_size: int = 16
     tags_top_k: int = 5
     threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")

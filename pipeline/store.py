@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
+EMBEDDER_KEY = "embedder"  # meta: '<name>:<dim>' of the embedder that made the vectors
 EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -221,6 +222,11 @@ class CatalogStore(_FeatureTable):
         row = self._read().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def tuned_weights(self, embedder_name: str | None) -> dict | None:
+        """The record ``skulens tune`` saved for ranking ``embedder_name``'s vectors (see :func:`tuned_keys`)."""
+        raw = next(filter(None, map(self.get_meta, tuned_keys(embedder_name))), None)
+        return json.loads(raw) if raw else None
+
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -344,7 +350,7 @@ class CatalogStore(_FeatureTable):
                 for region, vec in vectors.items():
                     conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
                                  (image_id, region, np.ascontiguousarray(vec, np.float32).tobytes()))
-            for key, value in (("embedder", embedder), (EMBEDDER_WEIGHTS_KEY, weights)):
+            for key, value in ((EMBEDDER_KEY, embedder), (EMBEDDER_WEIGHTS_KEY, weights)):
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def delete_image(self, sku: str, image_id: int) -> np.ndarray:
@@ -460,6 +466,23 @@ class FeatureCache(_FeatureTable):
             raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
         self._lock = threading.Lock()
         self._init_readers()
+
+
+def tuned_key(embedder_name: str | None) -> str:
+    """Where ``skulens tune`` keeps weights learnt for a trained embedder (the plain key holds the
+    ones learnt with ImageNet's embedder)."""
+    return f"{TUNED_KEY}@{embedder_name}" if embedder_name else TUNED_KEY
+
+
+def tuned_keys(embedder_name: str | None) -> list[str]:
+    """The meta keys to try, best first, for weights to fuse ``embedder_name``'s scores with: its own,
+    its float model's (an int8 runtime ranks as its float model does), then the plain ones."""
+    keys = []
+    if embedder_name:
+        keys.append(tuned_key(embedder_name))
+        if embedder_name.endswith("-int8"):
+            keys.append(tuned_key(embedder_name[:-len("-int8")]))
+    return keys + [TUNED_KEY]
 
 
 def read_meta(path: Path, key: str) -> str | None:

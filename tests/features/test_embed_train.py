@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConflictError
+from pipeline.errors import ConflictError, ModelNotFoundError
 from pipeline.settings import Settings
 from pipeline.store import Product
 from tests.conftest import jpeg_bytes, models_missing, product_image
@@ -131,8 +131,21 @@ def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
         return np.argsort(-sims, axis=1)[:, :3]
     assert (neighbours(torch_v) == neighbours(onnx_v)).all()
     assert runs["torch"][2][0].labels == runs["onnx"][2][0].labels
-    auto = EfficientNetLite2Embedder(settings.embedder, settings.models, trained)
-    assert auto.runtime == "onnx" and auto.name == runs["torch"][0]  # exported: 'auto' uses it, same vectors
+    def auto(recorded=None):
+        return EfficientNetLite2Embedder(settings.embedder, settings.models, trained, recorded=recorded)
+    assert auto().runtime == "onnx-int8"  # a new catalogue on a CPU: the fastest export
+    kept = auto(recorded=trained.name)  # a catalogue of float vectors keeps them: the float export
+    assert kept.runtime == "onnx" and kept.name == runs["torch"][0]
+    assert auto(recorded=trained.name + "-int8").runtime == "onnx-int8"
+    assert auto(recorded="efficientnet-lite2-imagenet").runtime == "onnx-int8"  # another embedder's: reindex
+    int8_file = trained.onnx_path(True)
+    int8_file.rename(int8_file.with_suffix(".away"))
+    try:
+        assert auto().runtime == "onnx"
+        with pytest.raises(ModelNotFoundError, match="embedder export"):  # the catalogue's int8 vectors: say how
+            auto(recorded=trained.name + "-int8").embed(images[:1])
+    finally:
+        int8_file.with_suffix(".away").rename(int8_file)
     assert runs["onnx-int8"][0] == trained.name + "-int8"  # its own name: never mixed with float vectors
     int8_v = runs["onnx-int8"][1]
     assert (np.sum(int8_v * torch_v, axis=1) > 0.9).all()  # quantised, but still the same embedding

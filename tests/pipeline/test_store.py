@@ -273,3 +273,18 @@ def test_schema_1_is_upgraded_with_colour_words_in_the_text_index(tmp_path):
     assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
     assert [s for s, _ in store.fts_search('"oat"', 5)] == ["A"]
     store.close()
+
+
+def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_ones(store):
+    import json
+
+    from pipeline.store import tuned_key
+
+    assert store.tuned_weights("ft-v3") is None
+    store.set_meta(tuned_key(None), json.dumps({"weights": {"embedding": 1.0}}))
+    assert store.tuned_weights("ft-v3")["weights"] == {"embedding": 1.0}  # nothing of its own: the plain ones
+    store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
+    assert store.tuned_weights("ft-v3")["weights"] == {"embedding": 0.9, "text": 0.1}
+    assert store.tuned_weights("ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # its float model's
+    assert store.tuned_weights("ft-v2-int8")["weights"] == {"embedding": 1.0}
+    assert store.tuned_weights(None)["weights"] == {"embedding": 1.0}
