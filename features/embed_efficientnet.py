@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.devices import resolve_device
-from pipeline.embedder_files import BASE_NAME, TrainedEmbedder, onnx_sidecar_ok
+from pipeline.embedder_files import BASE_NAME, INT8, TrainedEmbedder, int8_name, onnx_sidecar_ok
 from pipeline.errors import ModelNotFoundError
 from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
@@ -111,7 +111,7 @@ class EfficientNetLite2Embedder:
         base = trained.name if trained is not None else BASE_NAME
         self.runtime = self._choose_runtime(base, recorded)
         # int8 vectors differ from float ones enough to keep them apart in a catalogue
-        self.name = base + ("-int8" if self.runtime == "onnx-int8" else "")
+        self.name = int8_name(base, onnx_file(trained, models, True)) if self.runtime == "onnx-int8" else base
         self._lock = threading.Lock()
         self._run = None
         self._labels: list[str] = []
@@ -125,7 +125,7 @@ class EfficientNetLite2Embedder:
         def exported(int8: bool) -> bool:
             return onnx_sidecar_ok(onnx_file(self.trained, self.models, int8), source_sha256(self.trained))
         float_runtime = "onnx" if exported(False) else "torch"
-        if recorded == base + "-int8":
+        if recorded is not None and recorded.startswith(base + INT8):
             return "onnx-int8"  # a missing export then says how to make it
         if recorded == base:
             return float_runtime

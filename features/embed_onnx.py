@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InvalidInputError, MissingDependencyError
+from pipeline.models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
         prepared.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     _write_sidecar(dest, source_sha256, f"int8 static (per-channel weights; activations calibrated on "
-                                        f"{len(calibration)} catalogue images)")
+                                        f"{len(calibration)} catalogue images)", sha256=sha256_file(dest))
     log.info("quantised %s", dest)
     return dest
 
@@ -85,9 +86,9 @@ def _check_calibration(calibration: list[np.ndarray]) -> None:
                                 "index a catalogue first")
 
 
-def _write_sidecar(onnx: Path, source_sha256: str, precision: str) -> None:
+def _write_sidecar(onnx: Path, source_sha256: str, precision: str, **extra) -> None:
     onnx.with_suffix(".json").write_text(json.dumps(
-        {"source_sha256": source_sha256, "opset": OPSET, "precision": precision}, indent=2))
+        {"source_sha256": source_sha256, "opset": OPSET, "precision": precision, **extra}, indent=2))
 
 
 def open_session(path: Path, device: str, threads: int = 0):

@@ -155,6 +155,20 @@ def list_trained(data: Path) -> list[TrainedEmbedder | tuple[Path, str]]:
     return out
 
 
+INT8 = "-int8"  # what an int8 model adds to its float model's name (then its own checksum, when recorded)
+
+
+def int8_name(float_name: str, onnx: Path) -> str:
+    """The name of the vectors an int8 model makes: its float model's name, ``-int8``, and the first 8
+    digits of the int8 file's checksum, so a model quantised again (another calibration) is another
+    embedder and a catalogue made by the old one asks for `skulens reindex` instead of mixing."""
+    try:
+        sha = json.loads(onnx.with_suffix(".json").read_text()).get("sha256")
+    except (OSError, json.JSONDecodeError):
+        sha = None  # no export yet (loading it says how to make one), or one made before checksums
+    return f"{float_name}{INT8}-{sha[:8]}" if sha else f"{float_name}{INT8}"
+
+
 def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
     """Whether ``onnx`` was exported from the weights with this checksum (its ``.json`` sidecar says so)."""
     side = onnx.with_suffix(".json")

@@ -480,8 +480,8 @@ def tuned_keys(embedder_name: str | None) -> list[str]:
     keys = []
     if embedder_name:
         keys.append(tuned_key(embedder_name))
-        if embedder_name.endswith("-int8"):
-            keys.append(tuned_key(embedder_name[:-len("-int8")]))
+        if "-int8" in embedder_name:  # '<float name>-int8[-<sha8>]'
+            keys.append(tuned_key(embedder_name.split("-int8")[0]))
     return keys + [TUNED_KEY]
 
 

@@ -101,7 +101,9 @@ def export_cmd(
     int8: Annotated[bool, typer.Option(help="also write the int8 model, calibrated on the catalogue's images")] = False,
 ) -> None:
     """Export an embedder to ONNX (beside its weights), for `SKULENS_EMBEDDER__RUNTIME=onnx` (and 'auto');
-    `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`)."""
+    `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`). A
+    model quantised again is named anew (by its checksum): a catalogue of the old one's vectors then
+    asks for `skulens reindex`."""
     from features.embed_onnx import export_embedder
     from pipeline.embedder_files import calibration_images
 
@@ -115,10 +117,10 @@ def export_cmd(
 def list_cmd() -> None:
     """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
     from pipeline.embedder_files import TrainedEmbedder, list_trained
-    from pipeline.store import read_meta
+    from pipeline.store import EMBEDDER_KEY, read_meta
 
     settings = _settings()
-    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", "embedder") or "(no catalogue)"
+    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "(no catalogue)"
     table = Table("name", "folder", "created", "held-out R@1", "epochs", "s/epoch")
     for t in list_trained(settings.data):
         if isinstance(t, TrainedEmbedder):

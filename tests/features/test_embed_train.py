@@ -146,6 +146,12 @@ def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
             auto(recorded=trained.name + "-int8").embed(images[:1])
     finally:
         int8_file.with_suffix(".away").rename(int8_file)
-    assert runs["onnx-int8"][0] == trained.name + "-int8"  # its own name: never mixed with float vectors
+    from pipeline.models import sha256_file
+    int8_named = trained.name + "-int8-" + sha256_file(int8)[:8]
+    assert runs["onnx-int8"][0] == int8_named  # its own name: never mixed with float vectors
     int8_v = runs["onnx-int8"][1]
     assert (np.sum(int8_v * torch_v, axis=1) > 0.9).all()  # quantised, but still the same embedding
+    # quantised again on other images: another model, so another name (its catalogue asks for a reindex)
+    export_embedder(trained, settings.models, calibration[:4])
+    again = auto(recorded=int8_named)
+    assert again.runtime == "onnx-int8" and again.name.startswith(trained.name + "-int8-") and again.name != int8_named

@@ -286,5 +286,6 @@ def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_o
     store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
     assert store.tuned_weights("ft-v3")["weights"] == {"embedding": 0.9, "text": 0.1}
     assert store.tuned_weights("ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # its float model's
+    assert store.tuned_weights("ft-v3-int8-0a1b2c3d")["weights"] == {"embedding": 0.9, "text": 0.1}
     assert store.tuned_weights("ft-v2-int8")["weights"] == {"embedding": 1.0}
     assert store.tuned_weights(None)["weights"] == {"embedding": 1.0}
