@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.devices import resolve_device
-from pipeline.embedder_files import BASE_NAME, INT8, TrainedEmbedder, int8_name, onnx_sidecar_ok
+from pipeline.embedder_files import BASE_NAME, TrainedEmbedder, float_model_name, int8_name, onnx_sidecar_ok
 from pipeline.errors import ModelNotFoundError
 from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
@@ -125,10 +125,9 @@ class EfficientNetLite2Embedder:
         def exported(int8: bool) -> bool:
             return onnx_sidecar_ok(onnx_file(self.trained, self.models, int8), source_sha256(self.trained))
         float_runtime = "onnx" if exported(False) else "torch"
-        if recorded is not None and recorded.startswith(base + INT8):
-            return "onnx-int8"  # a missing export then says how to make it
-        if recorded == base:
-            return float_runtime
+        if recorded is not None and float_model_name(recorded) == base:
+            # int8 vectors: a missing export then says how to make it; another int8 model's, to reindex
+            return float_runtime if recorded == base else "onnx-int8"
         if exported(True) and resolve_device(self.models.device) == "cpu":
             return "onnx-int8"
         return float_runtime

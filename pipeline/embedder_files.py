@@ -169,6 +169,11 @@ def int8_name(float_name: str, onnx: Path) -> str:
     return f"{float_name}{INT8}-{sha[:8]}" if sha else f"{float_name}{INT8}"
 
 
+def float_model_name(name: str) -> str:
+    """The float model's name behind an embedder name (itself for a float model's)."""
+    return name.split(INT8)[0]
+
+
 def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
     """Whether ``onnx`` was exported from the weights with this checksum (its ``.json`` sidecar says so)."""
     side = onnx.with_suffix(".json")

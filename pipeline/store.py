@@ -23,6 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
+from pipeline.embedder_files import float_model_name
 from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 from pipeline.types import Box, OcrText, Palette, Tags
 
@@ -477,12 +478,8 @@ def tuned_key(embedder_name: str | None) -> str:
 def tuned_keys(embedder_name: str | None) -> list[str]:
     """The meta keys to try, best first, for weights to fuse ``embedder_name``'s scores with: its own,
     its float model's (an int8 runtime ranks as its float model does), then the plain ones."""
-    keys = []
-    if embedder_name:
-        keys.append(tuned_key(embedder_name))
-        if "-int8" in embedder_name:  # '<float name>-int8[-<sha8>]'
-            keys.append(tuned_key(embedder_name.split("-int8")[0]))
-    return keys + [TUNED_KEY]
+    names = [embedder_name, float_model_name(embedder_name)] if embedder_name else []
+    return list(dict.fromkeys(tuned_key(n) for n in names)) + [TUNED_KEY]
 
 
 def read_meta(path: Path, key: str) -> str | None:
