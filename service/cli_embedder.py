@@ -104,13 +104,23 @@ def export_cmd(
     `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`). A
     model quantised again is named anew (by its checksum): a catalogue of the old one's vectors then
     asks for `skulens reindex`."""
+    from features.embed_efficientnet import onnx_file
     from features.embed_onnx import export_embedder
-    from pipeline.embedder_files import calibration_images
+    from pipeline.embedder_files import BASE_NAME, calibration_images, float_model_name, int8_name
+    from pipeline.store import EMBEDDER_KEY, read_meta
 
     settings = _settings()
+    trained = _trained(embedder)
     calibration = calibration_images(settings) if int8 else None
-    for path in export_embedder(_trained(embedder), settings.models, calibration):
+    for path in export_embedder(trained, settings.models, calibration):
         out.print(f"wrote {path}", highlight=False)
+    recorded = (read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "").rsplit(":", 1)[0]
+    base = trained.name if trained is not None else BASE_NAME
+    if int8 and recorded != base and float_model_name(recorded) == base:
+        now = int8_name(base, onnx_file(trained, settings.models, True))
+        if recorded != now:
+            out.print(f"the catalogue's vectors were made by the int8 model this replaced ({recorded}; now {now}): "
+                      f"re-embed it with `skulens --data {settings.data} reindex`", highlight=False)
 
 
 @embedder_app.command("list")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_catalogue, models_missing
+from tests.conftest import jpeg_bytes, make_catalogue, models_missing, product_image
 
 FAST = {"SKULENS_DETECTOR__BACKEND": "none", "SKULENS_BACKGROUND__ENABLED": "false", "SKULENS_OCR__ENABLED": "false"}
 
@@ -48,5 +48,17 @@ def test_train_reindex_list_search(tmp_path):
     section = (tmp_path / "B.md").read_text()
     assert "## Speed: re-embedding a catalogue (reindex)" in section and "**4 images**" in section
     assert "made by: efficientnet-lite2-ft-v1-" in skulens("embedder", "list", data=data).stdout
+    found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
+    assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
+    # quantised again on a grown catalogue: another int8 model, so the catalogue asks for a reindex, never mixes
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "PLUM.jpg").write_bytes(jpeg_bytes(product_image((120, 40, 110), "PLUM", "disc")))
+    assert skulens("index", str(more), data=data).returncode == 0
+    exported = skulens("embedder", "export", "--int8", data=data)
+    assert exported.returncode == 0 and "made by the int8 model this replaced" in exported.stdout
+    refused = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), data=data)
+    assert refused.returncode == 1 and "skulens reindex" in refused.stderr
+    assert skulens("reindex", data=data).returncode == 0
     found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
     assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
