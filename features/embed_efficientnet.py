@@ -103,15 +103,22 @@ class EfficientNetLite2Embedder:
     dim = DIM
 
     def __init__(self, settings: EmbedderSettings, models: ModelSettings,
-                 trained: TrainedEmbedder | None = None, recorded: str | None = None) -> None:
-        """``recorded``: the embedder name the catalogue's vectors carry, which the 'auto' runtime follows."""
+                 trained: TrainedEmbedder | None = None, recorded: str | None = None,
+                 variant: tuple[str, Path] | None = None) -> None:
+        """``recorded``: the embedder name the catalogue's vectors carry, which the 'auto' runtime follows.
+        ``variant``: (suffix, file), another ONNX form of this network that no runtime offers, run
+        with onnxruntime under the name ``<embedder>-<suffix>`` (``embedder bench`` compares them)."""
         self.settings = settings
         self.models = models
         self.trained = trained
         base = trained.name if trained is not None else BASE_NAME
-        self.runtime = self._choose_runtime(base, recorded)
-        # int8 vectors differ from float ones enough to keep them apart in a catalogue
-        self.name = int8_name(base, onnx_file(trained, models, True)) if self.runtime == "onnx-int8" else base
+        self._variant = variant[1] if variant is not None else None
+        if variant is not None:
+            self.runtime, self.name = "onnx", f"{base}-{variant[0]}"
+        else:
+            self.runtime = self._choose_runtime(base, recorded)
+            # int8 vectors differ from float ones enough to keep them apart in a catalogue
+            self.name = int8_name(base, onnx_file(trained, models, True)) if self.runtime == "onnx-int8" else base
         self._lock = threading.Lock()
         self._run = None
         self._labels: list[str] = []
@@ -162,8 +169,8 @@ class EfficientNetLite2Embedder:
         from features.embed_onnx import open_session
 
         int8 = self.runtime == "onnx-int8"
-        path = onnx_file(self.trained, self.models, int8)
-        if not onnx_sidecar_ok(path, source_sha256(self.trained)):
+        path = self._variant or onnx_file(self.trained, self.models, int8)
+        if self._variant is None and not onnx_sidecar_ok(path, source_sha256(self.trained)):
             command = ["skulens embedder export", "--embedder",
                        str(self.trained.folder) if self.trained is not None else "imagenet"] + (["--int8"] if int8 else [])
             raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")

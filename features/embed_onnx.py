@@ -80,6 +80,23 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
     return dest
 
 
+def quantize_dynamic_int8(src: Path, dest: Path) -> Path:
+    """onnxruntime's dynamic quantisation of an exported model: int8 weights, activations quantised
+    on every call.  Not a runtime here (it is slower than float on this network and loses quality);
+    ``embedder bench`` measures it for comparison."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dest = Path(dest)
+    prepared = dest.with_name(dest.name + ".pre")
+    try:
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(dest), weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return dest
+
+
 def _check_calibration(calibration: list[np.ndarray]) -> None:
     if not calibration:
         raise InvalidInputError("int8 quantisation measures activation ranges on catalogue images; there are none: "

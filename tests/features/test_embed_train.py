@@ -155,3 +155,28 @@ def test_onnx_gives_the_same_neighbours_as_torch(trained_shop):
     export_embedder(trained, settings.models, calibration[:4])
     again = auto(recorded=int8_named)
     assert again.runtime == "onnx-int8" and again.name.startswith(trained.name + "-int8-") and again.name != int8_named
+
+
+def test_the_bench_compares_dynamic_int8_from_a_temporary_file(trained_shop):
+    """`embedder bench`'s dynamic int8 row: quantised from the float export into a folder that is
+    removed after the row, run under its own name, and still close to the same embedding."""
+    from contextlib import ExitStack
+
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+    from features.embed_onnx import ensure_exported
+    from pipeline.embed_bench import DYNAMIC, _embedder
+
+    settings, trained = trained_shop
+    ensure_exported(trained, settings.models)
+    images = [shop_photo(*look, seed=s) for s in (4, 5) for look in SHOP.values()]
+    torch_v, _ = EfficientNetLite2Embedder(settings.embedder.model_copy(update={"runtime": "torch"}), settings.models,
+                                           trained).embed(images)
+    with ExitStack() as stack:
+        emb = _embedder(settings, trained, DYNAMIC, 4, stack)
+        quantised = emb._variant
+        vectors, tags = emb.embed(images)
+        assert quantised.is_file()
+    assert not quantised.exists()  # nothing left behind in the data directory or elsewhere
+    assert emb.name == trained.name + "-int8-dynamic" and emb.runtime == "onnx"
+    assert vectors.shape == (6, 1280) and len(tags) == 6
+    assert (np.sum(vectors * torch_v, axis=1) > 0.6).all()  # lossier than static int8 (0.78-0.86 here)

@@ -26,3 +26,7 @@ def test_embedder_bench_table_names_each_runtime_and_its_change_from_torch():
              "images_per_s": 80.0, "r1": 0.69, "r1_change": -0.01}]
     text = embed_bench_markdown({"rows": rows, "split": "val", "queries": 296, "gallery": 81, "latency_calls": 200})
     assert "over 200 calls" in text and "| onnx-int8 | e-int8 | 9.0 | 11.0 | 80.0 | 0.690 | -0.010 |" in text
+    assert "dynamic" not in text  # the note on dynamic quantisation comes with its row only
+    rows.append({**rows[1], "runtime": "onnx-int8-dynamic", "embedder": "e-int8-dynamic", "batch1_p50_ms": 75.0})
+    text = embed_bench_markdown({"rows": rows, "split": "val", "queries": 296, "gallery": 81, "latency_calls": 200})
+    assert "| onnx-int8-dynamic | e-int8-dynamic | 75.0 |" in text and "not a runtime skulens offers" in text
