@@ -114,6 +114,6 @@ def embed_bench_markdown(result: dict) -> str:
     if any(r["runtime"] == DYNAMIC for r in rows):
         text += (f"\n{DYNAMIC}: onnxruntime's dynamic quantisation of the float export (int8 weights, "
                  "activations quantised on every call), measured for comparison; it is not a runtime "
-                 "skulens offers. onnx-int8 is static quantisation: activation ranges calibrated on 64 "
+                 "skulens offers. onnx-int8 is static quantisation: activation ranges calibrated on up to 64 "
                  "catalogue images.\n")
     return text
