@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.embed_efficientnet import INPUT_SIZE, embedding_module, letterbox, load_network
+from features.embed_efficientnet import DIM, INPUT_SIZE, embedding_module, letterbox, load_network
 from features.embed_train_data import SkuBatches, TrainImage, augment, view
 from pipeline.devices import resolve_device
 from pipeline.embedder_files import TrainedEmbedder, write_card
@@ -28,6 +28,9 @@ from pipeline.errors import InvalidInputError
 from pipeline.settings import ModelSettings
 
 log = logging.getLogger(__name__)
+
+LOSSES = ("multi-similarity", "proxy-anchor")
+PROXY_LR_SCALE = 100.0  # proxies learn this much faster than the network (as in the Proxy-Anchor paper)
 
 LICENCE = ("Apache-2.0 (fine-tuned from the ImageNet EfficientNet-Lite2 weights, Apache-2.0); "
            "training images: the shop's own catalogue")
@@ -44,6 +47,7 @@ class EmbedderTrainSettings:
     weight_decay: float = 1e-4
     train_from_block: int = 11  # blocks before this one stay frozen (21 blocks in all)
     keep_tags: float = 1.0  # weight of the distillation term that keeps the ImageNet tags
+    loss: str = "multi-similarity"  # or "proxy-anchor" (one learnt proxy per SKU)
     crop_share: float = 0.5  # share of views taken from the main box rather than the whole image
     holdout: float = 0.1
     image_size: int = INPUT_SIZE
@@ -55,6 +59,8 @@ class EmbedderTrainSettings:
             raise InvalidInputError(f"expected epochs >= 1, >= 2 SKUs per batch and >= 2 images per SKU, got {self}")
         if not 0 <= self.train_from_block <= 21:
             raise InvalidInputError(f"expected train_from_block in 0..21, got {self.train_from_block}")
+        if self.loss not in LOSSES:
+            raise InvalidInputError(f"expected a loss among {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.holdout < 0.5:
             raise InvalidInputError(f"expected a held-out share in [0, 0.5), got {self.holdout}")
 
@@ -117,12 +123,20 @@ def holdout_recall(module, train: list[TrainImage], held: list[TrainImage], size
     return round(float(np.mean(best == np.asarray([it.label for it in held]))), 4)
 
 
+def _loss(settings: EmbedderTrainSettings, classes: int, device: str):
+    """The metric-learning loss and its online miner (None where the loss mines for itself)."""
+    from pytorch_metric_learning import losses, miners
+
+    if settings.loss == "proxy-anchor":
+        return losses.ProxyAnchorLoss(classes, DIM, margin=0.1, alpha=32).to(device), None
+    return losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), miners.MultiSimilarityMiner(0.1)
+
+
 class _Trainer:
     """One training run: the network, its frozen copy (for the tag term), optimiser, loss and batches."""
 
     def __init__(self, train: list[TrainImage], models: ModelSettings, settings: EmbedderTrainSettings) -> None:
         import torch
-        from pytorch_metric_learning import losses, miners
 
         torch.manual_seed(settings.seed)
         self.train, self.settings = train, settings
@@ -136,12 +150,16 @@ class _Trainer:
         params = self.student.trainable()
         for p in params:
             p.requires_grad_(True)
-        self.optimiser = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        self.loss_fn, self.miner = _loss(settings, 1 + max(it.label for it in train), self.device)
+        groups = [{"params": params}]
+        if settings.loss == "proxy-anchor":
+            groups.append({"params": list(self.loss_fn.parameters()), "lr": settings.learning_rate * PROXY_LR_SCALE,
+                           "weight_decay": 0.0})
+        self.optimiser = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
         self.batches = SkuBatches(train, settings.skus_per_batch, settings.images_per_sku, settings.with_primary,
                                   settings.seed)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimiser,
                                                                     T_max=settings.epochs * len(self.batches))
-        self.loss_fn, self.miner = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5), miners.MultiSimilarityMiner(0.1)
         self.module = embedding_module(self.net)
 
     def step(self, idx: list[int]) -> float:
@@ -157,7 +175,7 @@ class _Trainer:
             _, target = self.master.top(h)
         pooled, logits = self.student.top(h)
         emb = F.normalize(pooled, dim=1)
-        loss = self.loss_fn(emb, labels, self.miner(emb, labels))
+        loss = self.loss_fn(emb, labels, self.miner(emb, labels)) if self.miner else self.loss_fn(emb, labels)
         if s.keep_tags > 0:  # keep the ImageNet classifier's answers (softened, T = 2)
             kl = F.kl_div(F.log_softmax(logits / 2, 1), F.softmax(target / 2, 1), reduction="batchmean") * 4
             loss = loss + s.keep_tags * kl

@@ -43,6 +43,8 @@ def train(
     learning_rate: Annotated[float, typer.Option(min=0)] = 1e-4,
     train_from_block: Annotated[int, typer.Option(min=0, max=21, help="blocks before this one stay frozen (of 21)")] = 11,
     keep_tags: Annotated[float, typer.Option(min=0, help="weight of the term that keeps the ImageNet visual tags")] = 1.0,
+    loss: Annotated[str, typer.Option(help="metric-learning loss: 'multi-similarity' (pairs mined in each batch) or "
+                                            "'proxy-anchor' (one learnt proxy per SKU)")] = "multi-similarity",
     holdout: Annotated[float, typer.Option(min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch")] = 0.1,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
@@ -62,8 +64,8 @@ def train(
     settings = _settings()
     train_settings = EmbedderTrainSettings(
         epochs=epochs, hours=hours, skus_per_batch=skus_per_batch, images_per_sku=images_per_sku,
-        learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, holdout=holdout,
-        device=device, seed=seed)
+        learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, loss=loss,
+        holdout=holdout, device=device, seed=seed)
     engine = _open_engine(settings)
     bar, update = _progress_bar()
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import ConflictError, ModelNotFoundError
+from pipeline.errors import ConflictError, InvalidInputError, ModelNotFoundError
 from pipeline.settings import Settings
 from pipeline.store import Product
 from tests.conftest import jpeg_bytes, models_missing, product_image
@@ -180,3 +180,38 @@ def test_the_bench_compares_dynamic_int8_from_a_temporary_file(trained_shop):
     assert emb.name == trained.name + "-int8-dynamic" and emb.runtime == "onnx"
     assert vectors.shape == (6, 1280) and len(tags) == 6
     assert (np.sum(vectors * torch_v, axis=1) > 0.6).all()  # lossier than static int8 (0.78-0.86 here)
+
+
+def test_proxy_anchor_learns_a_proxy_per_sku_and_the_card_says_so(tmp_path):
+    """`--loss proxy-anchor`: one learnt proxy per SKU, in the optimiser at its own (faster) rate;
+    the frozen blocks stay ImageNet's, the trained ones move, and the card records the loss."""
+    import torch
+
+    from features.embed_train import PROXY_LR_SCALE, EmbedderTrainSettings, _Trainer, train_embedder
+    from features.embed_train_data import TrainImage
+    from pipeline.embedder_files import load_trained
+    from pipeline.settings import ModelSettings
+
+    reason = models_missing()
+    if reason:
+        pytest.skip(reason)
+    with pytest.raises(InvalidInputError, match="proxy-anchor"):
+        EmbedderTrainSettings(loss="triplet")
+    items = [TrainImage(n, shop_photo(*look, seed=10 * n + i) if i else product_image(*look), None, i == 0, 4 * n + i)
+             for n, look in enumerate(SHOP.values()) for i in range(4)]
+    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, train_from_block=19, holdout=0.0,
+                                device="cpu", loss="proxy-anchor")
+    trainer = _Trainer(items, ModelSettings(), run)
+    proxies = trainer.loss_fn.proxies
+    assert proxies.shape == (3, 1280) and trainer.miner is None
+    assert trainer.optimiser.param_groups[1]["lr"] == pytest.approx(run.learning_rate * PROXY_LR_SCALE)
+    before_p, frozen, trained = (proxies.detach().clone(), trainer.net._blocks[0].state_dict(),
+                                 trainer.net._blocks[20].state_dict())
+    frozen, trained = ({k: v.clone() for k, v in d.items()} for d in (frozen, trained))
+    loss = trainer.step(list(range(6)))
+    assert np.isfinite(loss)
+    assert not torch.allclose(proxies.detach(), before_p)
+    assert all(torch.equal(v, trainer.net._blocks[0].state_dict()[k]) for k, v in frozen.items())
+    assert any(not torch.equal(v, trainer.net._blocks[20].state_dict()[k]) for k, v in trained.items())
+    done = train_embedder(items, [], tmp_path / "v1", ModelSettings(), run, {"catalogue": "generated"})
+    assert load_trained(done.folder).card["settings"]["loss"] == "proxy-anchor"
