@@ -1,7 +1,8 @@
 """Fine-tune the EfficientNet-Lite2 embedder on a shop's catalogue (``skulens embedder train``).
 
 Metric learning as the field does it (pytorch-metric-learning): batches of several images per
-SKU, the Multi-Similarity loss with its online miner, starting from the ImageNet weights.  The
+SKU, the Proxy-Anchor loss (one learnt proxy per SKU) or the Multi-Similarity loss with its online
+miner, starting from the ImageNet weights.  The
 stem and early blocks stay frozen (they see edges and textures, which transfer), the later
 blocks and the head learn; batch-norm statistics stay ImageNet's (batches are small).  The
 ImageNet classifier is kept, and a distillation term holds its outputs near the original
@@ -38,16 +39,16 @@ LICENCE = ("Apache-2.0 (fine-tuned from the ImageNet EfficientNet-Lite2 weights,
 
 @dataclass(frozen=True)
 class EmbedderTrainSettings:
-    epochs: int = 12
+    epochs: int = 15
     hours: float | None = None  # stop after the epoch that passes this
     skus_per_batch: int = 8
     images_per_sku: int = 4
     with_primary: bool = True  # each SKU's catalogue picture in every draw of that SKU
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
-    train_from_block: int = 11  # blocks before this one stay frozen (21 blocks in all)
+    train_from_block: int = 7  # blocks before this one stay frozen (21 blocks in all)
     keep_tags: float = 1.0  # weight of the distillation term that keeps the ImageNet tags
-    loss: str = "multi-similarity"  # or "proxy-anchor" (one learnt proxy per SKU)
+    loss: str = "proxy-anchor"  # one learnt proxy per SKU; or "multi-similarity" (pairs mined in each batch)
     crop_share: float = 0.5  # share of views taken from the main box rather than the whole image
     holdout: float = 0.1
     image_size: int = INPUT_SIZE

@@ -36,15 +36,15 @@ def _trained(embedder: str | None):
 
 @embedder_app.command("train")
 def train(
-    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    epochs: Annotated[int, typer.Option(min=1)] = 15,
     hours: Annotated[Optional[float], typer.Option(min=0.01, help="stop after the epoch that passes this many hours")] = None,
     skus_per_batch: Annotated[int, typer.Option(min=2, help="SKUs in each batch")] = 8,
     images_per_sku: Annotated[int, typer.Option(min=2, help="images of each of those SKUs in a batch")] = 4,
     learning_rate: Annotated[float, typer.Option(min=0)] = 1e-4,
-    train_from_block: Annotated[int, typer.Option(min=0, max=21, help="blocks before this one stay frozen (of 21)")] = 11,
+    train_from_block: Annotated[int, typer.Option(min=0, max=21, help="blocks before this one stay frozen (of 21)")] = 7,
     keep_tags: Annotated[float, typer.Option(min=0, help="weight of the term that keeps the ImageNet visual tags")] = 1.0,
-    loss: Annotated[str, typer.Option(help="metric-learning loss: 'multi-similarity' (pairs mined in each batch) or "
-                                            "'proxy-anchor' (one learnt proxy per SKU)")] = "multi-similarity",
+    loss: Annotated[str, typer.Option(help="metric-learning loss: 'proxy-anchor' (one learnt proxy per SKU) or "
+                                            "'multi-similarity' (pairs mined in each batch)")] = "proxy-anchor",
     holdout: Annotated[float, typer.Option(min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch")] = 0.1,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,

@@ -53,7 +53,8 @@ def trained_shop(tmp_path_factory):
     engine.close()
     train, held = split_holdout(items, 0.25)
     folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
-    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, holdout=0.25, device="cpu")
+    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, holdout=0.25, device="cpu",
+                                loss="multi-similarity")  # the other loss, proxy-anchor, has a test of its own
     trained = train_embedder(train, held, folder, settings.models, run, source_summary(settings.data, skus, train, held))
     return settings, trained
 
@@ -74,7 +75,7 @@ def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
     trained_on, held = training_photos(trained)  # read back from the catalogue, as `skulens tune` does
     assert len(trained_on) == 12 and len(held) == 3 and not trained_on & held
     text = training_markdown(trained)
-    assert "s per epoch" in text and "| 1 |" in text and trained.name in text
+    assert "s per epoch" in text and "| 1 |" in text and trained.name in text and "multi-similarity loss" in text
     tuned, base = load_network(trained, settings.models).state_dict(), load_network(None, settings.models).state_dict()
     assert torch.equal(tuned["_conv_stem.weight"], base["_conv_stem.weight"])  # frozen trunk
     assert not torch.equal(tuned["_conv_head.weight"], base["_conv_head.weight"])  # trained top
@@ -188,8 +189,8 @@ def test_proxy_anchor_learns_a_proxy_per_sku_and_the_card_says_so(tmp_path):
     import torch
 
     from features.embed_train import PROXY_LR_SCALE, EmbedderTrainSettings, _Trainer, train_embedder
-    from features.embed_train_data import TrainImage
-    from pipeline.embedder_files import load_trained
+    from features.embed_train_data import TrainImage, source_summary
+    from pipeline.embedder_files import load_trained, training_markdown
     from pipeline.settings import ModelSettings
 
     reason = models_missing()
@@ -213,5 +214,6 @@ def test_proxy_anchor_learns_a_proxy_per_sku_and_the_card_says_so(tmp_path):
     assert not torch.allclose(proxies.detach(), before_p)
     assert all(torch.equal(v, trainer.net._blocks[0].state_dict()[k]) for k, v in frozen.items())
     assert any(not torch.equal(v, trainer.net._blocks[20].state_dict()[k]) for k, v in trained.items())
-    done = train_embedder(items, [], tmp_path / "v1", ModelSettings(), run, {"catalogue": "generated"})
+    done = train_embedder(items, [], tmp_path / "v1", ModelSettings(), run, source_summary(tmp_path, list(SHOP), items, []))
     assert load_trained(done.folder).card["settings"]["loss"] == "proxy-anchor"
+    assert "proxy-anchor loss" in training_markdown(done)
