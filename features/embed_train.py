@@ -2,11 +2,10 @@
 
 Metric learning as the field does it (pytorch-metric-learning): batches of several images per
 SKU, the Proxy-Anchor loss (one learnt proxy per SKU) or the Multi-Similarity loss with its online
-miner, starting from the ImageNet weights.  The
-stem and early blocks stay frozen (they see edges and textures, which transfer), the later
-blocks and the head learn; batch-norm statistics stay ImageNet's (batches are small).  The
-ImageNet classifier is kept, and a distillation term holds its outputs near the original
-network's, so the visual tags stay meaningful.  After every epoch the held-out photos are
+miner, starting from the ImageNet weights.  The stem and early blocks stay frozen (they see
+edges and textures, which transfer), the later blocks and the head learn; batch-norm statistics
+stay ImageNet's (batches are small).  The ImageNet classifier is kept, and a distillation term
+holds its outputs near the original network's, so the visual tags stay meaningful.  After every epoch the held-out photos are
 matched against the SKUs' primary images (R@1, whole photo), and the best epoch is kept.
 """
 
@@ -125,7 +124,7 @@ def holdout_recall(module, train: list[TrainImage], held: list[TrainImage], size
 
 
 def _loss(settings: EmbedderTrainSettings, classes: int, device: str):
-    """The metric-learning loss and its online miner (None where the loss mines for itself)."""
+    """The metric-learning loss and its online miner (None for Proxy-Anchor, which needs none)."""
     from pytorch_metric_learning import losses, miners
 
     if settings.loss == "proxy-anchor":

@@ -197,7 +197,8 @@ def training_markdown(trained: TrainedEmbedder) -> str:
             f"to pick the best epoch. Settings: {s['epochs']} epochs planned"
             f"{hours}, "
             f"{s['skus_per_batch']} SKUs x {s['images_per_sku']} images per batch, learning rate "
-            f"{s['learning_rate']}, {s.get('loss', 'multi-similarity')} loss, blocks {s['train_from_block']}-20 and the head trained, tag distillation "
+            f"{s['learning_rate']}, {s.get('loss', 'multi-similarity')} loss, "  # cards before --loss: multi-similarity
+            f"blocks {s['train_from_block']}-20 and the head trained, tag distillation "
             f"{s['keep_tags']}, seed {s['seed']}.\n\n"
             f"Held-out R@1 (whole photo against the catalogue pictures, embedding only): "
             f"{m['held_out_r1_before']} before, **{m['held_out_r1']}** after (epoch {m['best_epoch']} of "

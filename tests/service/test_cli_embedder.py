@@ -29,6 +29,12 @@ def test_reindex_without_a_trained_embedder_says_what_to_run(tmp_path):
     assert proc.returncode == 1 and "is not a trained embedder" in proc.stderr
 
 
+def test_train_with_an_unknown_loss_says_which_exist_and_writes_nothing(tmp_path):
+    proc = skulens("embedder", "train", "--loss", "triplet", data=tmp_path / "d")
+    assert proc.returncode == 1 and "multi-similarity, proxy-anchor" in proc.stderr and "'triplet'" in proc.stderr
+    assert not (tmp_path / "d" / "embedders").exists()
+
+
 @pytest.mark.model
 @pytest.mark.slow
 def test_train_reindex_list_search(tmp_path):
