@@ -5,8 +5,9 @@ SKU, the Proxy-Anchor loss (one learnt proxy per SKU) or the Multi-Similarity lo
 miner, starting from the ImageNet weights.  The stem and early blocks stay frozen (they see
 edges and textures, which transfer), the later blocks and the head learn; batch-norm statistics
 stay ImageNet's (batches are small).  The ImageNet classifier is kept, and a distillation term
-holds its outputs near the original network's, so the visual tags stay meaningful.  After every epoch the held-out photos are
-matched against the SKUs' primary images (R@1, whole photo), and the best epoch is kept.
+holds its outputs near the original network's, so the visual tags stay meaningful.  After every
+epoch the held-out photos are matched against the SKUs' primary images (R@1, whole photo), and
+the best epoch is kept.
 """
 
 from __future__ import annotations
