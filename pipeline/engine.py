@@ -79,8 +79,10 @@ class Engine:
         self._dirty = False
         if not reembedding:
             self._check_embedder()
-        # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings' defaults
-        tuned = self.store.tuned_weights(stages.embedder.name)
+        # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings'
+        # defaults; a catalogue with more images than products prefers those learnt with shop photos
+        products, images, _ = self.store.count()
+        tuned = self.store.tuned_weights(stages.embedder.name, photos=images > products)
         self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
         self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
         self._df: Counter[str] = Counter()

@@ -18,12 +18,14 @@ from pathlib import Path
 from pipeline.analysis import Stages
 from pipeline.errors import InvalidInputError
 from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
-from pipeline.evaluation import load_protocol, stratified_sample
+from pipeline.evaluation import last_share, load_protocol, stratified_sample, with_photo_gallery
 from pipeline.settings import Settings
 from pipeline.store import CatalogStore, tuned_key
 from pipeline.types import SIGNALS
 
 log = logging.getLogger(__name__)
+
+HOLDOUT = 0.1  # `tune --protocol G2` with ImageNet's embedder: the share of each SKU's photos held out
 
 
 def _only(weights: dict[str, float], keep: tuple[str, ...]) -> dict[str, float]:
@@ -59,16 +61,17 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list
     return rows
 
 
-def tuned_record(settings: Settings, embedder_name: str | None = None) -> dict | None:
+def tuned_record(settings: Settings, embedder_name: str | None = None, photos: bool = False) -> dict | None:
     """What ``skulens tune`` saved with the catalogue in the data directory (weights, split, fit), if
     any: the weights learnt for ``embedder_name`` (or its float model) when there are some, else the
-    plain ones -- the weights the engine would use."""
+    plain ones -- the weights the engine would use; with ``photos``, those learnt against a gallery
+    with shop photos first (G2's)."""
     db = Path(settings.data) / "catalog.sqlite3"
     if not db.exists():
         return None
     store = CatalogStore(db)
     try:
-        return store.tuned_weights(embedder_name)
+        return store.tuned_weights(embedder_name, photos)
     finally:
         store.close()
 
@@ -89,7 +92,7 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
              limit: int | None = None, ablate: bool = False, seed: int = 0,
              progress: Progress | None = None) -> dict:
     data = load_protocol(protocol, root, split, limit, seed)
-    record = tuned_record(settings, stages.embedder.name)
+    record = tuned_record(settings, stages.embedder.name, photos=data.name == "G2")
     if record and not _tuned_for(record, data.name, root):
         log.info("tuned weights in %s were learnt on %s, not on %s: using the default weights",
                  settings.data, record.get("dataset") or record.get("protocol"), root)
@@ -102,7 +105,8 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
         report = {"protocol": data.name, "split": split, "queries": len(data.queries),
                   "metrics": main.metrics, "config": _config_json(main.config)}
         if record:
-            report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date", "embedder")}
+            report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date", "embedder",
+                                                          "gallery_images")}
         if not data.per_image:
             report["packaged"] = main.packaged
         else:
@@ -120,22 +124,41 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
     return report
 
 
-def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train", limit: int | None = None,
-             seed: int = 0, progress: Progress | None = None) -> dict:
-    """Tune on G1 with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``.
-
-    When ``stages`` run a trained embedder, only the photos it was not trained on are queries (its
-    held-out ones), and the weights are kept for that embedder apart from the default ones."""
-    from fusion.tuning import tune_weights
-
+def check_tune_args(protocol: str, split: str) -> str:
+    """The protocol name ``skulens tune`` learns weights for, or an error before any model loads."""
+    if protocol.upper() not in ("G1", "G2"):
+        raise InvalidInputError(f"tune learns weights for G1 or G2 (the grocery protocols), got {protocol!r}")
     if split in ("val", "test"):
         raise InvalidInputError(f"tuning on {split!r} would tune on a split we report; tune on train")
+    return protocol.upper()
+
+
+def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train", limit: int | None = None,
+             seed: int = 0, progress: Progress | None = None, protocol: str = "G1") -> dict:
+    """Tune with ``split`` photos as queries; save the weights with the catalogue in ``settings.data``.
+
+    ``protocol`` G1: the gallery is the catalogue pictures.  G2: the catalogue plus the ``split``
+    photos that are not queries (a shop's gallery with its own photos); the queries are the photos
+    held out of it (:data:`HOLDOUT`, the last tenth of each SKU's, as ``embedder train`` holds them
+    out).  When ``stages`` run a trained embedder, only the photos it was not trained on are queries
+    (its held-out ones), and the weights are kept for that embedder apart from the default ones;
+    G2's weights are kept apart from G1's too."""
+    from fusion.tuning import tune_weights
+
+    protocol = check_tune_args(protocol, split)
     trained = getattr(stages.embedder, "trained", None)
-    data = load_protocol("G1", root, split, None if trained else limit, seed)
+    whole = trained is None and protocol == "G1"
+    data = load_protocol("G1", root, split, limit if whole else None, seed)
     if trained is not None:
         data.queries = _unseen_by(trained, data.queries)
-        if limit is not None:
-            data.queries = stratified_sample(data.queries, limit, seed)
+    elif protocol == "G2":
+        data.queries = last_share(data.queries, HOLDOUT)
+        if not data.queries:
+            raise InvalidInputError(f"no SKU has 4 or more {split} photos to hold some out of the gallery")
+    if protocol == "G2":
+        data = with_photo_gallery(data, data.queries)
+    if limit is not None and not whole:
+        data.queries = stratified_sample(data.queries, limit, seed)
     ev = Evaluator(data, settings, stages)
     try:
         ev.prepare(progress)
@@ -146,15 +169,16 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
         weights, fit = tune_weights([s.signals for s in scored], relevant)
     finally:
         ev.close()
-    record = {"weights": weights, "fit": fit, "protocol": "G1", "dataset": str(Path(root).resolve()),
+    record = {"weights": weights, "fit": fit, "protocol": protocol, "dataset": str(Path(root).resolve()),
               "split": split, "queries": len(data.queries),
+              "gallery_images": sum(len(paths) for _, paths in data.gallery),
               "regions": {"query": regions[0], "gallery": regions[1]},
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     if trained is not None:
         record["embedder"] = stages.embedder.name
     store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
     try:
-        store.set_meta(tuned_key(record.get("embedder")), json.dumps(record))
+        store.set_meta(tuned_key(record.get("embedder"), photos=protocol == "G2"), json.dumps(record))
     finally:
         store.close()
     return record
@@ -231,6 +255,10 @@ def report_markdown(report: dict) -> str:
         fit = ", ".join(f"{k} {v:.3f}" for k, v in (t.get("fit") or {}).items() if k != "queries")
         lines[0] += (f" Tuned weights: learnt by `skulens tune` on {t.get('protocol')} **{t.get('split')}** "
                      f"({t.get('queries')} queries; fit there: {fit}), never on the split reported here.")
+        if t.get("protocol") == "G2":
+            lines[0] += (f" Their gallery: the catalogue pictures plus the other {t.get('split')} photos"
+                         + (f" ({t['gallery_images']} images)" if t.get("gallery_images") else "")
+                         + f"; the queries: {t.get('split')} photos held out of it (`skulens tune --protocol G2`).")
         if t.get("embedder"):
             lines[0] += (f" They were learnt for {t['embedder']}, on the {t.get('split')} photos it was not "
                          "trained on (`skulens tune --embedder`).")

@@ -103,6 +103,35 @@ def _grocery(name: str, root: Path, rows: list[dict[str, str]], split: str) -> P
     return ProtocolData(name, root, split, gallery, queries, per_image=False, labels={s: s for s in images})
 
 
+def with_photo_gallery(data: ProtocolData, held_out: list[EvalQuery]) -> ProtocolData:
+    """G2's shape on a split we may learn from: the catalogue plus the split's photos as extra images
+    of their SKU, queried with ``held_out`` (photos of that split, kept out of the gallery)."""
+    if data.name != "G1":
+        raise InvalidInputError(f"expected G1's data to add the {data.split} photos to, got {data.name}")
+    rows = read_manifest(data.root)
+    kept = {q.path for q in held_out}
+    by_sku = {product.sku: (product, list(paths)) for product, paths in data.gallery}
+    for r in rows:
+        path = data.root / r["path"]
+        if r["split"] == data.split and r["class_name"] in by_sku and path not in kept:
+            by_sku[r["class_name"]][1].append(path)
+    return ProtocolData("G2", data.root, data.split, list(by_sku.values()), list(held_out), per_image=False,
+                        labels=dict(data.labels))
+
+
+def last_share(queries: list[EvalQuery], share: float) -> list[EvalQuery]:
+    """Per label, the last ``share`` of its photos in manifest order (none of a label with fewer than
+    4): the rule ``skulens embedder train --holdout`` holds photos out by, so bursts stay on one side."""
+    by_label: dict[str, list[EvalQuery]] = defaultdict(list)
+    for q in queries:
+        by_label[q.label].append(q)
+    out = []
+    for group in by_label.values():
+        n = int(len(group) * share) if len(group) >= 4 else 0
+        out.extend(group[len(group) - n:] if n else [])
+    return out
+
+
 def _category(name: str, root: Path, rows: list[dict[str, str]], split: str) -> ProtocolData:
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise InvalidInputError(f"{root}/manifest.csv: expected columns path, label")

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
+PHOTOS_SUFFIX = ":photos"  # ... and those learnt against a gallery with shop photos (`tune --protocol G2`)
 EMBEDDER_KEY = "embedder"  # meta: '<name>:<dim>' of the embedder that made the vectors
 EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
 _SCHEMA = """
@@ -223,9 +224,10 @@ class CatalogStore(_FeatureTable):
         row = self._read().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    def tuned_weights(self, embedder_name: str | None) -> dict | None:
-        """The record ``skulens tune`` saved for ranking ``embedder_name``'s vectors (see :func:`tuned_keys`)."""
-        raw = next(filter(None, map(self.get_meta, tuned_keys(embedder_name))), None)
+    def tuned_weights(self, embedder_name: str | None, photos: bool = False) -> dict | None:
+        """The record ``skulens tune`` saved for ranking ``embedder_name``'s vectors (see :func:`tuned_keys`);
+        ``photos``: for a gallery that holds shop photos besides the catalogue pictures (G2's)."""
+        raw = next(filter(None, map(self.get_meta, tuned_keys(embedder_name, photos))), None)
         return json.loads(raw) if raw else None
 
     def set_meta(self, key: str, value: str) -> None:
@@ -469,17 +471,23 @@ class FeatureCache(_FeatureTable):
         self._init_readers()
 
 
-def tuned_key(embedder_name: str | None) -> str:
+def tuned_key(embedder_name: str | None, photos: bool = False) -> str:
     """Where ``skulens tune`` keeps weights learnt for a trained embedder (the plain key holds the
-    ones learnt with ImageNet's embedder)."""
-    return f"{TUNED_KEY}@{embedder_name}" if embedder_name else TUNED_KEY
+    ones learnt with ImageNet's embedder); ``photos``: weights learnt against a gallery with shop
+    photos (``skulens tune --protocol G2``), kept apart from those learnt against the catalogue
+    pictures alone."""
+    base = f"{TUNED_KEY}{PHOTOS_SUFFIX}" if photos else TUNED_KEY
+    return f"{base}@{embedder_name}" if embedder_name else base
 
 
-def tuned_keys(embedder_name: str | None) -> list[str]:
+def tuned_keys(embedder_name: str | None, photos: bool = False) -> list[str]:
     """The meta keys to try, best first, for weights to fuse ``embedder_name``'s scores with: its own,
-    its float model's (an int8 runtime ranks as its float model does), then the plain ones."""
-    names = [embedder_name, float_model_name(embedder_name)] if embedder_name else []
-    return list(dict.fromkeys(tuned_key(n) for n in names)) + [TUNED_KEY]
+    its float model's (an int8 runtime ranks as its float model does), then the plain ones.  With
+    ``photos``, each of those learnt against a gallery with shop photos comes before the one learnt
+    against the catalogue pictures alone (an embedder's own weights before another's)."""
+    names = ([embedder_name, float_model_name(embedder_name)] if embedder_name else []) + [None]
+    kinds = (True, False) if photos else (False,)
+    return list(dict.fromkeys(tuned_key(n, k) for n in names for k in kinds))
 
 
 def read_meta(path: Path, key: str) -> str | None:

@@ -293,15 +293,23 @@ def tune(
     limit: Annotated[Optional[int], typer.Option(min=1, help="a stratified sample of N training queries")] = None,
     embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder: learn weights for it, on the "
                                                     "photos it was not trained on (its held-out ones)")] = None,
+    protocol: Annotated[str, typer.Option(help="G1: against the catalogue pictures; G2: against the catalogue plus "
+                                                "the other train photos (a gallery with shop photos), querying "
+                                                "with the held-out tenth")] = "G1",
 ) -> None:
-    """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data."""
-    from pipeline.eval_report import run_tune
+    """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data.
 
+    G2's weights are kept apart from G1's: `eval G2`, and a catalogue with more images than products,
+    use them."""
+    from pipeline.eval_report import check_tune_args, run_tune
+
+    check_tune_args(protocol, split)
     settings = _settings()
     bar, update = _progress_bar()
     with bar:
-        record = run_tune(dataset, settings, _eval_stages(settings, embedder), split, limit, progress=update)
-    out.print(f"tuned weights {record['weights']} on {record['queries']} {split} queries "
+        record = run_tune(dataset, settings, _eval_stages(settings, embedder), split, limit, progress=update,
+                          protocol=protocol)
+    out.print(f"tuned {record['protocol']} weights {record['weights']} on {record['queries']} {split} queries "
               f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
               f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)
 

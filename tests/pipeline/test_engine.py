@@ -199,3 +199,22 @@ def test_catalogue_images_get_teacher_masks_and_query_photos_the_detectors(setti
         assert "background" not in indexed.timings
     finally:
         eng.close()
+
+
+def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engine, settings, real_stages):
+    import json
+
+    from pipeline.store import tuned_key
+
+    name = real_stages.embedder.name
+    engine.store.set_meta(tuned_key(name), json.dumps({"weights": {"embedding": 0.6, "colour": 0.4}}))
+    engine.store.set_meta(tuned_key(name, photos=True), json.dumps({"weights": {"embedding": 1.0}}))
+    engine.close()
+    one_picture_each = Engine(settings, real_stages)  # as many images as products: G1's weights
+    assert one_picture_each.default_weights == {"embedding": 0.6, "colour": 0.4}
+    product = one_picture_each.store.get_product("LIME")
+    one_picture_each.add_product(product, [("shelf.jpg", query_photo("LIME"))])
+    one_picture_each.close()
+    with_photos = Engine(settings, real_stages)
+    assert with_photos.default_weights == {"embedding": 1.0}
+    with_photos.close()

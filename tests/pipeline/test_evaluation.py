@@ -47,15 +47,13 @@ def _img(path: Path, colour, seed: int) -> None:
     Image.fromarray(arr).save(path)
 
 
-@pytest.fixture
-def grocery(tmp_path: Path) -> Path:
-    root = tmp_path / "grocery"
+def make_grocery(root: Path, train_photos: int = 3) -> Path:
     rows = []
     for cid, (name, colour) in enumerate(COLOURS.items()):
         _img(root / "catalog" / f"{name}.jpg", colour, cid)
         (root / "catalog" / f"{name}.txt").write_text(f"A fine {name.replace('-', ' ').lower()}.")
         rows.append([f"catalog/{name}.jpg", "catalog", "iconic", cid, name, name, cid == 2])
-        for split, n in (("train", 3), ("val", 2)):
+        for split, n in (("train", train_photos), ("val", 2)):
             for i in range(n):
                 rel = f"photos/{split}/{name}/{name}_{i}.jpg"
                 _img(root / rel, colour, 100 * cid + 10 * i + len(split))
@@ -65,6 +63,11 @@ def grocery(tmp_path: Path) -> Path:
         w.writerow(["path", "split", "kind", "class_id", "class_name", "coarse_class", "packaged"])
         w.writerows(rows)
     return root
+
+
+@pytest.fixture
+def grocery(tmp_path: Path) -> Path:
+    return make_grocery(tmp_path / "grocery")
 
 
 @pytest.fixture
@@ -184,9 +187,47 @@ def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(gro
     assert tuned_record(settings, stages.embedder.name)["weights"] == record["weights"]
     report = run_eval("G1", grocery, settings, stages)
     assert report["tuned"]["embedder"] == stages.embedder.name and "photos it was not trained on" in report_markdown(report)
+    g2 = run_tune(grocery, settings, stages, protocol="G2")  # the unseen photos against the seen ones
+    assert g2["queries"] == 3 and g2["gallery_images"] == 3 + 6 and g2["embedder"] == stages.embedder.name
+    assert tuned_record(settings, stages.embedder.name, photos=True)["weights"] == g2["weights"]
+    assert tuned_record(settings, stages.embedder.name)["protocol"] == "G1"
     seen |= {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}
     with pytest.raises(InvalidInputError, match="trained on every one of these photos"):
         run_tune(grocery, settings, stages)
+
+
+def test_g2_tuning_queries_held_out_photos_against_the_catalogue_and_the_other_photos(stages, tmp_path):
+    from pipeline.eval_report import tuned_record
+    from pipeline.evaluation import last_share, with_photo_gallery
+
+    grocery = make_grocery(tmp_path / "grocery", train_photos=10)
+    g1 = load_protocol("G1", grocery, "train")
+    held = last_share(g1.queries, 0.1)
+    assert [q.path.stem for q in held] == [f"{name}_9" for name in COLOURS]  # the last tenth of each SKU's
+    g2 = with_photo_gallery(g1, held)
+    gallery = [p for _, paths in g2.gallery for p in paths]
+    assert g2.name == "G2" and len(gallery) == 3 + 27 and not {q.path for q in held} & set(gallery)
+    assert all(paths[0].parent.name == "catalog" for _, paths in g2.gallery)  # the catalogue picture first
+
+    settings = Settings(data=tmp_path / "data")
+    with pytest.raises(InvalidInputError, match="G1 or G2"):
+        run_tune(grocery, settings, stages, protocol="C1")
+    record = run_tune(grocery, settings, stages, protocol="g2")
+    assert record["protocol"] == "G2" and record["queries"] == 3 and record["gallery_images"] == 30
+    assert tuned_record(settings) is None  # G1's weights are not replaced
+    assert tuned_record(settings, photos=True)["weights"] == record["weights"]
+    report = run_eval("G2", grocery, settings, stages)
+    assert report["tuned"]["protocol"] == "G2" and report["config"]["name"] == "all signals, tuned weights"
+    assert "`skulens tune --protocol G2`" in report_markdown(report) and "(30 images)" in report_markdown(report)
+    assert run_eval("G1", grocery, settings, stages)["config"]["name"] == "all signals, default weights"
+    g1_record = run_tune(grocery, settings, stages)
+    assert tuned_record(settings)["protocol"] == "G1" and tuned_record(settings, photos=True)["protocol"] == "G2"
+    assert run_eval("G1", grocery, settings, stages)["tuned"]["queries"] == g1_record["queries"] == 30
+
+
+def test_g2_tuning_needs_photos_to_hold_out(grocery, stages, tmp_path):
+    with pytest.raises(InvalidInputError, match="4 or more train photos"):
+        run_tune(grocery, Settings(data=tmp_path / "data"), stages, protocol="G2")
 
 
 def test_tuned_weights_serve_only_the_catalogue_they_were_learnt_on(tmp_path):

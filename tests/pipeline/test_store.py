@@ -289,3 +289,18 @@ def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_o
     assert store.tuned_weights("ft-v3-int8-0a1b2c3d")["weights"] == {"embedding": 0.9, "text": 0.1}
     assert store.tuned_weights("ft-v2-int8")["weights"] == {"embedding": 1.0}
     assert store.tuned_weights(None)["weights"] == {"embedding": 1.0}
+
+
+def test_weights_tuned_with_shop_photos_come_first_for_a_gallery_with_photos(store):
+    import json
+
+    from pipeline.store import tuned_key
+
+    store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
+    store.set_meta(tuned_key(None, photos=True), json.dumps({"weights": {"embedding": 1.0}}))
+    # an embedder's own catalogue-only weights beat ImageNet's weights learnt with photos
+    assert store.tuned_weights("ft-v3", photos=True)["weights"] == {"embedding": 0.9, "text": 0.1}
+    store.set_meta(tuned_key("ft-v3", photos=True), json.dumps({"weights": {"embedding": 0.8, "colour": 0.2}}))
+    assert store.tuned_weights("ft-v3-int8", photos=True)["weights"] == {"embedding": 0.8, "colour": 0.2}
+    assert store.tuned_weights("ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
+    assert store.tuned_weights(None) is None and store.tuned_weights(None, photos=True)["weights"] == {"embedding": 1.0}

@@ -86,6 +86,8 @@ def test_table_output_and_weights(indexed, tmp_path):
     (("search", "/no/such/photo.jpg"), "no such file"),
     (("search", "--text", "x", "--weights", "sparkle=1"), "unknown signal 'sparkle'"),
     (("index", "/no/such/folder"), "no such catalogue"),
+    (("tune", "/no/such/grocery", "--protocol", "C1"), "G1 or G2"),
+    (("tune", "/no/such/grocery", "--split", "val"), "a split we report"),
 ])
 def test_errors_are_one_line_and_exit_1(indexed, args, message):
     root, _ = indexed
