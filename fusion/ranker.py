@@ -97,14 +97,20 @@ def query_vectors(query: ObjectFeatures, regions: Sequence[str] | None) -> np.nd
 
 def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
                       n_neighbours: int, n_text: int, query_regions: Sequence[str] | None = None,
-                      gallery_regions: Sequence[str] | None = None, pooling: str = "max") -> dict[str, Candidate]:
+                      gallery_regions: Sequence[str] | None = None, pooling: str = "max",
+                      sku_images: int = 1) -> dict[str, Candidate]:
     """SKUs near any query region in the index, plus SKUs found by text, each with its embedding score.
 
     ``query_regions`` / ``gallery_regions`` restrict which embeddings take part (all when None).
     ``pooling`` turns the cosines of the query's regions with a SKU's vectors into one score:
     ``max`` takes the best pair; ``mean`` takes, for each query region, its best cosine among the
     SKU's vectors and averages those over the regions (every view of the query has a say).
+    ``sku_images`` > 1: each query region's cosine with a SKU is the mean over the SKU's
+    ``sku_images`` best-matching images (each image by its best vector), not the best one alone, so
+    the SKU's photos vote (a SKU with fewer images averages those it has).
     """
+    if sku_images < 1:
+        raise InvalidInputError(f"expected sku_images >= 1, got {sku_images}")
     found: dict[str, Candidate] = {}
     if query is not None and len(view.index):
         q = query_vectors(query, query_regions)
@@ -119,20 +125,24 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
             s = float(np.clip(sim, 0.0, 1.0))
             if sku not in found or s > found[sku].embedding:
                 found[sku] = Candidate(sku, image_id, s)
-        if pooling == "mean" and len(q) > 1 and found:
-            found = {c.sku: c for c in pooled_candidates(view, q, list(found), gallery_regions)}
+        if found and ((pooling == "mean" and len(q) > 1) or sku_images > 1):
+            found = {c.sku: c for c in pooled_candidates(view, q, list(found), gallery_regions, pooling, sku_images)}
     expr = fts_match_expression([t for t, _ in tokens])
     if expr and view.fts is not None and n_text > 0:
         missing = [sku for sku, _ in view.fts(expr, n_text) if sku not in found]
-        found.update(exact_candidates(view, query, missing, query_regions, gallery_regions, pooling))
+        found.update(exact_candidates(view, query, missing, query_regions, gallery_regions, pooling, sku_images))
     return found
 
 
 def pooled_candidates(view: CatalogView, q: np.ndarray, skus: Sequence[str],
-                      gallery_regions: Sequence[str] | None = None, pooling: str = "mean") -> list[Candidate]:
-    """Candidates scored against every stored vector of each SKU (one batch of reconstructions)."""
+                      gallery_regions: Sequence[str] | None = None, pooling: str = "mean",
+                      sku_images: int = 1) -> list[Candidate]:
+    """Candidates scored against every stored vector of each SKU (one batch of reconstructions);
+    ``pooling`` and ``sku_images`` as in :func:`gather_candidates`."""
     if pooling not in ("max", "mean"):
         raise InvalidInputError(f"expected region pooling 'max' or 'mean', got {pooling!r}")
+    if sku_images < 1:
+        raise InvalidInputError(f"expected sku_images >= 1, got {sku_images}")
     owned = [[v for v in view.sku_vectors.get(sku, [])
               if gallery_regions is None or view.vector_owner[v][2] in gallery_regions] for sku in skus]
     flat = np.asarray([v for vids in owned for v in vids], np.int64)
@@ -146,14 +156,27 @@ def pooled_candidates(view: CatalogView, q: np.ndarray, skus: Sequence[str],
         block = sims[start:start + len(vids)]
         start += len(vids)
         best = int(np.argmax(block.max(axis=1)))
-        score = float(block.max(axis=0).mean()) if pooling == "mean" else float(block.max())
+        per_region = top_images_mean(block, [view.vector_owner[v][0] for v in vids], sku_images)
+        score = float(per_region.mean()) if pooling == "mean" else float(per_region.max())
         out.append(Candidate(sku, view.vector_owner[vids[best]][0], score))
     return out
 
 
+def top_images_mean(sims: np.ndarray, image_ids: Sequence[int], k: int) -> np.ndarray:
+    """``sims``: cosines ``(vectors, query regions)`` of one SKU's vectors, owned by ``image_ids``.
+    Per query region: the mean of its ``k`` best images' cosines, each image taken by its best
+    vector (``k`` = 1: the best cosine)."""
+    if k <= 1:
+        return sims.max(axis=0)
+    owners, row = np.unique(np.asarray(image_ids), return_inverse=True)
+    per_image = np.full((len(owners), sims.shape[1]), -np.inf)
+    np.maximum.at(per_image, row, sims)
+    return -np.sort(-per_image, axis=0)[:k].mean(axis=0)
+
+
 def exact_candidates(view: CatalogView, query: ObjectFeatures | None, skus: Sequence[str],
                      query_regions: Sequence[str] | None = None, gallery_regions: Sequence[str] | None = None,
-                     pooling: str = "max") -> dict[str, Candidate]:
+                     pooling: str = "max", sku_images: int = 1) -> dict[str, Candidate]:
     """Candidates scored against every stored vector of each SKU (no index search); without a
     query photo their embedding score is 0 and their image is the SKU's first."""
     if query is None:
@@ -164,12 +187,13 @@ def exact_candidates(view: CatalogView, query: ObjectFeatures | None, skus: Sequ
             out[sku] = Candidate(sku, view.vector_owner[vids[0]][0] if vids else None, 0.0)
         return out
     q = query_vectors(query, query_regions)
-    return {c.sku: c for c in pooled_candidates(view, q, skus, gallery_regions, pooling)}
+    return {c.sku: c for c in pooled_candidates(view, q, skus, gallery_regions, pooling, sku_images)}
 
 
 def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: dict[str, Candidate],
                   filters: SearchFilters | None, exhaustive_limit: int,
-                  query_regions: Sequence[str] | None = None, pooling: str = "max") -> dict[str, Candidate]:
+                  query_regions: Sequence[str] | None = None, pooling: str = "max",
+                  sku_images: int = 1) -> dict[str, Candidate]:
     """Keep the candidates the filters accept.  When at most ``exhaustive_limit`` SKUs pass
     the filters, every one of them is a candidate (scored against all its vectors), so a
     narrow filter still fills the result list."""
@@ -180,7 +204,7 @@ def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: d
     kept = {sku: c for sku, c in candidates.items() if sku in allowed_set}
     if len(allowed) <= exhaustive_limit:
         missing = [sku for sku in allowed if sku not in kept]
-        kept.update(exact_candidates(view, query, missing, query_regions, None, pooling))
+        kept.update(exact_candidates(view, query, missing, query_regions, None, pooling, sku_images))
     return kept
 
 

@@ -84,6 +84,7 @@ class Engine:
         products, images, _ = self.store.count()
         tuned = self.store.tuned_weights(stages.embedder.name, photos=images > products)
         self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
+        self.sku_images = int((tuned or {}).get("sku_images") or settings.fusion.sku_images)
         self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
         self._df: Counter[str] = Counter()
         self._load_view()
@@ -203,9 +204,9 @@ class Engine:
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, text) if obj else \
                     query_tokens((), (), text)
                 cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates,
-                                          pooling=fs.region_pooling)
+                                          pooling=fs.region_pooling, sku_images=self.sku_images)
                 cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit,
-                                      pooling=fs.region_pooling)
+                                      pooling=fs.region_pooling, sku_images=self.sku_images)
                 groups.append(ResultGroup(obj, self.ranker.rank(self.view, obj, tokens, cands, w, k)))
         timings["rank"] = (time.perf_counter() - t0) * 1000
         return SearchResult(analysis, groups, timings)

@@ -26,20 +26,24 @@ from pipeline.types import SIGNALS
 log = logging.getLogger(__name__)
 
 HOLDOUT = 0.1  # `tune --protocol G2` with ImageNet's embedder: the share of each SKU's photos held out
+SKU_IMAGES = (1, 2, 3, 5)  # `tune --protocol G2` tries these: a SKU's score averages its k best images
 
 
 def _only(weights: dict[str, float], keep: tuple[str, ...]) -> dict[str, float]:
     return {s: (weights[s] if s in keep else 0.0) for s in SIGNALS}
 
 
-def default_config(settings: Settings, tuned: dict[str, float] | None) -> EvalConfig:
+def default_config(settings: Settings, tuned: dict[str, float] | None, sku_images: int = 1) -> EvalConfig:
     name = "all signals, tuned weights" if tuned else "all signals, default weights"
+    if sku_images > 1:
+        name += f", mean of each SKU's {sku_images} best images"
     return EvalConfig(name, tuned or settings.fusion.weights.as_dict(), tuple(settings.fusion.query_regions),
-                      tuple(settings.fusion.index_regions))
+                      tuple(settings.fusion.index_regions), sku_images=sku_images)
 
 
-def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list[EvalConfig]:
-    """Cumulative rows: each adds one stage or signal to the one before."""
+def ablation_configs(settings: Settings, tuned: dict[str, float] | None, sku_images: int = 1) -> list[EvalConfig]:
+    """Cumulative rows: each adds one stage or signal to the one before (each SKU by its best
+    image); then the tuned weights, with the SKU images tuned with them when that is more than one."""
     w = settings.fusion.weights.as_dict()
     full, crop = ("full",), ("full", "crop")
     centre = crop + ("centre70", "centre50")
@@ -56,6 +60,8 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None) -> list
     ]
     if tuned:
         rows.append(default_config(settings, tuned))
+        if sku_images > 1:
+            rows.append(default_config(settings, tuned, sku_images))
     rows += [EvalConfig("colour histogram (baseline)", kind="colour-histogram"),
              EvalConfig("random (baseline)", kind="random")]
     return rows
@@ -98,15 +104,16 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
                  settings.data, record.get("dataset") or record.get("protocol"), root)
         record = None
     tuned = record["weights"] if record else None
+    sku_images = int((record or {}).get("sku_images") or settings.fusion.sku_images)
     ev = Evaluator(data, settings, stages)
     try:
         ev.prepare(progress)
-        main = ev.evaluate(default_config(settings, tuned), seed)
+        main = ev.evaluate(default_config(settings, tuned, sku_images), seed)
         report = {"protocol": data.name, "split": split, "queries": len(data.queries),
                   "metrics": main.metrics, "config": _config_json(main.config)}
         if record:
             report["tuned"] = {k: record.get(k) for k in ("protocol", "split", "queries", "fit", "date", "embedder",
-                                                          "gallery_images")}
+                                                          "gallery_images", "sku_images", "sku_images_fit")}
         if not data.per_image:
             report["packaged"] = main.packaged
         else:
@@ -116,7 +123,7 @@ def run_eval(protocol: str, root: Path, settings: Settings, stages: Stages, spli
             }
         if ablate:
             report["stage_ms"] = ev.measure_stage_costs()
-            report["ablation"] = [_row(ev.evaluate(c, seed)) for c in ablation_configs(settings, tuned)]
+            report["ablation"] = [_row(ev.evaluate(c, seed)) for c in ablation_configs(settings, tuned, sku_images)]
         report["per_query"] = main.per_query
     finally:
         ev.close()
@@ -140,7 +147,8 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     ``protocol`` G1: the gallery is the catalogue pictures.  G2: the catalogue plus the ``split``
     photos that are not queries (a shop's gallery with its own photos); the queries are the photos
     held out of it (:data:`HOLDOUT`, the last tenth of each SKU's, as ``embedder train`` holds them
-    out).  When ``stages`` run a trained embedder, only the photos it was not trained on are queries
+    out), and each SKU's embedding score averages the number of its best-matching images
+    (:data:`SKU_IMAGES`) that fits best with its weights.  When ``stages`` run a trained embedder, only the photos it was not trained on are queries
     (its held-out ones), and the weights are kept for that embedder apart from the default ones;
     G2's weights are kept apart from G1's too."""
     from fusion.tuning import tune_weights
@@ -163,10 +171,15 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     try:
         ev.prepare(progress)
         regions = (tuple(settings.fusion.query_regions), tuple(settings.fusion.index_regions))
-        scored = ev.scored(*regions)
-        relevant = [s.skus.index(q.label) if q.label in s.skus else None
-                    for (q, _), s in zip(ev.analyses, scored)]
-        weights, fit = tune_weights([s.signals for s in scored], relevant)
+        fits = {}
+        for k in SKU_IMAGES if protocol == "G2" else (1,):
+            scored = ev.scored(*regions, k)
+            relevant = [s.skus.index(q.label) if q.label in s.skus else None
+                        for (q, _), s in zip(ev.analyses, scored)]
+            fits[k] = tune_weights([s.signals for s in scored], relevant)
+        # the number of SKU images whose best weights score best there (the fewest on a tie)
+        sku_images = max(fits, key=lambda k: (fits[k][1]["recall@1"] + 0.5 * fits[k][1]["mrr"], -k))
+        weights, fit = fits[sku_images]
     finally:
         ev.close()
     record = {"weights": weights, "fit": fit, "protocol": protocol, "dataset": str(Path(root).resolve()),
@@ -174,6 +187,9 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
               "gallery_images": sum(len(paths) for _, paths in data.gallery),
               "regions": {"query": regions[0], "gallery": regions[1]},
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if protocol == "G2":
+        record["sku_images"] = sku_images
+        record["sku_images_fit"] = {str(k): {"weights": w, **f} for k, (w, f) in fits.items()}
     if trained is not None:
         record["embedder"] = stages.embedder.name
     store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
@@ -199,7 +215,7 @@ def _unseen_by(trained, queries: list) -> list:
 
 def _config_json(c: EvalConfig) -> dict:
     return {"name": c.name, "kind": c.kind, "weights": c.weights, "query_regions": list(c.query_regions),
-            "gallery_regions": list(c.gallery_regions)}
+            "gallery_regions": list(c.gallery_regions), "sku_images": c.sku_images}
 
 
 def _row(r: ConfigResult) -> dict:
@@ -259,6 +275,10 @@ def report_markdown(report: dict) -> str:
             lines[0] += (f" Their gallery: the catalogue pictures plus the other {t.get('split')} photos"
                          + (f" ({t['gallery_images']} images)" if t.get("gallery_images") else "")
                          + f"; the queries: {t.get('split')} photos held out of it (`skulens tune --protocol G2`).")
+            if t.get("sku_images_fit"):
+                tried = ", ".join(f"{k}: {f['recall@1']:.3f}" for k, f in t["sku_images_fit"].items())
+                lines[0] += (f" With them, a SKU's embedding score is the mean of its {t.get('sku_images')} best "
+                             f"image(s), the number chosen there too (fit recall@1 by number: {tried}).")
         if t.get("embedder"):
             lines[0] += (f" They were learnt for {t['embedder']}, on the {t.get('split')} photos it was not "
                          "trained on (`skulens tune --embedder`).")

@@ -44,6 +44,7 @@ class EvalConfig:
     query_regions: tuple[str, ...] = ("full",)
     gallery_regions: tuple[str, ...] = ("full",)
     kind: str = "fusion"  # fusion | random | colour-histogram
+    sku_images: int = 1  # how many of a SKU's best-matching images its embedding score averages
 
 
 @dataclass
@@ -106,9 +107,10 @@ class Evaluator:
             if progress:
                 progress("queries", i, len(self.data.queries))
 
-    def scored(self, query_regions: tuple[str, ...], gallery_regions: tuple[str, ...]) -> list[Scored]:
-        """Signal matrices of every query for one choice of regions (memoised)."""
-        key = (query_regions, gallery_regions)
+    def scored(self, query_regions: tuple[str, ...], gallery_regions: tuple[str, ...],
+               sku_images: int = 1) -> list[Scored]:
+        """Signal matrices of every query for one choice of regions and SKU images (memoised)."""
+        key = (query_regions, gallery_regions, sku_images)
         if key not in self._scored:
             fs, view, out = self.engine.settings.fusion, self.engine.view, []
             for _, analysis in self.analyses:
@@ -116,7 +118,7 @@ class Evaluator:
                 obj = analysis.objects[0]
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, None)
                 cands = gather_candidates(view, obj, tokens, fs.candidates, fs.text_candidates,
-                                          query_regions, gallery_regions, fs.region_pooling)
+                                          query_regions, gallery_regions, fs.region_pooling, sku_images)
                 if cands:
                     cand_list, matrix = self.engine.ranker.score(view, obj, tokens, cands)
                 else:
@@ -156,7 +158,7 @@ class Evaluator:
         if config.kind == "colour-histogram":
             return self._histogram_rankings(), 0.0
         out, ms = [], []
-        for s in self.scored(config.query_regions, config.gallery_regions):
+        for s in self.scored(config.query_regions, config.gallery_regions, config.sku_images):
             fused = fuse(s.signals, config.weights) if len(s.skus) else np.zeros(0)
             order = np.argsort(-fused, kind="stable")
             out.append([s.skus[i] for i in order])

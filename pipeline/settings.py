@@ -127,6 +127,9 @@ class FusionSettings(BaseModel):
     region_pooling: Literal["max", "mean"] = Field(
         "mean", description="how the query regions' cosines with a SKU's vectors become one embedding score: "
                            "'max' (best pair) or 'mean' (each region's best match, averaged over the regions)")
+    sku_images: int = Field(
+        1, ge=1, description="a SKU's embedding score averages its this many best-matching images (1: the best one); "
+                             "a catalogue tuned with `skulens tune --protocol G2` uses the number tuned for it")
     filter_exhaustive_limit: int = Field(
         5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
     query_regions: tuple[str, ...] = Field(("full", "crop", "centre70", "centre50"),

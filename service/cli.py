@@ -295,7 +295,8 @@ def tune(
                                                     "photos it was not trained on (its held-out ones)")] = None,
     protocol: Annotated[str, typer.Option(help="G1: against the catalogue pictures; G2: against the catalogue plus "
                                                 "the other train photos (a gallery with shop photos), querying "
-                                                "with the held-out tenth")] = "G1",
+                                                "with the held-out tenth, and choosing how many of a SKU's best "
+                                                "images its score averages (1, 2, 3 or 5)")] = "G1",
 ) -> None:
     """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data.
 
@@ -309,7 +310,9 @@ def tune(
     with bar:
         record = run_tune(dataset, settings, _eval_stages(settings, embedder), split, limit, progress=update,
                           protocol=protocol)
-    out.print(f"tuned {record['protocol']} weights {record['weights']} on {record['queries']} {split} queries "
+    k = record.get("sku_images", 1)
+    images = f", each SKU by the mean of its {k} best images" if k > 1 else ""
+    out.print(f"tuned {record['protocol']} weights {record['weights']}{images} on {record['queries']} {split} queries "
               f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
               f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)
 

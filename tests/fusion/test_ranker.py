@@ -214,6 +214,35 @@ def test_mean_pooling_averages_each_query_regions_best_match() -> None:
         pytest.approx(gather_candidates(_view(), single, [], 10, 10, pooling="max")["red-mug"].embedding)
 
 
+def test_sku_images_average_a_skus_best_images_each_by_its_best_vector() -> None:
+    from fusion.ranker import top_images_mean
+
+    # rows: vectors; columns: query regions. Image 7 has two vectors, images 8 and 9 one each.
+    sims = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.3, 0.0]])
+    owners = [7, 7, 8, 9]
+    assert top_images_mean(sims, owners, 1) == pytest.approx([0.9, 0.8])
+    assert top_images_mean(sims, owners, 2) == pytest.approx([(0.9 + 0.5) / 2, (0.8 + 0.5) / 2])
+    assert top_images_mean(sims, owners, 5) == pytest.approx([(0.9 + 0.5 + 0.3) / 3, (0.8 + 0.5 + 0.0) / 3])
+
+
+def test_sku_images_let_a_skus_photos_outvote_one_look_alike() -> None:
+    """oat-drink has two images near the query, red-mug one exact match and one far image:
+    the best image alone prefers red-mug, the mean of the two best prefers oat-drink."""
+    query = _query({"full": _unit((0, 1), (3, 0.9), (4, 0.9))})
+    best = gather_candidates(_view(), query, [], 10, 10, pooling="mean")
+    two = gather_candidates(_view(), query, [], 10, 10, pooling="mean", sku_images=2)
+    assert best["red-mug"].embedding > best["oat-drink"].embedding
+    assert two["oat-drink"].embedding > two["red-mug"].embedding
+    q = query.vectors["full"]
+    red = [float(v @ q) for _, v, _, _ in CATALOGUE["red-mug"][1]]
+    assert two["red-mug"].embedding == pytest.approx(max(np.mean(red), 0.0), abs=1e-5)
+    assert two["red-mug"].image_id == 1  # the best image is still the one shown and compared for colour
+    # a SKU with a single image averages what it has
+    assert two["blue-cup"].embedding == pytest.approx(best["blue-cup"].embedding, abs=1e-6)
+    with pytest.raises(InvalidInputError, match="sku_images"):
+        gather_candidates(_view(), query, [], 10, 10, pooling="mean", sku_images=0)
+
+
 # -- fused score is monotone in each signal --------------------------------------------------------------------------
 
 WORDS = ("alpha", "bravo", "charlie", "delta")

@@ -207,14 +207,17 @@ def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engin
     from pipeline.store import tuned_key
 
     name = real_stages.embedder.name
-    engine.store.set_meta(tuned_key(name), json.dumps({"weights": {"embedding": 0.6, "colour": 0.4}}))
-    engine.store.set_meta(tuned_key(name, photos=True), json.dumps({"weights": {"embedding": 1.0}}))
+    catalogue_weights = {"embedding": 0.6, "colour": 0.4, "tags": 0.0, "text": 0.0}
+    photo_weights = {"embedding": 1.0, "colour": 0.0, "tags": 0.0, "text": 0.0}
+    engine.store.set_meta(tuned_key(name), json.dumps({"weights": catalogue_weights}))
+    engine.store.set_meta(tuned_key(name, photos=True), json.dumps({"weights": photo_weights, "sku_images": 3}))
     engine.close()
     one_picture_each = Engine(settings, real_stages)  # as many images as products: G1's weights
-    assert one_picture_each.default_weights == {"embedding": 0.6, "colour": 0.4}
+    assert one_picture_each.default_weights == catalogue_weights and one_picture_each.sku_images == 1
     product = one_picture_each.store.get_product("LIME")
     one_picture_each.add_product(product, [("shelf.jpg", query_photo("LIME"))])
     one_picture_each.close()
     with_photos = Engine(settings, real_stages)
-    assert with_photos.default_weights == {"embedding": 1.0}
+    assert with_photos.default_weights == photo_weights and with_photos.sku_images == 3
+    assert top(with_photos, "LIME")[0] == "LIME"  # its two images vote
     with_photos.close()

@@ -214,14 +214,19 @@ def test_g2_tuning_queries_held_out_photos_against_the_catalogue_and_the_other_p
         run_tune(grocery, settings, stages, protocol="C1")
     record = run_tune(grocery, settings, stages, protocol="g2")
     assert record["protocol"] == "G2" and record["queries"] == 3 and record["gallery_images"] == 30
+    assert set(record["sku_images_fit"]) == {"1", "2", "3", "5"} and record["sku_images"] in (1, 2, 3, 5)
+    assert record["sku_images_fit"][str(record["sku_images"])]["weights"] == record["weights"]
     assert tuned_record(settings) is None  # G1's weights are not replaced
     assert tuned_record(settings, photos=True)["weights"] == record["weights"]
     report = run_eval("G2", grocery, settings, stages)
     assert report["tuned"]["protocol"] == "G2" and report["config"]["name"] == "all signals, tuned weights"
     assert "`skulens tune --protocol G2`" in report_markdown(report) and "(30 images)" in report_markdown(report)
+    assert report["config"]["sku_images"] == report["tuned"]["sku_images"] == record["sku_images"]
+    assert "fit recall@1 by number: 1: " in report_markdown(report)
     assert run_eval("G1", grocery, settings, stages)["config"]["name"] == "all signals, default weights"
     g1_record = run_tune(grocery, settings, stages)
     assert tuned_record(settings)["protocol"] == "G1" and tuned_record(settings, photos=True)["protocol"] == "G2"
+    assert "sku_images" not in g1_record  # one picture per SKU: nothing to choose
     assert run_eval("G1", grocery, settings, stages)["tuned"]["queries"] == g1_record["queries"] == 30
 
 
