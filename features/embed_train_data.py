@@ -73,6 +73,11 @@ def held_out_sha256(stored: list, share: float) -> set[str]:
     return {by_id[it.image_id] for it in split_holdout(refs, share)[1]}
 
 
+def held_out_count(photos: int, share: float) -> int:
+    """How many of a SKU's ``photos`` are held out: the ``share`` of them, none of fewer than 4."""
+    return int(photos * share) if photos >= 4 else 0
+
+
 def split_holdout(items: list[TrainImage], share: float) -> tuple[list[TrainImage], list[TrainImage]]:
     """(train, held out): per SKU, the last ``share`` of its non-primary images in catalogue order.
 
@@ -85,7 +90,7 @@ def split_holdout(items: list[TrainImage], share: float) -> tuple[list[TrainImag
     train, held = [], []
     for group in by_label.values():
         others = [it for it in group if not it.primary]
-        n_held = int(len(others) * share) if len(others) >= 4 else 0
+        n_held = held_out_count(len(others), share)
         cut = len(others) - n_held
         train.extend(it for it in group if it.primary)
         train.extend(others[:cut])

@@ -148,9 +148,9 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     photos that are not queries (a shop's gallery with its own photos); the queries are the photos
     held out of it (:data:`HOLDOUT`, the last tenth of each SKU's, as ``embedder train`` holds them
     out), and each SKU's embedding score averages the number of its best-matching images
-    (:data:`SKU_IMAGES`) that fits best with its weights.  When ``stages`` run a trained embedder, only the photos it was not trained on are queries
-    (its held-out ones), and the weights are kept for that embedder apart from the default ones;
-    G2's weights are kept apart from G1's too."""
+    (:data:`SKU_IMAGES`) that fits best with its weights.  When ``stages`` run a trained embedder,
+    only the photos it was not trained on are queries (its held-out ones), and the weights are kept
+    for that embedder apart from the default ones; G2's weights are kept apart from G1's too."""
     from fusion.tuning import tune_weights
 
     protocol = check_tune_args(protocol, split)

@@ -122,12 +122,14 @@ def with_photo_gallery(data: ProtocolData, held_out: list[EvalQuery]) -> Protoco
 def last_share(queries: list[EvalQuery], share: float) -> list[EvalQuery]:
     """Per label, the last ``share`` of its photos in manifest order (none of a label with fewer than
     4): the rule ``skulens embedder train --holdout`` holds photos out by, so bursts stay on one side."""
+    from features.embed_train_data import held_out_count
+
     by_label: dict[str, list[EvalQuery]] = defaultdict(list)
     for q in queries:
         by_label[q.label].append(q)
     out = []
     for group in by_label.values():
-        n = int(len(group) * share) if len(group) >= 4 else 0
+        n = held_out_count(len(group), share)
         out.extend(group[len(group) - n:] if n else [])
     return out
 
