@@ -31,6 +31,7 @@ from pipeline.settings import ModelSettings
 log = logging.getLogger(__name__)
 
 LOSSES = ("multi-similarity", "proxy-anchor")
+HOLDOUTS = ("visits", "order")
 PROXY_LR_SCALE = 100.0  # proxies learn this much faster than the network (as in the Proxy-Anchor paper)
 
 LICENCE = ("Apache-2.0 (fine-tuned from the ImageNet EfficientNet-Lite2 weights, Apache-2.0); "
@@ -51,6 +52,7 @@ class EmbedderTrainSettings:
     loss: str = "proxy-anchor"  # one learnt proxy per SKU; or "multi-similarity" (pairs mined in each batch)
     crop_share: float = 0.5  # share of views taken from the main box rather than the whole image
     holdout: float = 0.1
+    holdout_by: str = "visits"  # a whole shop visit per SKU, or "order": the last share of its photos
     image_size: int = INPUT_SIZE
     device: str = "auto"
     seed: int = 0
@@ -64,6 +66,8 @@ class EmbedderTrainSettings:
             raise InvalidInputError(f"expected a loss among {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 <= self.holdout < 0.5:
             raise InvalidInputError(f"expected a held-out share in [0, 0.5), got {self.holdout}")
+        if self.holdout_by not in HOLDOUTS:
+            raise InvalidInputError(f"expected photos held out by {' or '.join(HOLDOUTS)}, got {self.holdout_by!r}")
 
 
 class _Split:
@@ -111,6 +115,21 @@ def embed_items(module, items: list[TrainImage], size: int, device: str, batch: 
             x = _to_tensor([it.image for it in items[start:start + batch]], size).to(device)
             out.append(module(x)[0].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+def visit_vectors(items: list[TrainImage], embedder, progress=None, batch: int = 32) -> np.ndarray:
+    """``embedder``'s L2-normalised embeddings of the items' whole images: what
+    :func:`features.embed_train_data.visit_cluster` groups a SKU's photos into shop visits by.
+    ``skulens embedder train`` passes ImageNet's embedder as the pipeline runs it, the one
+    ``tune --protocol G2`` finds visits with (its features see the shelf, light and framing a
+    visit shares)."""
+    out = []
+    for start in range(0, len(items), batch):
+        out.append(embedder.embed([it.image for it in items[start:start + batch]])[0])
+        if progress is not None:
+            progress("visits", min(start + batch, len(items)), len(items))
+    v = np.concatenate(out) if out else np.zeros((0, DIM), np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
 def holdout_recall(module, train: list[TrainImage], held: list[TrainImage], size: int, device: str) -> float | None:

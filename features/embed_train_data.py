@@ -20,6 +20,7 @@ from pipeline.errors import InvalidInputError
 log = logging.getLogger(__name__)
 
 KEEP_SIDE = 512  # images are held in memory scaled to at most this longest side
+VISIT_MIN_PHOTOS = 8  # a SKU with fewer photos holds no visit out
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TrainImage:
     box: tuple[int, int, int, int] | None  # the main box in ``image``'s pixels; None: the whole image
     primary: bool  # the SKU's first image (its catalogue picture)
     image_id: int
+    sha256: str = ""  # the stored image's content digest
 
 
 def load_catalogue(engine, progress=None) -> tuple[list[str], list[TrainImage]]:
@@ -52,7 +54,7 @@ def load_catalogue(engine, progress=None) -> tuple[list[str], list[TrainImage]]:
             x1, y1, x2, y2 = (int(round(v * scale)) for v in im.boxes[0][:4])
             if (x2 - x1) * (y2 - y1) < 0.9 * pixels.shape[0] * pixels.shape[1] and x2 - x1 >= 8 and y2 - y1 >= 8:
                 box = (x1, y1, x2, y2)
-        items.append(TrainImage(label[im.sku], pixels, box, im.sku not in seen, im.id))
+        items.append(TrainImage(label[im.sku], pixels, box, im.sku not in seen, im.id, im.sha256))
         seen.add(im.sku)
         if progress is not None:
             progress("load", n + 1, len(stored))
@@ -60,9 +62,10 @@ def load_catalogue(engine, progress=None) -> tuple[list[str], list[TrainImage]]:
 
 
 def held_out_sha256(stored: list, share: float) -> set[str]:
-    """The sha256 of the images ``embedder train`` holds out of a catalogue's stored images (the same
-    rule as :func:`split_holdout`, without decoding anything): photos the embedder never learnt from,
-    the ones fusion weights for it may be tuned on."""
+    """The sha256 of the images ``embedder train --holdout-by order`` holds out of a catalogue's stored
+    images (:func:`split_holdout`'s order rule, without decoding anything): photos the embedder never
+    learnt from, the ones fusion weights for it may be tuned on.  Cards written since the visit
+    holdout list their held-out photos; this serves the cards before."""
     by_id = {im.id: im.sha256 for im in stored}
     label = {sku: i for i, sku in enumerate(sorted({im.sku for im in stored}))}
     seen: set[str] = set()
@@ -78,24 +81,49 @@ def held_out_count(photos: int, share: float) -> int:
     return int(photos * share) if photos >= 4 else 0
 
 
-def split_holdout(items: list[TrainImage], share: float) -> tuple[list[TrainImage], list[TrainImage]]:
-    """(train, held out): per SKU, the last ``share`` of its non-primary images in catalogue order.
+def split_holdout(items: list[TrainImage], share: float,
+                  vectors: np.ndarray | None = None) -> tuple[list[TrainImage], list[TrainImage]]:
+    """(train, held out), per SKU among its non-primary images (its photos).
 
-    Taking the last ones (not a random sample) keeps photo bursts, added together, on one side."""
+    Without ``vectors``: the last ``share`` of them in catalogue order, which keeps a burst added
+    together on one side.  With ``vectors`` (one embedding per item, L2-normalised): a whole shop
+    visit, :func:`visit_cluster`'s, so held-out photos are unlike the ones trained on the way a
+    shopper's photo from another day is; a SKU whose photos form no such visit holds none out."""
     if share <= 0:
         return list(items), []
-    by_label: dict[int, list[TrainImage]] = {}
-    for it in items:
-        by_label.setdefault(it.label, []).append(it)
+    by_label: dict[int, list[int]] = {}
+    for i, it in enumerate(items):
+        by_label.setdefault(it.label, []).append(i)
     train, held = [], []
     for group in by_label.values():
-        others = [it for it in group if not it.primary]
-        n_held = held_out_count(len(others), share)
-        cut = len(others) - n_held
-        train.extend(it for it in group if it.primary)
-        train.extend(others[:cut])
-        held.extend(others[cut:])
+        others = [i for i in group if not items[i].primary]
+        if vectors is None:
+            n = held_out_count(len(others), share)
+            out = set(others[len(others) - n:]) if n else set()
+        else:
+            out = {others[j] for j in visit_cluster(vectors[others], share)} if others else set()
+        train.extend(items[i] for i in group if i not in out)
+        held.extend(items[i] for i in others if i in out)
     return train, held
+
+
+def visit_cluster(vectors: np.ndarray, share: float, most: int = 4) -> list[int]:
+    """The rows of one SKU's photo ``vectors`` that look like one shop visit: split them into 2, then
+    3, up to ``most`` clusters (average linkage on cosine distance) and take the smallest cluster
+    that holds between ``share`` and half of the photos.  None for fewer than
+    :data:`VISIT_MIN_PHOTOS` photos, or when no split has such a cluster."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    n = len(vectors)
+    if n < VISIT_MIN_PHOTOS or share <= 0:
+        return []
+    for k in range(2, most + 1):
+        labels = AgglomerativeClustering(n_clusters=k, linkage="average", metric="cosine").fit_predict(vectors)
+        sizes = np.bincount(labels, minlength=k)
+        fitting = [c for c in np.argsort(sizes, kind="stable") if share * n <= sizes[c] <= n / 2]
+        if fitting:
+            return [int(i) for i in np.flatnonzero(labels == fitting[0])]
+    return []
 
 
 class SkuBatches:
@@ -193,6 +221,9 @@ def _perspective(pil, rng: np.random.Generator, strength: float):
                          fillcolor=(255, 255, 255))
 
 
-def source_summary(data: Path, skus: list[str], train: list[TrainImage], held: list[TrainImage]) -> dict:
+def source_summary(data: Path, skus: list[str], train: list[TrainImage], held: list[TrainImage],
+                   held_out_by: str = "order") -> dict:
+    """The card's account of the data: counts, and which photos were held out (by content) and how."""
     return {"catalogue": str(Path(data).resolve()), "skus": len(skus), "train_images": len(train),
-            "held_out_images": len(held), "primary_images": sum(it.primary for it in train)}
+            "held_out_images": len(held), "primary_images": sum(it.primary for it in train),
+            "held_out_by": held_out_by, "held_out_sha256": sorted(it.sha256 for it in held if it.sha256)}

@@ -78,7 +78,10 @@ def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
         raise ConflictError(f"{trained.folder}: the catalogue in {catalogue} has {len(stored)} images, it was trained "
                             f"on {data['train_images']} + {data['held_out_images']} held out; it changed since, so "
                             "its held-out photos cannot be told apart")
-    held = held_out_sha256(stored, float(trained.card["settings"]["holdout"]))
+    if "held_out_sha256" in data:  # the card lists them (a visit holdout cannot be re-derived)
+        held = set(data["held_out_sha256"])
+    else:
+        held = held_out_sha256(stored, float(trained.card["settings"]["holdout"]))
     return {im.sha256 for im in stored} - held, held
 
 
@@ -185,6 +188,13 @@ def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
         return False
 
 
+def _holdout_words(s: dict, d: dict) -> str:
+    if d.get("held_out_by") == "visits":
+        return (f"one shop visit per SKU: the smallest cluster of its photos by ImageNet embedding that holds "
+                f"{s['holdout']:.0%} to half of them")
+    return f"the last {s['holdout']:.0%} of each SKU's photos"
+
+
 def training_markdown(trained: TrainedEmbedder) -> str:
     """A trained embedder's card as a BENCHMARKS.md section body."""
     c, m = trained.card, trained.card["metrics"]
@@ -193,7 +203,7 @@ def training_markdown(trained: TrainedEmbedder) -> str:
     text = (f"**{trained.name}** (`{trained.folder}`, created {c['created']}, on {c['machine']['device']} with "
             f"{c['machine']['threads']} torch threads). Data: the catalogue in `{d['catalogue']}`: {d['skus']} SKUs, "
             f"{d['train_images']} training images ({d['primary_images']} of them the SKUs' first, catalogue "
-            f"pictures), {d['held_out_images']} photos held out (the last {s['holdout']:.0%} of each SKU's photos) "
+            f"pictures), {d['held_out_images']} photos held out ({_holdout_words(s, d)}) "
             f"to pick the best epoch. Settings: {s['epochs']} epochs planned"
             f"{hours}, "
             f"{s['skus_per_batch']} SKUs x {s['images_per_sku']} images per batch, learning rate "

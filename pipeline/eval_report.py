@@ -15,17 +15,18 @@ import os
 import platform
 from pathlib import Path
 
+from features.embed_train_data import VISIT_MIN_PHOTOS
 from pipeline.analysis import Stages
 from pipeline.errors import InvalidInputError
 from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
-from pipeline.evaluation import last_share, load_protocol, stratified_sample, with_photo_gallery
+from pipeline.evaluation import load_protocol, stratified_sample, visit_share, with_photo_gallery
 from pipeline.settings import Settings
 from pipeline.store import CatalogStore, tuned_key
 from pipeline.types import SIGNALS
 
 log = logging.getLogger(__name__)
 
-HOLDOUT = 0.1  # `tune --protocol G2` with ImageNet's embedder: the share of each SKU's photos held out
+HOLDOUT = 0.1  # `tune --protocol G2` with ImageNet's embedder: the least share of a SKU's photos a held-out visit holds
 SKU_IMAGES = (1, 2, 3, 5)  # `tune --protocol G2` tries these: a SKU's score averages its k best images
 
 
@@ -146,9 +147,10 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
 
     ``protocol`` G1: the gallery is the catalogue pictures.  G2: the catalogue plus the ``split``
     photos that are not queries (a shop's gallery with its own photos); the queries are the photos
-    held out of it (:data:`HOLDOUT`, the last tenth of each SKU's, as ``embedder train`` holds them
-    out), and each SKU's embedding score averages the number of its best-matching images
-    (:data:`SKU_IMAGES`) that fits best with its weights.  When ``stages`` run a trained embedder,
+    held out of it (one shop visit of each SKU's, at least :data:`HOLDOUT` of its photos, found as
+    ``embedder train`` finds the visits it holds out, with the pipeline's embedder), and each SKU's
+    embedding score averages the number of its best-matching images (:data:`SKU_IMAGES`) that fits
+    best with its weights.  When ``stages`` run a trained embedder,
     only the photos it was not trained on are queries (its held-out ones), and the weights are kept
     for that embedder apart from the default ones; G2's weights are kept apart from G1's too."""
     from fusion.tuning import tune_weights
@@ -160,9 +162,12 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     if trained is not None:
         data.queries = _unseen_by(trained, data.queries)
     elif protocol == "G2":
-        data.queries = last_share(data.queries, HOLDOUT)
+        data.queries = visit_share(data.queries, HOLDOUT, _photo_vectors(stages, settings))
         if not data.queries:
-            raise InvalidInputError(f"no SKU has 4 or more {split} photos to hold some out of the gallery")
+            raise InvalidInputError(f"no SKU's {split} photos form a shop visit to hold out of the gallery (a SKU "
+                                    f"needs {VISIT_MIN_PHOTOS} or more photos, in groups that look apart)")
+        log.info("holding out %d %s photos (one visit of each of %d SKUs) as queries", len(data.queries), split,
+                 len({q.label for q in data.queries}))
     if protocol == "G2":
         data = with_photo_gallery(data, data.queries)
     if limit is not None and not whole:
@@ -198,6 +203,21 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     finally:
         store.close()
     return record
+
+
+def _photo_vectors(stages: Stages, settings: Settings):
+    """``paths -> L2-normalised embeddings`` of the whole photos, by the pipeline's embedder."""
+    import numpy as np
+
+    from pipeline.images import decode_image, read_image_bytes, resize_max_side
+
+    def embed(paths: list[Path]) -> np.ndarray:
+        images = [resize_max_side(decode_image(read_image_bytes(p, settings.images), settings.images, p.name), 512)
+                  for p in paths]
+        v = np.concatenate([stages.embedder.embed(images[i:i + 32])[0] for i in range(0, len(images), 32)])
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    return embed
 
 
 def _unseen_by(trained, queries: list) -> list:

@@ -119,18 +119,20 @@ def with_photo_gallery(data: ProtocolData, held_out: list[EvalQuery]) -> Protoco
                         labels=dict(data.labels))
 
 
-def last_share(queries: list[EvalQuery], share: float) -> list[EvalQuery]:
-    """Per label, the last ``share`` of its photos in manifest order (none of a label with fewer than
-    4): the rule ``skulens embedder train --holdout`` holds photos out by, so bursts stay on one side."""
-    from features.embed_train_data import held_out_count
+def visit_share(queries: list[EvalQuery], share: float, embed) -> list[EvalQuery]:
+    """Per label, one shop visit of its photos: :func:`features.embed_train_data.visit_cluster` over
+    ``embed(paths)``'s vectors of them (none of a label with too few photos, or with no such
+    visit).  The rule ``skulens embedder train`` holds photos out by, so a held-out photo is unlike
+    the gallery's the way a shopper's photo from another day is."""
+    from features.embed_train_data import VISIT_MIN_PHOTOS, visit_cluster
 
     by_label: dict[str, list[EvalQuery]] = defaultdict(list)
     for q in queries:
         by_label[q.label].append(q)
     out = []
     for group in by_label.values():
-        n = held_out_count(len(group), share)
-        out.extend(group[len(group) - n:] if n else [])
+        if len(group) >= VISIT_MIN_PHOTOS:
+            out.extend(group[i] for i in visit_cluster(embed([q.path for q in group]), share))
     return out
 
 

@@ -295,8 +295,8 @@ def tune(
                                                     "photos it was not trained on (its held-out ones)")] = None,
     protocol: Annotated[str, typer.Option(help="G1: against the catalogue pictures; G2: against the catalogue plus "
                                                 "the other train photos (a gallery with shop photos), querying "
-                                                "with the held-out tenth, and choosing how many of a SKU's best "
-                                                "images its score averages (1, 2, 3 or 5)")] = "G1",
+                                                "with one held-out shop visit per SKU, and choosing how many "
+                                                "of a SKU's best images its score averages (1, 2, 3 or 5)")] = "G1",
 ) -> None:
     """Learn the fusion weights (train photos vs the catalogue) and save them with the catalogue in --data.
 

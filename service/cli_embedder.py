@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +12,8 @@ from rich.table import Table
 from pipeline.build import IMAGENET
 from pipeline.errors import InvalidInputError
 from service.cli import _progress_bar, _settings, app, err, out
+
+log = logging.getLogger(__name__)
 
 embedder_app = typer.Typer(help="Fine-tune the embedder on the catalogue, export it to ONNX, list trained ones.",
                            no_args_is_help=True)
@@ -45,7 +48,13 @@ def train(
     keep_tags: Annotated[float, typer.Option(min=0, help="weight of the term that keeps the ImageNet visual tags")] = 1.0,
     loss: Annotated[str, typer.Option(help="metric-learning loss: 'proxy-anchor' (one learnt proxy per SKU) or "
                                             "'multi-similarity' (pairs mined in each batch)")] = "proxy-anchor",
-    holdout: Annotated[float, typer.Option(min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch")] = 0.1,
+    holdout: Annotated[float, typer.Option(
+        min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch (with --holdout-by "
+                              "visits: the least a held-out visit holds)")] = 0.1,
+    holdout_by: Annotated[str, typer.Option(help="'visits': hold out one whole shop visit per SKU (its photos "
+                                                  "clustered by ImageNet embedding), like a shopper's photo from "
+                                                  "another day; 'order': the last --holdout share of each SKU's "
+                                                  "photos")] = "visits",
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     export: Annotated[bool, typer.Option(help="also export the result to ONNX, float and int8 (what the 'auto' and "
@@ -57,7 +66,8 @@ def train(
     The model lands in <data>/embedders/v<N>/ with its card (settings, data, metrics per epoch,
     version, sha256). The catalogue keeps its vectors until `skulens reindex` re-embeds it.
     """
-    from features.embed_train import EmbedderTrainSettings, train_embedder
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+    from features.embed_train import EmbedderTrainSettings, train_embedder, visit_vectors
     from features.embed_train_data import load_catalogue, source_summary, split_holdout
     from pipeline.embedder_files import embedders_dir, next_version
 
@@ -65,22 +75,29 @@ def train(
     train_settings = EmbedderTrainSettings(
         epochs=epochs, hours=hours, skus_per_batch=skus_per_batch, images_per_sku=images_per_sku,
         learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, loss=loss,
-        holdout=holdout, device=device, seed=seed)
+        holdout=holdout, holdout_by=holdout_by, device=device, seed=seed)
     engine = _open_engine(settings)
     bar, update = _progress_bar()
     try:
         with bar:
             skus, items = load_catalogue(engine, update)
-            train_items, held = split_holdout(items, holdout)
+            by_visit = holdout_by == "visits" and holdout > 0
+            vectors = visit_vectors(items, EfficientNetLite2Embedder(settings.embedder, settings.models), update) \
+                if by_visit else None
+            train_items, held = split_holdout(items, holdout, vectors)
+            log.info("holding out %d photos of %d SKUs (by %s) to pick the best epoch", len(held),
+                     len({it.label for it in held}), holdout_by)
             folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
             trained = train_embedder(train_items, held, folder, settings.models, train_settings,
-                                     source_summary(settings.data, skus, train_items, held), update)
+                                     source_summary(settings.data, skus, train_items, held, holdout_by), update)
     finally:
         engine.close()
     m = trained.card["metrics"]
     out.print(f"{trained.name}: {trained.folder}", highlight=False)
+    d = trained.card["data"]
     out.print(f"held-out R@1 {m['held_out_r1_before']} -> {m['held_out_r1']} (best epoch {m['best_epoch']} of "
-              f"{m['epochs_run']}), {m['seconds_per_epoch']} s per epoch", highlight=False)
+              f"{m['epochs_run']}; {d['held_out_images']} photos held out by {d['held_out_by']}), "
+              f"{m['seconds_per_epoch']} s per epoch", highlight=False)
     if export:
         from features.embed_onnx import export_embedder
         from pipeline.embedder_files import calibration_images

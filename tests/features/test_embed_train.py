@@ -3,6 +3,8 @@ check, re-embedding, and the ONNX path giving the same neighbours as torch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -53,9 +55,10 @@ def trained_shop(tmp_path_factory):
     engine.close()
     train, held = split_holdout(items, 0.25)
     folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
-    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, holdout=0.25, device="cpu",
-                                loss="multi-similarity")  # the other loss, proxy-anchor, has a test of its own
-    trained = train_embedder(train, held, folder, settings.models, run, source_summary(settings.data, skus, train, held))
+    run = EmbedderTrainSettings(epochs=1, skus_per_batch=3, images_per_sku=2, holdout=0.25, holdout_by="order",
+                                device="cpu", loss="multi-similarity")  # proxy-anchor has a test of its own
+    trained = train_embedder(train, held, folder, settings.models, run,
+                             source_summary(settings.data, skus, train, held, "order"))
     return settings, trained
 
 
@@ -74,6 +77,11 @@ def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
     assert 0 <= metrics["held_out_r1"] <= 1 and metrics["history"][0]["epoch"] == 0
     trained_on, held = training_photos(trained)  # read back from the catalogue, as `skulens tune` does
     assert len(trained_on) == 12 and len(held) == 3 and not trained_on & held
+    assert card["data"]["held_out_by"] == "order" and set(card["data"]["held_out_sha256"]) == held
+    # a card that lists its held-out photos (a visit holdout cannot be re-derived) is taken at its word
+    other = sorted(trained_on)[:3]
+    listed = dataclasses.replace(trained, card={**card, "data": {**card["data"], "held_out_sha256": other}})
+    assert training_photos(listed) == (trained_on - set(other) | held, set(other))
     text = training_markdown(trained)
     assert "s per epoch" in text and "| 1 |" in text and trained.name in text and "multi-similarity loss" in text
     tuned, base = load_network(trained, settings.models).state_dict(), load_network(None, settings.models).state_dict()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.embed_train_data import SkuBatches, TrainImage, augment, held_out_sha256, split_holdout, view
+from features.embed_train_data import (SkuBatches, TrainImage, augment, held_out_sha256, split_holdout, view,
+                                      visit_cluster)
 from pipeline.errors import InvalidInputError
 
 
@@ -27,6 +28,32 @@ def test_holdout_takes_the_last_photos_of_each_sku_and_keeps_primaries():
     assert [it.image_id for it in held if it.label == 0] == [9, 10]  # the last 2 of 10 photos
     assert [it.label for it in held].count(1) == 1 and 2 not in {it.label for it in held}  # too few to hold out
     assert split_holdout(data, 0) == (data, [])
+
+
+def _visits(rng, sizes: list[int], dim: int = 16) -> np.ndarray:
+    """Unit vectors in tight clusters around one random centre per visit."""
+    rows = [c + 0.05 * rng.standard_normal((n, dim)) for c, n in zip(rng.standard_normal((len(sizes), dim)), sizes)]
+    v = np.concatenate(rows)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_a_visit_holdout_takes_one_whole_cluster_of_a_skus_photos():
+    rng = np.random.default_rng(0)
+    v = _visits(rng, [9, 3])  # a long visit and a short one
+    assert visit_cluster(v, 0.1) == [9, 10, 11]
+    # one visit and a stray photo: no split of these has a cluster between the share and half
+    assert visit_cluster(_visits(rng, [11, 1]), 0.2) == []
+    assert visit_cluster(v[:7], 0.1) == []  # too few photos to tell visits apart
+    assert visit_cluster(_visits(rng, [6, 6]), 0.1) in ([0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11])
+
+
+def test_a_visit_holdout_keeps_primaries_and_holds_whole_visits_out_per_sku():
+    rng = np.random.default_rng(1)
+    data = items({0: 13, 1: 5})
+    vectors = np.concatenate([_visits(rng, [10, 3]), _visits(rng, [5])])  # SKU 0: primary + 9, then 3 apart
+    train, held = split_holdout(data, 0.1, vectors)
+    assert [it.image_id for it in held] == [10, 11, 12]  # SKU 1 has too few photos to hold a visit out
+    assert [it.image_id for it in train] == list(range(10)) + [13, 14, 15, 16, 17]
 
 
 def test_held_out_photos_are_known_from_the_stored_catalogue_alone():
@@ -68,3 +95,17 @@ def test_views_and_augmentations_stay_rgb_images_of_the_product():
         assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and min(out.shape[:2]) >= 8
         inner = out[out.shape[0] // 2, out.shape[1] // 2]
         assert inner[0] > inner[1] and inner[0] > inner[2]  # still red: hue is never changed
+
+
+def test_visit_vectors_embed_whole_images_in_batches_normalised():
+    from features.embed_train import visit_vectors
+
+    class Sums:
+        def embed(self, images):
+            return np.stack([np.full(4, float(im.sum() % 97 + 1)) for im in images]), []
+
+    data = items({0: 5, 1: 4})
+    seen = []
+    v = visit_vectors(data, Sums(), lambda what, done, total: seen.append((what, done, total)), batch=4)
+    assert v.shape == (9, 4) and np.allclose(np.linalg.norm(v, axis=1), 1)
+    assert seen == [("visits", 4, 9), ("visits", 8, 9), ("visits", 9, 9)]

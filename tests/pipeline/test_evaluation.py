@@ -47,7 +47,8 @@ def _img(path: Path, colour, seed: int) -> None:
     Image.fromarray(arr).save(path)
 
 
-def make_grocery(root: Path, train_photos: int = 3) -> Path:
+def make_grocery(root: Path, train_photos: int = 3, second_visit: int | None = None) -> Path:
+    """Three SKUs; train photos from ``second_visit`` on are lit differently (another shop visit)."""
     rows = []
     for cid, (name, colour) in enumerate(COLOURS.items()):
         _img(root / "catalog" / f"{name}.jpg", colour, cid)
@@ -56,7 +57,9 @@ def make_grocery(root: Path, train_photos: int = 3) -> Path:
         for split, n in (("train", train_photos), ("val", 2)):
             for i in range(n):
                 rel = f"photos/{split}/{name}/{name}_{i}.jpg"
-                _img(root / rel, colour, 100 * cid + 10 * i + len(split))
+                later = split == "train" and second_visit is not None and i >= second_visit
+                lit = tuple(min(255, c + 90) if later else c for c in colour)
+                _img(root / rel, lit, 100 * cid + 10 * i + len(split))
                 rows.append([rel, split, "photo", cid, name, name, cid == 2])
     with open(root / "manifest.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -198,29 +201,31 @@ def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(gro
 
 def test_g2_tuning_queries_held_out_photos_against_the_catalogue_and_the_other_photos(stages, tmp_path):
     from pipeline.eval_report import tuned_record
-    from pipeline.evaluation import last_share, with_photo_gallery
+    from pipeline.eval_report import _photo_vectors
+    from pipeline.evaluation import visit_share, with_photo_gallery
 
-    grocery = make_grocery(tmp_path / "grocery", train_photos=10)
+    grocery = make_grocery(tmp_path / "grocery", train_photos=10, second_visit=7)
     g1 = load_protocol("G1", grocery, "train")
-    held = last_share(g1.queries, 0.1)
-    assert [q.path.stem for q in held] == [f"{name}_9" for name in COLOURS]  # the last tenth of each SKU's
+    held = visit_share(g1.queries, 0.1, _photo_vectors(stages, Settings(data=tmp_path / "data")))
+    # each SKU's second visit, its photos 7-9, is held out whole
+    assert sorted(q.path.stem for q in held) == sorted(f"{name}_{i}" for name in COLOURS for i in (7, 8, 9))
     g2 = with_photo_gallery(g1, held)
     gallery = [p for _, paths in g2.gallery for p in paths]
-    assert g2.name == "G2" and len(gallery) == 3 + 27 and not {q.path for q in held} & set(gallery)
+    assert g2.name == "G2" and len(gallery) == 3 + 21 and not {q.path for q in held} & set(gallery)
     assert all(paths[0].parent.name == "catalog" for _, paths in g2.gallery)  # the catalogue picture first
 
     settings = Settings(data=tmp_path / "data")
     with pytest.raises(InvalidInputError, match="G1 or G2"):
         run_tune(grocery, settings, stages, protocol="C1")
     record = run_tune(grocery, settings, stages, protocol="g2")
-    assert record["protocol"] == "G2" and record["queries"] == 3 and record["gallery_images"] == 30
+    assert record["protocol"] == "G2" and record["queries"] == 9 and record["gallery_images"] == 24
     assert set(record["sku_images_fit"]) == {"1", "2", "3", "5"} and record["sku_images"] in (1, 2, 3, 5)
     assert record["sku_images_fit"][str(record["sku_images"])]["weights"] == record["weights"]
     assert tuned_record(settings) is None  # G1's weights are not replaced
     assert tuned_record(settings, photos=True)["weights"] == record["weights"]
     report = run_eval("G2", grocery, settings, stages)
     assert report["tuned"]["protocol"] == "G2" and report["config"]["name"] == "all signals, tuned weights"
-    assert "`skulens tune --protocol G2`" in report_markdown(report) and "(30 images)" in report_markdown(report)
+    assert "`skulens tune --protocol G2`" in report_markdown(report) and "(24 images)" in report_markdown(report)
     assert report["config"]["sku_images"] == report["tuned"]["sku_images"] == record["sku_images"]
     assert "fit recall@1 by number: 1: " in report_markdown(report)
     assert run_eval("G1", grocery, settings, stages)["config"]["name"] == "all signals, default weights"
@@ -231,7 +236,7 @@ def test_g2_tuning_queries_held_out_photos_against_the_catalogue_and_the_other_p
 
 
 def test_g2_tuning_needs_photos_to_hold_out(grocery, stages, tmp_path):
-    with pytest.raises(InvalidInputError, match="4 or more train photos"):
+    with pytest.raises(InvalidInputError, match="8 or more photos"):
         run_tune(grocery, Settings(data=tmp_path / "data"), stages, protocol="G2")
 
 

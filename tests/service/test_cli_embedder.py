@@ -32,6 +32,8 @@ def test_reindex_without_a_trained_embedder_says_what_to_run(tmp_path):
 def test_train_with_an_unknown_loss_says_which_exist_and_writes_nothing(tmp_path):
     proc = skulens("embedder", "train", "--loss", "triplet", data=tmp_path / "d")
     assert proc.returncode == 1 and "multi-similarity, proxy-anchor" in proc.stderr and "'triplet'" in proc.stderr
+    proc = skulens("embedder", "train", "--holdout-by", "random", data=tmp_path / "d")
+    assert proc.returncode == 1 and "held out by visits or order, got 'random'" in proc.stderr
     assert not (tmp_path / "d" / "embedders").exists()
 
 
@@ -42,9 +44,10 @@ def test_train_reindex_list_search(tmp_path):
         pytest.skip(models_missing())
     data = tmp_path / "d"
     assert skulens("index", str(make_catalogue(tmp_path / "cat")), data=data).returncode == 0
-    trained = skulens("embedder", "train", "--epochs", "1", "--holdout", "0", "--skus-per-batch", "4",
-                      "--images-per-sku", "2", data=data)
+    trained = skulens("embedder", "train", "--epochs", "1", "--skus-per-batch", "4", "--images-per-sku", "2",
+                      data=data)  # the default visit holdout: one picture per SKU, so no visit to hold out
     assert trained.returncode == 0, trained.stderr
+    assert "0 photos held out by visits" in trained.stdout
     assert "efficientnet-lite2-ft-v1-" in trained.stdout and (data / "embedders" / "v1" / "model.onnx").is_file()
     assert (data / "embedders" / "v1" / "model.int8.onnx").is_file()
     listed = skulens("embedder", "list", data=data)
