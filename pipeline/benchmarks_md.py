@@ -48,6 +48,13 @@ def _place(key: str) -> tuple[int, str]:
     return len(ORDER), key
 
 
+def with_variant(key: str, title: str, variant: str | None) -> tuple[str, str]:
+    """A named non-default run's section key and title, beside the default one's."""
+    if not variant:
+        return key, title
+    return key + "-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-"), f"{title}, {variant}"
+
+
 def update_section(path: Path, key: str, title: str, body: str) -> None:
     """Replace (or add) the section ``key`` of the Markdown file at ``path``."""
     path = Path(path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -230,7 +229,7 @@ def evaluate(
                                                     "the data directory's catalogue uses (else ImageNet's)")] = None,
 ) -> None:
     """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
-    from pipeline.benchmarks_md import update_section
+    from pipeline.benchmarks_md import update_section, with_variant
     from pipeline.eval_report import report_markdown, run_eval
 
     settings = _settings()
@@ -241,10 +240,8 @@ def evaluate(
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
     if benchmarks:
-        key, title = f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})"
-        if variant:
-            key += "-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
-            title += f", {variant}"
+        key, title = with_variant(f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})",
+                                  variant)
         update_section(benchmarks, key, title, report_markdown(report))
     _print_report(report)
 

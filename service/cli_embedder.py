@@ -229,9 +229,11 @@ def bench_cmd(
 def show_cmd(
     embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder; default: the newest trained one")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write its training figures to a BENCHMARKS.md section")] = None,
+    variant: Annotated[Optional[str], typer.Option(help="name a non-default training (e.g. 'order holdout'): its "
+                                                   "BENCHMARKS.md section sits beside the default one")] = None,
 ) -> None:
     """A trained embedder's card: data, settings, held-out R@1 and time of every epoch."""
-    from pipeline.benchmarks_md import update_section
+    from pipeline.benchmarks_md import update_section, with_variant
     from pipeline.embedder_files import training_markdown
 
     trained = _trained(embedder)
@@ -240,4 +242,4 @@ def show_cmd(
     text = training_markdown(trained)
     out.print(text, highlight=False, markup=False)
     if benchmarks:
-        update_section(benchmarks, "embedder-training", "Embedder training", text)
+        update_section(benchmarks, *with_variant("embedder-training", "Embedder training", variant), text)

@@ -1,4 +1,4 @@
-from pipeline.benchmarks_md import update_section
+from pipeline.benchmarks_md import update_section, with_variant
 
 
 def test_sections_are_replaced_in_place_and_ordered(tmp_path):
@@ -21,3 +21,9 @@ def test_a_variant_sits_right_after_its_own_section(tmp_path):
     text = path.read_text()
     order = [text.index(f"## {k}\n") for k in ("quality-G1", "quality-G1-mask-detector", "quality-G2", "zzz-unknown")]
     assert order == sorted(order)
+
+
+def test_a_named_run_gets_its_own_key_and_title():
+    assert with_variant("embedder-training", "Embedder training", None) == ("embedder-training", "Embedder training")
+    assert with_variant("quality-G2", "Quality: G2 (val)", "v2, No masks/OCR") == (
+        "quality-G2-v2-no-masks-ocr", "Quality: G2 (val), v2, No masks/OCR")
