@@ -52,7 +52,7 @@ class EmbedderTrainSettings:
     loss: str = "proxy-anchor"  # one learnt proxy per SKU; or "multi-similarity" (pairs mined in each batch)
     crop_share: float = 0.5  # share of views taken from the main box rather than the whole image
     holdout: float = 0.1
-    holdout_by: str = "visits"  # a whole shop visit per SKU, or "order": the last share of its photos
+    holdout_by: str = "order"  # the last share of each SKU's photos, or "visits": one whole shop visit per SKU
     image_size: int = INPUT_SIZE
     device: str = "auto"
     seed: int = 0

@@ -51,10 +51,10 @@ def train(
     holdout: Annotated[float, typer.Option(
         min=0, max=0.49, help="share of each SKU's photos held out to pick the best epoch (with --holdout-by "
                               "visits: the least a held-out visit holds)")] = 0.1,
-    holdout_by: Annotated[str, typer.Option(help="'visits': hold out one whole shop visit per SKU (its photos "
-                                                  "clustered by ImageNet embedding), like a shopper's photo from "
-                                                  "another day; 'order': the last --holdout share of each SKU's "
-                                                  "photos")] = "visits",
+    holdout_by: Annotated[str, typer.Option(help="'order': the last --holdout share of each SKU's photos; 'visits': "
+                                                  "one whole shop visit per SKU (its photos clustered by ImageNet "
+                                                  "embedding), an honest estimate for a shopper's photo from another "
+                                                  "day, at the price of those photos' training")] = "order",
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda'")] = "auto",
     seed: Annotated[int, typer.Option()] = 0,
     export: Annotated[bool, typer.Option(help="also export the result to ONNX, float and int8 (what the 'auto' and "

@@ -45,7 +45,7 @@ def test_train_reindex_list_search(tmp_path):
     data = tmp_path / "d"
     assert skulens("index", str(make_catalogue(tmp_path / "cat")), data=data).returncode == 0
     trained = skulens("embedder", "train", "--epochs", "1", "--skus-per-batch", "4", "--images-per-sku", "2",
-                      data=data)  # the default visit holdout: one picture per SKU, so no visit to hold out
+                      "--holdout-by", "visits", data=data)  # one picture per SKU, so no visit to hold out
     assert trained.returncode == 0, trained.stderr
     assert "0 photos held out by visits" in trained.stdout
     assert "efficientnet-lite2-ft-v1-" in trained.stdout and (data / "embedders" / "v1" / "model.onnx").is_file()
