@@ -153,8 +153,9 @@ def list_cmd() -> None:
     table = Table("name", "folder", "created", "held-out R@1", "epochs", "s/epoch")
     for t in list_trained(settings.data):
         if isinstance(t, TrainedEmbedder):
-            m = t.card["metrics"]
-            table.add_row(t.name, str(t.folder), t.card["created"], f"{m['held_out_r1_before']} -> {m['held_out_r1']}",
+            m, by = t.card["metrics"], t.card["data"].get("held_out_by", "order")  # cards before it: order
+            table.add_row(t.name, str(t.folder), t.card["created"],
+                          f"{m['held_out_r1_before']} -> {m['held_out_r1']} ({by})",
                           str(m["epochs_run"]), str(m["seconds_per_epoch"]))
         else:
             table.add_row("(unusable)", str(t[0]), "", t[1], "", "")

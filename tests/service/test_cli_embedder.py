@@ -52,6 +52,7 @@ def test_train_reindex_list_search(tmp_path):
     assert (data / "embedders" / "v1" / "model.int8.onnx").is_file()
     listed = skulens("embedder", "list", data=data)
     assert "efficientnet-lite2-ft-v1-" in listed.stdout and "made by: efficientnet-lite2-imagenet:1280" in listed.stdout
+    assert "(visits)" in listed.stdout  # which held-out set its R@1 is on
     reindexed = skulens("reindex", "--benchmarks", str(tmp_path / "B.md"), data=data)
     assert reindexed.returncode == 0 and "re-embedded 4 images" in reindexed.stderr
     section = (tmp_path / "B.md").read_text()
