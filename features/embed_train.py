@@ -117,17 +117,16 @@ def embed_items(module, items: list[TrainImage], size: int, device: str, batch: 
     return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
 
 
-def visit_vectors(items: list[TrainImage], embedder, progress=None, batch: int = 32) -> np.ndarray:
-    """``embedder``'s L2-normalised embeddings of the items' whole images: what
+def visit_vectors(images: list[np.ndarray], embedder, progress=None, batch: int = 32) -> np.ndarray:
+    """``embedder``'s L2-normalised embeddings of whole images, in batches: what
     :func:`features.embed_train_data.visit_cluster` groups a SKU's photos into shop visits by.
-    ``skulens embedder train`` passes ImageNet's embedder as the pipeline runs it, the one
-    ``tune --protocol G2`` finds visits with (its features see the shelf, light and framing a
-    visit shares)."""
+    ``embedder train --holdout-by visits`` and ``tune --protocol G2`` both pass the pipeline's
+    ImageNet embedder (its features see the shelf, light and framing a visit shares)."""
     out = []
-    for start in range(0, len(items), batch):
-        out.append(embedder.embed([it.image for it in items[start:start + batch]])[0])
+    for start in range(0, len(images), batch):
+        out.append(embedder.embed(images[start:start + batch])[0])
         if progress is not None:
-            progress("visits", min(start + batch, len(items)), len(items))
+            progress("visits", min(start + batch, len(images)), len(images))
     v = np.concatenate(out) if out else np.zeros((0, DIM), np.float32)
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 

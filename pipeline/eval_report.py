@@ -26,7 +26,7 @@ from pipeline.types import SIGNALS
 
 log = logging.getLogger(__name__)
 
-HOLDOUT = 0.1  # `tune --protocol G2` with ImageNet's embedder: the least share of a SKU's photos a held-out visit holds
+HOLDOUT = 0.1  # `tune --protocol G2` without --embedder: the least share of a SKU's photos a held-out visit holds
 SKU_IMAGES = (1, 2, 3, 5)  # `tune --protocol G2` tries these: a SKU's score averages its k best images
 
 
@@ -148,11 +148,11 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     ``protocol`` G1: the gallery is the catalogue pictures.  G2: the catalogue plus the ``split``
     photos that are not queries (a shop's gallery with its own photos); the queries are the photos
     held out of it (one shop visit of each SKU's, at least :data:`HOLDOUT` of its photos, found as
-    ``embedder train`` finds the visits it holds out, with the pipeline's embedder), and each SKU's
+    ``embedder train --holdout-by visits`` finds them, with the pipeline's embedder), and each SKU's
     embedding score averages the number of its best-matching images (:data:`SKU_IMAGES`) that fits
-    best with its weights.  When ``stages`` run a trained embedder,
-    only the photos it was not trained on are queries (its held-out ones), and the weights are kept
-    for that embedder apart from the default ones; G2's weights are kept apart from G1's too."""
+    best with its weights.  When ``stages`` run a trained embedder, only the photos it was not
+    trained on are queries (its held-out ones), and the weights are kept for that embedder apart
+    from the default ones; G2's weights are kept apart from G1's too."""
     from fusion.tuning import tune_weights
 
     protocol = check_tune_args(protocol, split)
@@ -206,16 +206,15 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
 
 
 def _photo_vectors(stages: Stages, settings: Settings):
-    """``paths -> L2-normalised embeddings`` of the whole photos, by the pipeline's embedder."""
-    import numpy as np
-
+    """``paths -> L2-normalised embeddings`` of the whole photos by the pipeline's embedder, scaled
+    as ``embedder train`` holds them before it finds visits."""
+    from features.embed_train import visit_vectors
+    from features.embed_train_data import KEEP_SIDE
     from pipeline.images import decode_image, read_image_bytes, resize_max_side
 
-    def embed(paths: list[Path]) -> np.ndarray:
-        images = [resize_max_side(decode_image(read_image_bytes(p, settings.images), settings.images, p.name), 512)
-                  for p in paths]
-        v = np.concatenate([stages.embedder.embed(images[i:i + 32])[0] for i in range(0, len(images), 32)])
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    def embed(paths: list[Path]):
+        return visit_vectors([resize_max_side(decode_image(read_image_bytes(p, settings.images), settings.images,
+                                                           p.name), KEEP_SIDE) for p in paths], stages.embedder)
 
     return embed
 

@@ -82,8 +82,8 @@ def train(
         with bar:
             skus, items = load_catalogue(engine, update)
             by_visit = holdout_by == "visits" and holdout > 0
-            vectors = visit_vectors(items, EfficientNetLite2Embedder(settings.embedder, settings.models), update) \
-                if by_visit else None
+            vectors = visit_vectors([it.image for it in items], EfficientNetLite2Embedder(
+                settings.embedder, settings.models), update) if by_visit else None
             train_items, held = split_holdout(items, holdout, vectors)
             log.info("holding out %d photos of %d SKUs (by %s) to pick the best epoch", len(held),
                      len({it.label for it in held}), holdout_by)
@@ -230,7 +230,7 @@ def bench_cmd(
 def show_cmd(
     embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder; default: the newest trained one")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write its training figures to a BENCHMARKS.md section")] = None,
-    variant: Annotated[Optional[str], typer.Option(help="name a non-default training (e.g. 'order holdout'): its "
+    variant: Annotated[Optional[str], typer.Option(help="name a non-default training (e.g. 'visit holdout'): its "
                                                    "BENCHMARKS.md section sits beside the default one")] = None,
 ) -> None:
     """A trained embedder's card: data, settings, held-out R@1 and time of every epoch."""

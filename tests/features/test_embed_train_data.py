@@ -106,6 +106,7 @@ def test_visit_vectors_embed_whole_images_in_batches_normalised():
 
     data = items({0: 5, 1: 4})
     seen = []
-    v = visit_vectors(data, Sums(), lambda what, done, total: seen.append((what, done, total)), batch=4)
+    v = visit_vectors([it.image for it in data], Sums(), lambda what, done, total: seen.append((what, done, total)),
+                      batch=4)
     assert v.shape == (9, 4) and np.allclose(np.linalg.norm(v, axis=1), 1)
     assert seen == [("visits", 4, 9), ("visits", 8, 9), ("visits", 9, 9)]

@@ -200,8 +200,7 @@ def test_tuning_for_a_trained_embedder_uses_only_photos_it_never_learnt_from(gro
 
 
 def test_g2_tuning_queries_held_out_photos_against_the_catalogue_and_the_other_photos(stages, tmp_path):
-    from pipeline.eval_report import tuned_record
-    from pipeline.eval_report import _photo_vectors
+    from pipeline.eval_report import _photo_vectors, tuned_record
     from pipeline.evaluation import visit_share, with_photo_gallery
 
     grocery = make_grocery(tmp_path / "grocery", train_photos=10, second_visit=7)
