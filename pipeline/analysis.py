@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 REGIONS = ("full", "crop", "masked", "centre70", "centre50")
 """What can be embedded: the whole photo, the main box, the box with its background whitened, and
-the central 70% / 50% of the photo (extra views of a hand-held product, for queries)."""
+the central 70% / 50% of the photo (extra views of a hand-held product: of query photos, and of catalogue
+images by default, so that a query's view meets the same view of a shop photo in the catalogue)."""
 PHOTO_REGIONS = ("full", "centre70", "centre50")
 """Regions of the whole photo, not of one object (left out when every object is searched)."""
 

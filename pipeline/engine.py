@@ -9,6 +9,7 @@ batch) and rebuilt from the database whenever its stamp does not match.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -29,7 +30,8 @@ from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
-from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, CatalogStore, NewImage, Product, WriteResult
+from pipeline.store import (EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, INDEX_REGIONS_KEY, CatalogStore, NewImage, Product,
+                            WriteResult)
 from pipeline.types import Match, ObjectFeatures
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class Engine:
         self._dirty = False
         if not reembedding:
             self._check_embedder()
+            self._check_regions()
         # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings'
         # defaults; a catalogue with more images than products prefers those learnt with shop photos
         products, images, _ = self.store.count()
@@ -100,6 +103,30 @@ class Engine:
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
                                 f"{emb.name}:{emb.dim}: re-embed the catalogue with `skulens reindex`, or "
                                 "use the embedder it was made with")
+
+    def _check_regions(self) -> None:
+        """The catalogue's vectors must be of the regions the settings index: an image with more views
+        than another would score higher for having them.  A catalogue from before the regions were
+        recorded is judged by the regions of its vectors ('crop' and 'masked' are not made for every
+        image, so only their presence counts)."""
+        wanted = tuple(self.settings.fusion.index_regions)
+        if self.store.count()[2] == 0:
+            self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(list(wanted)))
+            return
+        raw = self.store.get_meta(INDEX_REGIONS_KEY)
+        if raw is not None:
+            recorded = tuple(json.loads(raw))
+            differ = set(recorded) != set(wanted)
+        else:
+            stored = self.store.vector_regions()
+            recorded = tuple(sorted(stored))
+            differ = bool(stored - set(wanted)) or any(r not in stored for r in wanted if r not in ("crop", "masked"))
+            if not differ:
+                self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(list(wanted)))
+        if differ:
+            raise ConflictError(f"the catalogue in {self.data} was indexed with the regions {list(recorded)}, the "
+                                f"settings ask for {list(wanted)}: re-embed it with `skulens reindex`, or set "
+                                f"SKULENS_FUSION__INDEX_REGIONS='{json.dumps(list(recorded))}' to search it as it is")
 
     def embedder_reference(self) -> str:
         """How the catalogue records this pipeline's trained embedder: its folder, relative to the data
@@ -261,7 +288,8 @@ class Engine:
         :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and rebuild the index."""
         emb = self.stages.embedder
         with self._lock:
-            self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", self.embedder_reference())
+            self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", self.embedder_reference(),
+                                          tuple(self.settings.fusion.index_regions))
             ids, vecs, _ = self.store.vectors(emb.dim)
             index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
             index.save(self.index_path, self.store.generation())

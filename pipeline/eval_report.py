@@ -53,6 +53,7 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None, sku_ima
         EvalConfig("embedding, full photo", _only(w, ("embedding",)), full, full),
         EvalConfig("+ detection crop", _only(w, ("embedding",)), crop, crop),
         EvalConfig("+ centre views of the query", _only(w, ("embedding",)), centre, crop),
+        EvalConfig("+ centre views of the catalogue images", _only(w, ("embedding",)), centre, centre),
         EvalConfig("+ background removal", _only(w, ("embedding",)), q_all, g_all),
         EvalConfig("+ colour", _only(w, ("embedding", "colour")), q_all, g_all),
         EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), q_all, g_all),

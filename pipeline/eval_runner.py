@@ -29,9 +29,9 @@ from pipeline.types import SIGNALS
 
 log = logging.getLogger(__name__)
 
-ALL_REGIONS = ("full", "crop", "masked")
+ALL_REGIONS = ("full", "crop", "masked", "centre70", "centre50")
 """Regions every gallery image is analysed with (configurations pick among them)."""
-QUERY_REGIONS = ALL_REGIONS + ("centre70", "centre50")
+QUERY_REGIONS = ALL_REGIONS
 """Regions every query photo is analysed with."""
 Progress = Callable[[str, int, int], None]
 
@@ -77,7 +77,7 @@ class Evaluator:
         })
         # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
         # setting must index the gallery anew, not rank against the last run's vectors
-        pipeline = pipeline_fingerprint(settings, stages)
+        pipeline = pipeline_fingerprint(settings, stages, *ALL_REGIONS)
         self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}-{pipeline}",
                                                     "fusion": fusion})
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)

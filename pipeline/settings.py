@@ -134,7 +134,10 @@ class FusionSettings(BaseModel):
         5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
     query_regions: tuple[str, ...] = Field(("full", "crop", "centre70", "centre50"),
                                            description="regions of a query photo embedded (also 'masked')")
-    index_regions: tuple[str, ...] = Field(("full", "crop"), description="regions of a catalogue image embedded")
+    index_regions: tuple[str, ...] = Field(
+        ("full", "crop", "centre70", "centre50"),
+        description="regions of a catalogue image embedded (also 'masked'); a catalogue indexed with other "
+                    "regions asks for `skulens reindex`")
 
 
 class KeypointSettings(BaseModel):

@@ -11,9 +11,11 @@ from PIL import Image
 
 from pipeline.catalog_source import read_catalog
 from pipeline.engine import Engine
-from pipeline.errors import InvalidImageError, NotFoundError
+from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.indexing import index_catalog
+from pipeline.reembed import reembed
 from pipeline.settings import Settings
+from pipeline.store import INDEX_REGIONS_KEY, CatalogStore
 from pipeline.types import SIGNALS
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 
@@ -115,6 +117,30 @@ def test_a_stale_index_file_is_rebuilt_from_the_database(engine, settings, real_
 def test_reindexing_unchanged_catalogue_does_nothing(engine, catalogue_dir):
     report = index_catalog(engine, read_catalog(catalogue_dir))
     assert report.indexed == [] and sorted(report.unchanged) == sorted(CATALOGUE)
+
+
+def test_a_catalogue_indexed_with_other_regions_asks_for_a_reindex(engine, settings, real_stages):
+    """More views of some images than of others would favour them: a catalogue indexed with other
+    regions is refused by name until `skulens reindex` re-embeds it with the settings' regions."""
+    assert engine.store.vector_regions() == {"full", "crop", "centre70", "centre50"}
+    engine.close()
+    fewer = settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"index_regions": ("full", "crop")})})
+    with pytest.raises(ConflictError, match=r"regions \['full', 'crop', 'centre70', 'centre50'\].*skulens reindex"):
+        Engine(fewer, real_stages)
+    redo = Engine(fewer, real_stages, reembedding=True)
+    reembed(redo)
+    assert redo.store.vector_regions() == {"full", "crop"} and redo.store.get_meta(INDEX_REGIONS_KEY) == '["full", "crop"]'
+    redo.close()
+    reopened = Engine(fewer, real_stages)
+    assert top(reopened, "ARLA-MILK")[0] == "ARLA-MILK"
+    reopened.close()
+    # a catalogue from before the regions were recorded is judged by its vectors
+    store = CatalogStore(settings.data / "catalog.sqlite3")
+    store._conn.execute("DELETE FROM meta WHERE key = ?", (INDEX_REGIONS_KEY,))
+    store.close()
+    with pytest.raises(ConflictError, match=r"regions \['crop', 'full'\]"):
+        Engine(settings, real_stages)
+    Engine(fewer, real_stages).close()
 
 
 def _bad_inputs() -> dict[str, bytes]:
