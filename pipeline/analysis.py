@@ -152,6 +152,35 @@ def _region_images(image: np.ndarray, crop: np.ndarray, mask: Mask | None, box: 
     return out or {"full": image}
 
 
+PACKSHOT_RING = 0.04  # the outer 4% of each side
+PACKSHOT_TOLERANCE = 24  # grey levels (per channel) from the ring's median colour
+PACKSHOT_SHARE = 0.7
+"""A packshot's ring is at least this uniform; set on the grocery catalogue pictures (all >= 0.77)
+and its `train` photos (all <= 0.67)."""
+
+
+def is_packshot(image: np.ndarray) -> bool:
+    """A product picture on a plain background: at least :data:`PACKSHOT_SHARE` of the pixels in the
+    image's outer ring lie within :data:`PACKSHOT_TOLERANCE` of the ring's median colour."""
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(check_image(image)).resize((128, 128), Image.Resampling.BILINEAR), np.int16)
+    r = max(1, round(128 * PACKSHOT_RING))
+    ring = np.concatenate([small[:r].reshape(-1, 3), small[-r:].reshape(-1, 3),
+                           small[r:-r, :r].reshape(-1, 3), small[r:-r, -r:].reshape(-1, 3)])
+    near = np.abs(ring - np.median(ring, axis=0)).max(axis=1) < PACKSHOT_TOLERANCE
+    return float(near.mean()) >= PACKSHOT_SHARE
+
+
+def catalogue_regions(image: np.ndarray, regions: tuple[str, ...], packshot_centre_views: bool) -> tuple[str, ...]:
+    """The regions a catalogue image is embedded in: ``regions``, less the centre views when it is a
+    packshot (their centre cuts into the product; a photo's cuts away the shop around it), unless
+    ``packshot_centre_views``."""
+    if packshot_centre_views or not any(r.startswith("centre") for r in regions) or not is_packshot(image):
+        return regions
+    return tuple(r for r in regions if not r.startswith("centre"))
+
+
 def centre_crop(image: np.ndarray, fraction: float) -> np.ndarray:
     """The central ``fraction`` of the image's width and height."""
     h, w = image.shape[:2]

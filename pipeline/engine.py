@@ -25,7 +25,7 @@ from fusion.filters import SearchFilters, facets
 from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, gather_candidates, merchant_words, \
     parse_weights, query_tokens
 from fusion.text import TextScorer, tokenize
-from pipeline.analysis import Analysis, Analyzer, Stages, fingerprint
+from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, fingerprint
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
@@ -46,6 +46,11 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime"))
     return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, embedder, *parts,
                        *([weights] if weights else []))
+
+
+def regions_record(fusion) -> dict:
+    """How a catalogue records the regions its images are embedded in (``fusion``: FusionSettings)."""
+    return {"regions": list(fusion.index_regions), "packshot_centre_views": fusion.packshot_centre_views}
 
 
 @dataclass
@@ -109,24 +114,31 @@ class Engine:
         than another would score higher for having them.  A catalogue from before the regions were
         recorded is judged by the regions of its vectors ('crop' and 'masked' are not made for every
         image, so only their presence counts)."""
-        wanted = tuple(self.settings.fusion.index_regions)
+        wanted = regions_record(self.settings.fusion)
         if self.store.count()[2] == 0:
-            self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(list(wanted)))
+            self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
             return
         raw = self.store.get_meta(INDEX_REGIONS_KEY)
         if raw is not None:
-            recorded = tuple(json.loads(raw))
-            differ = set(recorded) != set(wanted)
+            recorded = json.loads(raw)
+            differ = set(recorded["regions"]) != set(wanted["regions"]) or (
+                recorded["packshot_centre_views"] != wanted["packshot_centre_views"]
+                and any(r.startswith("centre") for r in wanted["regions"]))
         else:
             stored = self.store.vector_regions()
-            recorded = tuple(sorted(stored))
-            differ = bool(stored - set(wanted)) or any(r not in stored for r in wanted if r not in ("crop", "masked"))
+            recorded = {"regions": sorted(stored), "packshot_centre_views": False}
+            differ = bool(stored - set(wanted["regions"])) or any(
+                r not in stored for r in wanted["regions"] if r not in ("crop", "masked"))
             if not differ:
-                self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(list(wanted)))
+                self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
         if differ:
-            raise ConflictError(f"the catalogue in {self.data} was indexed with the regions {list(recorded)}, the "
-                                f"settings ask for {list(wanted)}: re-embed it with `skulens reindex`, or set "
-                                f"SKULENS_FUSION__INDEX_REGIONS='{json.dumps(list(recorded))}' to search it as it is")
+            raise ConflictError(
+                f"the catalogue in {self.data} was indexed with the regions {recorded['regions']} (centre views of "
+                f"packshots: {'yes' if recorded['packshot_centre_views'] else 'no'}), the settings ask for "
+                f"{wanted['regions']} ({'yes' if wanted['packshot_centre_views'] else 'no'}): re-embed it with "
+                f"`skulens reindex`, or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' "
+                f"and SKULENS_FUSION__PACKSHOT_CENTRE_VIEWS={str(recorded['packshot_centre_views']).lower()} "
+                "to search it as it is")
 
     def embedder_reference(self) -> str:
         """How the catalogue records this pipeline's trained embedder: its folder, relative to the data
@@ -195,12 +207,16 @@ class Engine:
         sha = sha256_hex(data)
         bg = self.settings.background
         teacher = for_index and bg.enabled and bg.at_index and self.analyzer.detector_masks_differ()
-        key = f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
+        packshots = self.settings.fusion.packshot_centre_views
+        key = (f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
+               + (f":packshot-views-{packshots}" if for_index else ""))
         if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha
         t0 = time.perf_counter()
         image = self.decode(data, name)
         decode_ms = (time.perf_counter() - t0) * 1000
+        if for_index:
+            regions = catalogue_regions(image, regions, packshots)
         analysis = self.analyzer.analyse(image, regions, all_objects, teacher_masks=teacher)
         analysis.timings = {"decode": decode_ms, **analysis.timings}
         if use_cache:
@@ -289,7 +305,7 @@ class Engine:
         emb = self.stages.embedder
         with self._lock:
             self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", self.embedder_reference(),
-                                          tuple(self.settings.fusion.index_regions))
+                                          json.dumps(regions_record(self.settings.fusion)))
             ids, vecs, _ = self.store.vectors(emb.dim)
             index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
             index.save(self.index_path, self.store.generation())

@@ -53,7 +53,7 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None, sku_ima
         EvalConfig("embedding, full photo", _only(w, ("embedding",)), full, full),
         EvalConfig("+ detection crop", _only(w, ("embedding",)), crop, crop),
         EvalConfig("+ centre views of the query", _only(w, ("embedding",)), centre, crop),
-        EvalConfig("+ centre views of the catalogue images", _only(w, ("embedding",)), centre, centre),
+        EvalConfig("+ centre views of the catalogue photos", _only(w, ("embedding",)), centre, centre),
         EvalConfig("+ background removal", _only(w, ("embedding",)), q_all, g_all),
         EvalConfig("+ colour", _only(w, ("embedding", "colour")), q_all, g_all),
         EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), q_all, g_all),
@@ -283,7 +283,9 @@ def report_markdown(report: dict) -> str:
              + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
              + f"; default configuration: {report['config']['name']} "
              f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "
-             f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}). "
+             + (f"catalogue regions {report['config']['gallery_regions']}, " if "gallery_regions" in report["config"]
+                else "")
+             + f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}). "
              f"Detector: {report.get('models', {}).get('detector', '?')}. "
              f"Embedder: {report.get('models', {}).get('embedder', '?')}.", ""]
     if report.get("tuned"):

@@ -77,7 +77,7 @@ class Evaluator:
         })
         # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
         # setting must index the gallery anew, not rank against the last run's vectors
-        pipeline = pipeline_fingerprint(settings, stages, *ALL_REGIONS)
+        pipeline = pipeline_fingerprint(settings, stages, *ALL_REGIONS, settings.fusion.packshot_centre_views)
         self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}-{pipeline}",
                                                     "fusion": fusion})
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)

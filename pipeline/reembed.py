@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.analysis import region_images, regions_and_tags
+from pipeline.analysis import catalogue_regions, region_images, regions_and_tags
 from pipeline.types import Box, Tags
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def main_box(width: int, height: int, boxes: list[list[float]]) -> Box:
 def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Re-embed every image of ``engine``'s catalogue with ``engine``'s embedder; returns a summary."""
     regions = engine.settings.fusion.index_regions
+    packshots = engine.settings.fusion.packshot_centre_views
     embedder = engine.stages.embedder
     remover = engine.stages.remover if "masked" in regions else None
     t0 = time.perf_counter()
@@ -50,7 +51,7 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
                 if remover is not None:
                     x1, y1, x2, y2 = box.as_int()
                     mask = remover.remove(np.ascontiguousarray(pixels[y1:y2, x1:x2]))
-                named.append(region_images(pixels, box, mask, regions))
+                named.append(region_images(pixels, box, mask, catalogue_regions(pixels, regions, packshots)))
             vectors, tags = embedder.embed([img for regs in named for img in regs.values()])
             at = 0
             for im, regs in zip(chunk, named):
@@ -73,7 +74,8 @@ def reembed_markdown(summary: dict, settings) -> str:
     runtime = settings.embedder.runtime
     per_vector = summary["seconds"] / summary["vectors"] * 1000 if summary["vectors"] else float("nan")
     return (f"Catalogue `{settings.data}`: **{summary['images']} images** ({summary['vectors']} vectors: each "
-            f"image's regions {list(settings.fusion.index_regions)}) re-embedded with **{summary['embedder']}** "
+            f"image's regions {list(settings.fusion.index_regions)}; packshots "
+            f"{'with' if settings.fusion.packshot_centre_views else 'without'} the centre views) re-embedded with **{summary['embedder']}** "
             f"(runtime setting `{runtime}`, batches of {BATCH_IMAGES} images) in **{summary['seconds']} s: "
             f"{summary['images_per_s']} images/s** ({per_vector:.1f} ms per vector), reading and decoding the "
             "stored files, and the one-transaction swap and FAISS rebuild, included.\n")

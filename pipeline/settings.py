@@ -138,6 +138,9 @@ class FusionSettings(BaseModel):
         ("full", "crop", "centre70", "centre50"),
         description="regions of a catalogue image embedded (also 'masked'); a catalogue indexed with other "
                     "regions asks for `skulens reindex`")
+    packshot_centre_views: bool = Field(
+        False, description="embed the centre views of packshots too (catalogue pictures on a plain background); "
+                           "by default only photos get them")
 
 
 class KeypointSettings(BaseModel):

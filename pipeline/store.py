@@ -33,7 +33,7 @@ SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
 PHOTOS_SUFFIX = ":photos"  # ... and those learnt against a gallery with shop photos (`tune --protocol G2`)
 EMBEDDER_KEY = "embedder"  # meta: '<name>:<dim>' of the embedder that made the vectors
-INDEX_REGIONS_KEY = "index_regions"  # meta: JSON list of the regions each image's vectors were made of
+INDEX_REGIONS_KEY = "index_regions"  # meta: JSON {"regions": [...], "packshot_centre_views": bool} of the vectors
 EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -341,9 +341,10 @@ class CatalogStore(_FeatureTable):
         return removed
 
     def replace_embeddings(self, images: list[tuple[int, dict[str, np.ndarray], Tags]], embedder: str,
-                           weights: str, regions: tuple[str, ...]) -> None:
-        """Every image's vectors and visual tags anew, and the embedder and regions that made them
-        (``skulens reindex``), in one transaction: a failure leaves the catalogue as it was."""
+                           weights: str, regions: str) -> None:
+        """Every image's vectors and visual tags anew, and the embedder and regions (JSON, see
+        :func:`pipeline.engine.regions_record`) that made them (``skulens reindex``), in one transaction:
+        a failure leaves the catalogue as it was."""
         with self._write() as conn:
             known = {r[0] for r in conn.execute("SELECT id FROM images")}
             if known != {iid for iid, _, _ in images}:
@@ -355,7 +356,7 @@ class CatalogStore(_FeatureTable):
                     conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
                                  (image_id, region, np.ascontiguousarray(vec, np.float32).tobytes()))
             for key, value in ((EMBEDDER_KEY, embedder), (EMBEDDER_WEIGHTS_KEY, weights),
-                               (INDEX_REGIONS_KEY, json.dumps(list(regions)))):
+                               (INDEX_REGIONS_KEY, regions)):
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def delete_image(self, sku: str, image_id: int) -> np.ndarray:

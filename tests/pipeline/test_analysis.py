@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from features.colour_kmeans import KMeansColourExtractor
-from pipeline.analysis import Analysis, Analyzer, Stages
+from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, is_packshot
 from pipeline.settings import ColourSettings
 from pipeline.types import Box, Mask, OcrText, Tags
 
@@ -201,3 +201,19 @@ def test_unknown_region_raises(regions: tuple[str, ...]) -> None:
     analyzer, _, _ = make([RED])
     with pytest.raises(ValueError, match="regions"):
         analyzer.analyse(picture(), regions)
+
+
+def test_packshots_are_told_from_photos_by_their_plain_border() -> None:
+    rng = np.random.default_rng(0)
+    packshot = np.full((200, 160, 3), 250, np.uint8)
+    packshot[40:160, 30:130] = (200, 30, 30)  # a red carton on white
+    touching = packshot.copy()
+    touching[:, 70:90] = (20, 20, 200)  # a product reaching the top and bottom edges: still a packshot
+    shelf = np.kron(rng.integers(0, 256, (10, 8, 3), dtype=np.uint8), np.ones((20, 20, 1), np.uint8))  # a busy shop
+    shelf[40:160, 30:130] = (200, 30, 30)
+    assert is_packshot(packshot) and is_packshot(touching) and not is_packshot(shelf)
+    regions = ("full", "crop", "centre70", "centre50")
+    assert catalogue_regions(packshot, regions, False) == ("full", "crop")
+    assert catalogue_regions(shelf, regions, False) == regions
+    assert catalogue_regions(packshot, regions, True) == regions
+    assert catalogue_regions(packshot, ("full", "crop"), False) == ("full", "crop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 
 import numpy as np
@@ -119,17 +120,31 @@ def test_reindexing_unchanged_catalogue_does_nothing(engine, catalogue_dir):
     assert report.indexed == [] and sorted(report.unchanged) == sorted(CATALOGUE)
 
 
-def test_a_catalogue_indexed_with_other_regions_asks_for_a_reindex(engine, settings, real_stages):
-    """More views of some images than of others would favour them: a catalogue indexed with other
-    regions is refused by name until `skulens reindex` re-embeds it with the settings' regions."""
-    assert engine.store.vector_regions() == {"full", "crop", "centre70", "centre50"}
+def shelf_photo(sku: str) -> bytes:
+    """A merchant's photo of a product in a busy shop: the product on a noisy background."""
+    tiles = np.random.default_rng(1).integers(0, 256, (12, 13, 3), dtype=np.uint8)  # shelves, other packs
+    canvas = np.kron(tiles, np.ones((40, 40, 1), np.uint8))
+    canvas[40:440, 60:460] = product_image(*CATALOGUE[sku], size=400)
+    return jpeg_bytes(canvas, quality=80)
+
+
+def test_photos_get_centre_views_and_other_regions_ask_for_a_reindex(engine, settings, real_stages):
+    """Packshots are embedded whole and cropped, photos also in their centre views; more views of some
+    images than of others would favour them, so a catalogue indexed with other regions is refused by
+    name until `skulens reindex` re-embeds it with the settings' regions."""
+    assert engine.store.vector_regions() == {"full", "crop"}  # the fixture's pictures are packshots
+    engine.add_product(engine.store.get_product("ARLA-MILK"), [("shelf.jpg", shelf_photo("ARLA-MILK"))])
+    photo = max(im.id for im in engine.store.images("ARLA-MILK"))
+    assert photo in engine.store.region_vectors("centre70", engine.stages.embedder.dim)
     engine.close()
     fewer = settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"index_regions": ("full", "crop")})})
     with pytest.raises(ConflictError, match=r"regions \['full', 'crop', 'centre70', 'centre50'\].*skulens reindex"):
         Engine(fewer, real_stages)
     redo = Engine(fewer, real_stages, reembedding=True)
     reembed(redo)
-    assert redo.store.vector_regions() == {"full", "crop"} and redo.store.get_meta(INDEX_REGIONS_KEY) == '["full", "crop"]'
+    assert redo.store.vector_regions() == {"full", "crop"}
+    assert json.loads(redo.store.get_meta(INDEX_REGIONS_KEY)) == {"regions": ["full", "crop"],
+                                                                   "packshot_centre_views": False}
     redo.close()
     reopened = Engine(fewer, real_stages)
     assert top(reopened, "ARLA-MILK")[0] == "ARLA-MILK"
@@ -141,6 +156,12 @@ def test_a_catalogue_indexed_with_other_regions_asks_for_a_reindex(engine, setti
     with pytest.raises(ConflictError, match=r"regions \['crop', 'full'\]"):
         Engine(settings, real_stages)
     Engine(fewer, real_stages).close()
+    # the default regions again, through reindex: the photo's centre views come back
+    redo = Engine(settings, real_stages, reembedding=True)
+    reembed(redo)
+    assert redo.store.vector_regions() == {"full", "crop", "centre70", "centre50"}
+    assert set(redo.store.region_vectors("centre50", redo.stages.embedder.dim)) == {photo}
+    redo.close()
 
 
 def _bad_inputs() -> dict[str, bytes]:
