@@ -132,11 +132,12 @@ class Engine:
             if not differ:
                 self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
         if differ:
+            trained = getattr(self.stages.embedder, "trained", None)
             raise ConflictError(
                 f"the catalogue in {self.data} was indexed with the regions {recorded['regions']} (centre views of "
                 f"packshots: {'yes' if recorded['packshot_centre_views'] else 'no'}), the settings ask for "
                 f"{wanted['regions']} ({'yes' if wanted['packshot_centre_views'] else 'no'}): re-embed it with "
-                f"`skulens reindex`, or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' "
+                f"`skulens --data {self.data} reindex --embedder {trained.folder if trained else 'imagenet'}`, or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' "
                 f"and SKULENS_FUSION__PACKSHOT_CENTRE_VIEWS={str(recorded['packshot_centre_views']).lower()} "
                 "to search it as it is")
 

@@ -138,7 +138,7 @@ def test_photos_get_centre_views_and_other_regions_ask_for_a_reindex(engine, set
     assert photo in engine.store.region_vectors("centre70", engine.stages.embedder.dim)
     engine.close()
     fewer = settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"index_regions": ("full", "crop")})})
-    with pytest.raises(ConflictError, match=r"regions \['full', 'crop', 'centre70', 'centre50'\].*skulens reindex"):
+    with pytest.raises(ConflictError, match=r"regions \['full', 'crop', 'centre70', 'centre50'\].*reindex --embedder imagenet"):
         Engine(fewer, real_stages)
     redo = Engine(fewer, real_stages, reembedding=True)
     reembed(redo)
