@@ -274,6 +274,16 @@ def describe_detector(detector) -> str:
     return type(detector).__name__
 
 
+def _catalogue_regions_text(report: dict) -> str:
+    regions = report["config"].get("gallery_regions")
+    if regions is None:  # reports from before the gallery's regions were recorded
+        return ""
+    if not any(r.startswith("centre") for r in regions):
+        return f"catalogue regions {regions}, "
+    packshots = report.get("settings", {}).get("fusion", {}).get("packshot_centre_views")
+    return f"catalogue regions {regions} (packshots {'with' if packshots else 'without'} the centre views), "
+
+
 def report_markdown(report: dict) -> str:
     """The BENCHMARKS.md body for one ``skulens eval`` report."""
     keys = list(report["metrics"])
@@ -283,8 +293,7 @@ def report_markdown(report: dict) -> str:
              + (f" (stratified sample, seed {report['seed']})" if report.get("limit") else "")
              + f"; default configuration: {report['config']['name']} "
              f"(weights {report['config']['weights']}, query regions {report['config']['query_regions']}, "
-             + (f"catalogue regions {report['config']['gallery_regions']}, " if "gallery_regions" in report["config"]
-                else "")
+             + _catalogue_regions_text(report)
              + f"region pooling {report.get('settings', {}).get('fusion', {}).get('region_pooling', 'max')}). "
              f"Detector: {report.get('models', {}).get('detector', '?')}. "
              f"Embedder: {report.get('models', {}).get('embedder', '?')}.", ""]
