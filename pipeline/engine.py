@@ -210,7 +210,7 @@ class Engine:
         teacher = for_index and bg.enabled and bg.at_index and self.analyzer.detector_masks_differ()
         packshots = self.settings.fusion.packshot_centre_views
         key = (f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
-               + (f":packshot-views-{packshots}" if for_index else ""))
+               + (f":packshot-views-{packshots}" if for_index and any(r.startswith("centre") for r in regions) else ""))
         if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha
         t0 = time.perf_counter()

@@ -30,9 +30,10 @@ from pipeline.types import SIGNALS
 log = logging.getLogger(__name__)
 
 ALL_REGIONS = ("full", "crop", "masked", "centre70", "centre50")
-"""Regions every gallery image is analysed with (configurations pick among them)."""
+"""Regions every query photo is analysed with (configurations pick among them)."""
 QUERY_REGIONS = ALL_REGIONS
-"""Regions every query photo is analysed with."""
+BASE_GALLERY_REGIONS = ("full", "crop", "masked")
+"""Regions every gallery image is analysed with, besides those the settings index (the centre views)."""
 Progress = Callable[[str, int, int], None]
 
 
@@ -65,19 +66,28 @@ class Scored:
     rank_ms: float
 
 
+def gallery_regions(settings: Settings) -> tuple[str, ...]:
+    """The regions a gallery is indexed with: the base ones and those the settings index, so that an
+    evaluation measures the catalogue regions configured (and its ablation rows pick among them)."""
+    return BASE_GALLERY_REGIONS + tuple(r for r in settings.fusion.index_regions if r not in BASE_GALLERY_REGIONS)
+
+
 class Evaluator:
     def __init__(self, data: ProtocolData, settings: Settings, stages: Stages) -> None:
         self.data = data
         root = settings.data / "eval"
         self.cache = FeatureCache(root / "features.sqlite3")
         gallery_size = len(data.gallery)
+        regions = gallery_regions(settings)
         fusion = settings.fusion.model_copy(update={
-            "index_regions": ALL_REGIONS,
+            "index_regions": regions,
             "candidates": max(settings.fusion.candidates, gallery_size) if data.per_image else settings.fusion.candidates,
         })
         # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
         # setting must index the gallery anew, not rank against the last run's vectors
-        pipeline = pipeline_fingerprint(settings, stages, *ALL_REGIONS, settings.fusion.packshot_centre_views)
+        views = regions != BASE_GALLERY_REGIONS
+        pipeline = pipeline_fingerprint(settings, stages, *((*regions, settings.fusion.packshot_centre_views) if views
+                                                            else ()))
         self.settings = settings.model_copy(update={"data": root / f"{data.name}-{data.digest()}-{pipeline}",
                                                     "fusion": fusion})
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)

@@ -18,6 +18,7 @@ from features.colour_kmeans import KMeansColourExtractor
 from pipeline.analysis import Stages
 from pipeline.errors import InvalidInputError, NotFoundError
 from pipeline.eval_report import report_markdown, run_eval, run_tune, tuned_weights
+from pipeline.eval_runner import gallery_regions
 from pipeline.catalog_source import read_catalog
 from pipeline.evaluation import load_protocol, stratified_sample, write_gallery_csv
 from pipeline.settings import ColourSettings, Settings
@@ -277,3 +278,9 @@ def test_another_pipeline_indexes_the_gallery_anew(grocery, stages, tmp_path):
     other = settings.model_copy(update={"colour": settings.colour.model_copy(update={"k": 3})})
     run_eval("G1", grocery, other, stages)
     assert len([p for p in (tmp_path / "data" / "eval").glob("G1-*") if p.is_dir()]) == 2
+
+
+def test_the_gallery_holds_the_catalogue_regions_the_settings_index():
+    assert gallery_regions(Settings()) == ("full", "crop", "masked", "centre70", "centre50")
+    before = Settings(fusion={"index_regions": ("full", "crop")})  # as measured before 2026-11-22
+    assert gallery_regions(before) == ("full", "crop", "masked")
