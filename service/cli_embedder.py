@@ -168,7 +168,8 @@ def reindex(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest one trained in the data directory")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write the re-embedding speed to this BENCHMARKS.md")] = None,
 ) -> None:
-    """Re-embed the catalogue with another embedder (boxes, colours and words are kept), in one transaction."""
+    """Re-embed the catalogue with another embedder, or in the catalogue regions the settings now name
+    (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and words are kept; one transaction."""
     from pipeline.benchmarks_md import update_section
     from pipeline.reembed import reembed, reembed_markdown
 
