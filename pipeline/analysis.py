@@ -172,11 +172,16 @@ def is_packshot(image: np.ndarray) -> bool:
     return float(near.mean()) >= PACKSHOT_SHARE
 
 
+def has_centre_views(regions) -> bool:
+    """Whether ``regions`` ask for centre views (``centre70``, ``centre50``...)."""
+    return any(r.startswith("centre") for r in regions)
+
+
 def catalogue_regions(image: np.ndarray, regions: tuple[str, ...], packshot_centre_views: bool) -> tuple[str, ...]:
     """The regions a catalogue image is embedded in: ``regions``, less the centre views when it is a
     packshot (their centre cuts into the product; a photo's cuts away the shop around it), unless
     ``packshot_centre_views``."""
-    if packshot_centre_views or not any(r.startswith("centre") for r in regions) or not is_packshot(image):
+    if packshot_centre_views or not has_centre_views(regions) or not is_packshot(image):
         return regions
     return tuple(r for r in regions if not r.startswith("centre"))
 

@@ -25,7 +25,7 @@ from fusion.filters import SearchFilters, facets
 from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, gather_candidates, merchant_words, \
     parse_weights, query_tokens
 from fusion.text import TextScorer, tokenize
-from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, fingerprint
+from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
@@ -112,8 +112,9 @@ class Engine:
     def _check_regions(self) -> None:
         """The catalogue's vectors must be of the regions the settings index: an image with more views
         than another would score higher for having them.  A catalogue from before the regions were
-        recorded is judged by the regions of its vectors ('crop' and 'masked' are not made for every
-        image, so only their presence counts)."""
+        recorded is judged by the regions of its vectors: 'crop' and 'masked' are not made for every
+        image, so only their presence counts; it has the centre views on every image or on none, so
+        their absence counts too (a catalogue of packshots alone then asks for one reindex)."""
         wanted = regions_record(self.settings.fusion)
         if self.store.count()[2] == 0:
             self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
@@ -123,7 +124,7 @@ class Engine:
             recorded = json.loads(raw)
             differ = set(recorded["regions"]) != set(wanted["regions"]) or (
                 recorded["packshot_centre_views"] != wanted["packshot_centre_views"]
-                and any(r.startswith("centre") for r in wanted["regions"]))
+                and has_centre_views(wanted["regions"]))
         else:
             stored = self.store.vector_regions()
             recorded = {"regions": sorted(stored), "packshot_centre_views": False}
@@ -137,8 +138,9 @@ class Engine:
                 f"the catalogue in {self.data} was indexed with the regions {recorded['regions']} (centre views of "
                 f"packshots: {'yes' if recorded['packshot_centre_views'] else 'no'}), the settings ask for "
                 f"{wanted['regions']} ({'yes' if wanted['packshot_centre_views'] else 'no'}): re-embed it with "
-                f"`skulens --data {self.data} reindex --embedder {trained.folder if trained else 'imagenet'}`, or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' "
-                f"and SKULENS_FUSION__PACKSHOT_CENTRE_VIEWS={str(recorded['packshot_centre_views']).lower()} "
+                f"`skulens --data {self.data} reindex --embedder {trained.folder if trained else 'imagenet'}`, "
+                f"or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' and "
+                f"SKULENS_FUSION__PACKSHOT_CENTRE_VIEWS={str(recorded['packshot_centre_views']).lower()} "
                 "to search it as it is")
 
     def embedder_reference(self) -> str:
@@ -210,7 +212,7 @@ class Engine:
         teacher = for_index and bg.enabled and bg.at_index and self.analyzer.detector_masks_differ()
         packshots = self.settings.fusion.packshot_centre_views
         key = (f"{sha}:{self._fingerprint(regions, all_objects)}" + (":teacher-masks" if teacher else "")
-               + (f":packshot-views-{packshots}" if for_index and any(r.startswith("centre") for r in regions) else ""))
+               + (f":packshot-views-{packshots}" if for_index and has_centre_views(regions) else ""))
         if use_cache and (hit := self.features.cached_features(key)) is not None:
             return None, Analysis.from_bytes(hit), sha
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import platform
 from pathlib import Path
 
 from features.embed_train_data import VISIT_MIN_PHOTOS
-from pipeline.analysis import Stages
+from pipeline.analysis import Stages, has_centre_views
 from pipeline.errors import InvalidInputError
 from pipeline.eval_runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
 from pipeline.evaluation import load_protocol, stratified_sample, visit_share, with_photo_gallery
@@ -278,7 +278,7 @@ def _catalogue_regions_text(report: dict) -> str:
     regions = report["config"].get("gallery_regions")
     if regions is None:  # reports from before the gallery's regions were recorded
         return ""
-    if not any(r.startswith("centre") for r in regions):
+    if not has_centre_views(regions):
         return f"catalogue regions {regions}, "
     packshots = report.get("settings", {}).get("fusion", {}).get("packshot_centre_views")
     return f"catalogue regions {regions} (packshots {'with' if packshots else 'without'} the centre views), "

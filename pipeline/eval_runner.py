@@ -85,6 +85,7 @@ class Evaluator:
         })
         # one indexed gallery per gallery *and* per pipeline: another detector, mask source or colour
         # setting must index the gallery anew, not rank against the last run's vectors
+        # a gallery without centre views keeps the name it had before they existed (its cached index)
         views = regions != BASE_GALLERY_REGIONS
         pipeline = pipeline_fingerprint(settings, stages, *((*regions, settings.fusion.packshot_centre_views) if views
                                                             else ()))
