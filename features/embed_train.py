@@ -41,7 +41,7 @@ LICENCE = ("Apache-2.0 (fine-tuned from the ImageNet EfficientNet-Lite2 weights,
 @dataclass(frozen=True)
 class EmbedderTrainSettings:
     epochs: int = 15
-    hours: float | None = None  # stop after the epoch that passes this
+    hours: float | None = None  # stop before an epoch that would pass this (one epoch always runs)
     skus_per_batch: int = 8
     images_per_sku: int = 4
     with_primary: bool = True  # each SKU's catalogue picture in every draw of that SKU
@@ -215,6 +215,12 @@ class _Trainer:
                 "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def another_epoch_fits(spent: float, epochs_done: int, hours: float | None) -> bool:
+    """Whether one more epoch, as long as the mean of those done (held-out check included), ends
+    within ``hours`` of the first one's start; always true without a budget."""
+    return not hours or spent + spent / max(epochs_done, 1) <= hours * 3600
+
+
 def train_embedder(train: list[TrainImage], held: list[TrainImage], folder: Path, models: ModelSettings,
                    settings: EmbedderTrainSettings, source: dict, progress=None) -> TrainedEmbedder:
     """Train, keep the best epoch (by held-out R@1; the last without a held-out set), and write
@@ -234,8 +240,10 @@ def train_embedder(train: list[TrainImage], held: list[TrainImage], folder: Path
         log.info("epoch %d: loss %.4f, %.0f s, held-out R@1 %s", number, row["loss"], row["seconds"], r1)
         if r1 is None or best_r1 is None or r1 >= best_r1:
             best_r1, best_state, best_epoch = r1, copy.deepcopy(run.net.state_dict()), number
-        if settings.hours and time.perf_counter() - t_start > settings.hours * 3600:
-            log.info("stopping after epoch %d: the %.2f h budget is spent", number, settings.hours)
+        spent = time.perf_counter() - t_start
+        if number < settings.epochs and not another_epoch_fits(spent, number, settings.hours):
+            log.info("stopping after epoch %d of %d: another (about %.0f s) would pass the %.2f h budget",
+                     number, settings.epochs, spent / number, settings.hours)
             break
     return _save(folder, best_state, history, best_epoch, best_r1, settings, source, device)
 

@@ -40,7 +40,9 @@ def _trained(embedder: str | None):
 @embedder_app.command("train")
 def train(
     epochs: Annotated[int, typer.Option(min=1)] = 15,
-    hours: Annotated[Optional[float], typer.Option(min=0.01, help="stop after the epoch that passes this many hours")] = None,
+    hours: Annotated[Optional[float], typer.Option(
+        min=0.01, help="stop before an epoch that would pass this many hours (judged by the mean epoch so far; "
+                       "one epoch always runs)")] = None,
     skus_per_batch: Annotated[int, typer.Option(min=2, help="SKUs in each batch")] = 8,
     images_per_sku: Annotated[int, typer.Option(min=2, help="images of each of those SKUs in a batch")] = 4,
     learning_rate: Annotated[float, typer.Option(min=0)] = 1e-4,
