@@ -30,8 +30,9 @@ from pipeline.types import SIGNALS
 log = logging.getLogger(__name__)
 
 ALL_REGIONS = ("full", "crop", "masked", "centre70", "centre50")
-"""Regions every query photo is analysed with (configurations pick among them)."""
+"""Every region an evaluated configuration may pick, for its queries or its gallery."""
 QUERY_REGIONS = ALL_REGIONS
+"""Regions every query photo is analysed with: all of them."""
 BASE_GALLERY_REGIONS = ("full", "crop", "masked")
 """Regions every gallery image is analysed with, besides those the settings index (the centre views)."""
 Progress = Callable[[str, int, int], None]
