@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.devices import resolve_device
-from pipeline.embedder_files import BASE_NAME, TrainedEmbedder, float_model_name, int8_name, onnx_sidecar_ok
+from pipeline.embedder_files import (BASE_NAME, NATIVE_INPUT_SIZE, TrainedEmbedder, float_model_name, input_size_of,
+                                     int8_name, onnx_sidecar_ok, size_suffix, sized_name)
 from pipeline.errors import ModelNotFoundError
 from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
@@ -25,7 +26,7 @@ from pipeline.types import Tags, check_image
 
 log = logging.getLogger(__name__)
 
-INPUT_SIZE = 260
+INPUT_SIZE = NATIVE_INPUT_SIZE
 DIM = 1280
 
 
@@ -89,16 +90,28 @@ def source_sha256(trained: TrainedEmbedder | None) -> str:
     return trained.card["sha256"] if trained is not None else MODELS["efficientnet-lite2"].sha256
 
 
-def onnx_file(trained: TrainedEmbedder | None, models: ModelSettings, int8: bool = False) -> Path:
-    """Where the ONNX form of an embedder lives: beside the trained weights, or in the model cache."""
+def onnx_file(trained: TrainedEmbedder | None, models: ModelSettings, int8: bool = False,
+              size: int = INPUT_SIZE) -> Path:
+    """Where the ONNX form of an embedder for ``size``-pixel inputs lives: beside the trained
+    weights, or in the model cache."""
     if trained is not None:
-        return trained.onnx_path(int8)
+        return trained.onnx_path(int8, size)
     stem = Path(MODELS["efficientnet-lite2"].filename).stem
-    return Path(models.cache_dir) / f"{stem}{'.int8' if int8 else ''}.onnx"
+    return Path(models.cache_dir) / f"{stem}{size_suffix(size)}{'.int8' if int8 else ''}.onnx"
+
+
+def resolve_input_size(settings: EmbedderSettings, recorded: str | None) -> int:
+    """The input size the settings name, else the one the catalogue's vectors were made at, else 260."""
+    return settings.input_size or input_size_of(recorded) or INPUT_SIZE
 
 
 class EfficientNetLite2Embedder:
-    """``embed(images) -> ((N, 1280) float32 L2-normalised, [Tags])``."""
+    """``embed(images) -> ((N, 1280) float32 L2-normalised, [Tags])``.
+
+    Each image is letterboxed to ``input_size`` pixels: the setting, else the size the catalogue's
+    vectors were made at, else 260.  The network pools globally, so it runs at any size; a larger
+    one shows it more detail of a whole shelf photo (FixRes: it was trained on crops that show
+    objects larger than whole photos do), at a cost that grows with the pixels."""
 
     dim = DIM
 
@@ -111,14 +124,15 @@ class EfficientNetLite2Embedder:
         self.settings = settings
         self.models = models
         self.trained = trained
-        base = trained.name if trained is not None else BASE_NAME
+        self.input_size = resolve_input_size(settings, recorded)
+        base = sized_name(trained.name if trained is not None else BASE_NAME, self.input_size)
         self._variant = variant[1] if variant is not None else None
         if variant is not None:
             self.runtime, self.name = "onnx", f"{base}-{variant[0]}"
         else:
             self.runtime = self._choose_runtime(base, recorded)
             # int8 vectors differ from float ones enough to keep them apart in a catalogue
-            self.name = int8_name(base, onnx_file(trained, models, True)) if self.runtime == "onnx-int8" else base
+            self.name = int8_name(base, self._onnx(True)) if self.runtime == "onnx-int8" else base
         self._lock = threading.Lock()
         self._run = None
         self._labels: list[str] = []
@@ -130,7 +144,7 @@ class EfficientNetLite2Embedder:
         if wanted != "auto":
             return wanted
         def exported(int8: bool) -> bool:
-            return onnx_sidecar_ok(onnx_file(self.trained, self.models, int8), source_sha256(self.trained))
+            return onnx_sidecar_ok(self._onnx(int8), source_sha256(self.trained), self.input_size)
         float_runtime = "onnx" if exported(False) else "torch"
         if recorded is not None and float_model_name(recorded) == base:
             # int8 vectors: a missing export then says how to make it; another int8 model's, to reindex
@@ -138,6 +152,9 @@ class EfficientNetLite2Embedder:
         if exported(True) and resolve_device(self.models.device) == "cpu":
             return "onnx-int8"
         return float_runtime
+
+    def _onnx(self, int8: bool) -> Path:
+        return onnx_file(self.trained, self.models, int8, self.input_size)
 
     def warmup(self) -> None:
         self._load()
@@ -169,10 +186,12 @@ class EfficientNetLite2Embedder:
         from features.embed_onnx import open_session
 
         int8 = self.runtime == "onnx-int8"
-        path = self._variant or onnx_file(self.trained, self.models, int8)
-        if self._variant is None and not onnx_sidecar_ok(path, source_sha256(self.trained)):
+        path = self._variant or self._onnx(int8)
+        if self._variant is None and not onnx_sidecar_ok(path, source_sha256(self.trained), self.input_size):
             command = ["skulens embedder export", "--embedder",
-                       str(self.trained.folder) if self.trained is not None else "imagenet"] + (["--int8"] if int8 else [])
+                       str(self.trained.folder) if self.trained is not None else "imagenet"] + (
+                ["--input-size", str(self.input_size)] if self.input_size != INPUT_SIZE else []) + (
+                ["--int8"] if int8 else [])
             raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")
         session = open_session(path, resolve_device(self.models.device), self.settings.threads)
 
@@ -189,7 +208,7 @@ class EfficientNetLite2Embedder:
         vectors, tags = [], []
         bs = max(1, self.settings.batch_size)
         for start in range(0, len(images), bs):
-            vec, probs = run(preprocess(images[start:start + bs]))
+            vec, probs = run(preprocess(images[start:start + bs], self.input_size))
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
             vectors.append(vec / np.maximum(norms, 1e-12))  # int8 outputs are not exactly unit length
             tags.extend(self._top_tags(probs))

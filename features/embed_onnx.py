@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.embedder_files import NATIVE_INPUT_SIZE as INPUT_SIZE
 from pipeline.errors import InvalidInputError, MissingDependencyError
 from pipeline.models import sha256_file
 
@@ -40,15 +41,17 @@ def export(module, size: int, dest: Path, source_sha256: str) -> Path:
                           output_names=["vector", "probs"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"image": {0: "n"}, "vector": {0: "n"}, "probs": {0: "n"}})
     os.replace(tmp, dest)
-    _write_sidecar(dest, source_sha256, "float32")
+    _write_sidecar(dest, source_sha256, "float32", size)
     log.info("exported %s", dest)
     return dest
 
 
-def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[np.ndarray]) -> Path:
+def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[np.ndarray],
+                  size: int = INPUT_SIZE) -> Path:
     """Static int8 quantisation of an exported model: int8 weights per output channel, uint8
-    activations with ranges measured on ``calibration`` images (QDQ format, onnxruntime's
-    quantiser).  EfficientNet-Lite was designed to survive this (ReLU6, no squeeze-excitation)."""
+    activations with ranges measured on ``calibration`` images at ``size`` pixels (QDQ format,
+    onnxruntime's quantiser).  EfficientNet-Lite was designed to survive this (ReLU6, no
+    squeeze-excitation)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -62,7 +65,7 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
 
         def get_next(self):
             image = next(self._left, None)
-            return None if image is None else {"image": preprocess([image])}
+            return None if image is None else {"image": preprocess([image], size)}
 
     dest = Path(dest)
     prepared, tmp = dest.with_name(dest.name + ".pre"), dest.with_name(dest.name + ".part")
@@ -75,7 +78,7 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
         prepared.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     _write_sidecar(dest, source_sha256, f"int8 static (per-channel weights; activations calibrated on "
-                                        f"{len(calibration)} catalogue images)", sha256=sha256_file(dest))
+                                        f"{len(calibration)} catalogue images)", size, sha256=sha256_file(dest))
     log.info("quantised %s", dest)
     return dest
 
@@ -103,9 +106,10 @@ def _check_calibration(calibration: list[np.ndarray]) -> None:
                                 "index a catalogue first")
 
 
-def _write_sidecar(onnx: Path, source_sha256: str, precision: str, **extra) -> None:
+def _write_sidecar(onnx: Path, source_sha256: str, precision: str, size: int, **extra) -> None:
     onnx.with_suffix(".json").write_text(json.dumps(
-        {"source_sha256": source_sha256, "opset": OPSET, "precision": precision, **extra}, indent=2))
+        {"source_sha256": source_sha256, "opset": OPSET, "precision": precision, "input_size": size, **extra},
+        indent=2))
 
 
 def open_session(path: Path, device: str, threads: int = 0):
@@ -125,26 +129,27 @@ def open_session(path: Path, device: str, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
-def export_embedder(trained, models, calibration: list[np.ndarray] | None = None) -> list[Path]:
-    """Export an embedder (ImageNet's when ``trained`` is None) to ONNX; with ``calibration`` images,
-    also its int8 form."""
-    from features.embed_efficientnet import INPUT_SIZE, embedding_module, load_network, onnx_file, source_sha256
+def export_embedder(trained, models, calibration: list[np.ndarray] | None = None,
+                    size: int = INPUT_SIZE) -> list[Path]:
+    """Export an embedder (ImageNet's when ``trained`` is None) for ``size``-pixel inputs to ONNX;
+    with ``calibration`` images, also its int8 form."""
+    from features.embed_efficientnet import embedding_module, load_network, onnx_file, source_sha256
 
     if calibration is not None:
         _check_calibration(calibration)  # before anything is rewritten
     source = source_sha256(trained)
-    fp32 = export(embedding_module(load_network(trained, models)), INPUT_SIZE, onnx_file(trained, models), source)
+    fp32 = export(embedding_module(load_network(trained, models)), size, onnx_file(trained, models, size=size), source)
     paths = [fp32]
     if calibration is not None:
-        paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True), source, calibration))
+        paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True, size=size), source, calibration, size))
     return paths
 
 
-def ensure_exported(trained, models) -> Path | None:
+def ensure_exported(trained, models, size: int = INPUT_SIZE) -> Path | None:
     """Export the embedder to ONNX unless a current export is there; the new file's path, else None."""
     from features.embed_efficientnet import onnx_file, source_sha256
     from pipeline.embedder_files import onnx_sidecar_ok
 
-    if onnx_sidecar_ok(onnx_file(trained, models), source_sha256(trained)):
+    if onnx_sidecar_ok(onnx_file(trained, models, size=size), source_sha256(trained), size):
         return None
-    return export_embedder(trained, models)[0]
+    return export_embedder(trained, models, size=size)[0]

@@ -49,7 +49,8 @@ def bench_embedder(settings: Settings, trained, dataset: Path, split: str = "val
             g, _ = emb.embed(gallery)
             q, _ = emb.embed(queries)
         r1 = float(np.mean(gallery_labels[np.argmax(q @ g.T, axis=1)] == query_labels))
-        rows.append({"runtime": runtime, "embedder": emb.name, **row, "batch": batch, "r1": r1})
+        rows.append({"runtime": runtime, "embedder": emb.name, **row, "batch": batch, "r1": r1,
+                     "input_size": emb.input_size})
         if progress:
             progress(f"{runtime}: quality", 1, 1)
     base = next((r["r1"] for r in rows if r["runtime"] == "torch"), None)
@@ -71,7 +72,8 @@ def _embedder(settings: Settings, trained, runtime: str, batch: int, stack: Exit
     if runtime != DYNAMIC:
         return make_embedder(cfg, trained)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skulens-dynamic-")))
-    path = quantize_dynamic_int8(onnx_file(trained, cfg.models), folder / "dynamic-int8.onnx")
+    size = make_embedder(cfg, trained).input_size
+    path = quantize_dynamic_int8(onnx_file(trained, cfg.models, size=size), folder / "dynamic-int8.onnx")
     return EfficientNetLite2Embedder(cfg.embedder, cfg.models, trained, variant=("int8-dynamic", path))
 
 
@@ -100,7 +102,8 @@ def _measure(emb, queries: list[np.ndarray], latency_images: int, batch_images: 
 
 def embed_bench_markdown(result: dict) -> str:
     rows = result["rows"]
-    text = (f"EfficientNet-Lite2 at 260 px. Batch 1: one photo per call, letterboxing included, after "
+    sizes = sorted({r.get("input_size", 260) for r in rows}) or [260]
+    text = (f"EfficientNet-Lite2 at {'/'.join(map(str, sizes))} px. Batch 1: one photo per call, letterboxing included, after "
             f"{WARM_UP_S:.0f} s of warm-up calls, p50/p95 over {result.get('latency_calls', '-')} calls; batched: "
             f"{rows[0]['batch'] if rows else '-'} photos per call. R@1: "
             f"G1 split **{result['split']}**, {result['queries']} whole query photos against the "

@@ -4,8 +4,9 @@ A trained embedder is a folder in the data directory, ``embedders/v<N>/``, holdi
 ``model.pt`` (the network's weights), ``card.json`` (format, version, base model, training
 settings and data, metrics per epoch, sha256 of ``model.pt``) and, once exported,
 ``model.onnx`` / ``model.int8.onnx``.  An embedder's *name* (``<base>-ft-v<N>-<sha8>``, or
-``efficientnet-lite2-imagenet``) is what the catalogue records beside its vectors: vectors of
-two names are never mixed.  Nothing here imports torch.
+``efficientnet-lite2-imagenet``, then ``-<S>px`` when it runs at another input size than 260 px)
+is what the catalogue records beside its vectors: vectors of two names are never mixed.  Nothing
+here imports torch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ FORMAT = 1
 """Card format this skulens reads and writes; a card of a newer format is refused."""
 BASE_NAME = "efficientnet-lite2-imagenet"
 FOLDER = "embedders"
+NATIVE_INPUT_SIZE = 260
+"""The input side EfficientNet-Lite2 was trained at (ImageNet's weights and ``embedder train``)."""
+_SIZE = re.compile(r"-(\d+)px(?=-int8|:\d+$|$)")  # in a name, or a catalogue's '<name>:<dim>'
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
@@ -45,8 +49,27 @@ class TrainedEmbedder:
     def name(self) -> str:
         return f"{self.card['base'].removesuffix('-imagenet')}-ft-v{self.version}-{self.card['sha256'][:8]}"
 
-    def onnx_path(self, int8: bool = False) -> Path:
-        return self.folder / ("model.int8.onnx" if int8 else "model.onnx")
+    def onnx_path(self, int8: bool = False, size: int = NATIVE_INPUT_SIZE) -> Path:
+        return self.folder / f"model{size_suffix(size)}{'.int8' if int8 else ''}.onnx"
+
+
+def size_suffix(size: int) -> str:
+    """What an ONNX file's name adds for an input size ('' at the native 260 px)."""
+    return "" if size == NATIVE_INPUT_SIZE else f".{size}px"
+
+
+def sized_name(name: str, size: int) -> str:
+    """An embedder's name at an input size: vectors made at another size are another embedder's."""
+    return name if size == NATIVE_INPUT_SIZE else f"{name}-{size}px"
+
+
+def input_size_of(name: str | None) -> int | None:
+    """The input size an embedder name (or a catalogue's ``<name>:<dim>`` record) stands for; None
+    without one."""
+    if not name:
+        return None
+    found = _SIZE.search(name)
+    return int(found.group(1)) if found else NATIVE_INPUT_SIZE
 
 
 def _stored_images(data: Path) -> list:
@@ -177,15 +200,17 @@ def float_model_name(name: str) -> str:
     return name.split(INT8)[0]
 
 
-def onnx_sidecar_ok(onnx: Path, source_sha256: str) -> bool:
-    """Whether ``onnx`` was exported from the weights with this checksum (its ``.json`` sidecar says so)."""
+def onnx_sidecar_ok(onnx: Path, source_sha256: str, size: int = NATIVE_INPUT_SIZE) -> bool:
+    """Whether ``onnx`` was exported from the weights with this checksum for ``size``-pixel inputs
+    (its ``.json`` sidecar says so; sidecars from before the input size was recorded are 260 px)."""
     side = onnx.with_suffix(".json")
     if not onnx.is_file() or not side.is_file():
         return False
     try:
-        return json.loads(side.read_text()).get("source_sha256") == source_sha256
+        found = json.loads(side.read_text())
     except json.JSONDecodeError:
         return False
+    return found.get("source_sha256") == source_sha256 and found.get("input_size", NATIVE_INPUT_SIZE) == size
 
 
 def _holdout_words(s: dict, d: dict) -> str:

@@ -27,6 +27,7 @@ from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, g
 from fusion.text import TextScorer, tokenize
 from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
 from pipeline.dedup import cached_centres, cached_hashes
+from pipeline.embedder_files import input_size_of
 from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
 from pipeline.settings import Settings
@@ -42,8 +43,9 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     the feature cache keys on it, and so does each evaluation's indexed gallery."""
     s = settings
     weights = getattr(stages.detector, "name", None)  # trained detectors: which weights file
-    # which embedder weights and runtime are in the embedder's name (float runtimes give the same vectors)
-    embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime"))
+    # which embedder weights, runtime and input size are in the embedder's name (float runtimes give the
+    # same vectors)
+    embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime", "input_size"))
     return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, embedder, *parts,
                        *([weights] if weights else []))
 
@@ -105,9 +107,12 @@ class Engine:
             self.store.set_meta(EMBEDDER_KEY, f"{emb.name}:{emb.dim}")
             self.store.set_meta(EMBEDDER_WEIGHTS_KEY, self.embedder_reference())
         elif recorded != f"{emb.name}:{emb.dim}":
+            size = input_size_of(recorded.rsplit(":", 1)[0])
+            other_size = (f" (or set SKULENS_EMBEDDER__INPUT_SIZE={size})"
+                          if size != getattr(emb, "input_size", size) else "")
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
                                 f"{emb.name}:{emb.dim}: re-embed the catalogue with `skulens reindex`, or "
-                                "use the embedder it was made with")
+                                f"use the embedder it was made with{other_size}")
 
     def _check_regions(self) -> None:
         """The catalogue's vectors must be of the regions the settings index: an image with more views

@@ -84,6 +84,11 @@ class EmbedderSettings(BaseModel):
         "or `skulens reindex`, the int8 export on a CPU, else the float export, else torch "
         "(`skulens embedder export [--int8]`); 'onnx-int8': the statically quantised export (its vectors need "
         "their own catalogue)")
+    input_size: int | None = Field(
+        None, ge=128, le=640, description="side in pixels each image (region) is letterboxed to for the network; "
+        "default: the size the catalogue's vectors were made at, else 260 (what EfficientNet-Lite2 was trained at). "
+        "Larger sizes show whole photos in more detail, at a cost that grows with the pixels; a catalogue "
+        "made at another size asks for `skulens reindex --input-size N`")
     batch_size: int = 16
     tags_top_k: int = 5
     threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")

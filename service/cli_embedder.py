@@ -108,6 +108,26 @@ def train(
     out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
 
 
+InputSize = Annotated[Optional[int], typer.Option(
+    min=128, max=640, help="input side in pixels (SKULENS_EMBEDDER__INPUT_SIZE); default: the size the catalogue's "
+                           "vectors were made at, else 260")]
+
+
+def _sized(settings, input_size: int | None):
+    """The settings with ``--input-size`` applied (unchanged without one)."""
+    if input_size is None:
+        return settings
+    return settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"input_size": input_size})})
+
+
+def _input_size(settings) -> int:
+    """The input size the embedder runs at with these settings and the data directory's catalogue."""
+    from features.embed_efficientnet import resolve_input_size
+    from pipeline.store import EMBEDDER_KEY, read_meta
+
+    return resolve_input_size(settings.embedder, read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY))
+
+
 def _open_engine(settings, trained=None, reembedding: bool = False):
     from pipeline.build import RECORDED, build_stages
     from pipeline.engine import Engine
@@ -120,25 +140,27 @@ def _open_engine(settings, trained=None, reembedding: bool = False):
 def export_cmd(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest trained one")] = None,
     int8: Annotated[bool, typer.Option(help="also write the int8 model, calibrated on the catalogue's images")] = False,
+    input_size: InputSize = None,
 ) -> None:
     """Export an embedder to ONNX (beside its weights), for `SKULENS_EMBEDDER__RUNTIME=onnx` (and 'auto');
     `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`). A
     model quantised again is named anew (by its checksum): a catalogue of the old one's vectors then
-    asks for `skulens reindex`."""
+    asks for `skulens reindex`. An ONNX file is made for one input size; each size has its own."""
     from features.embed_efficientnet import onnx_file
     from features.embed_onnx import export_embedder
-    from pipeline.embedder_files import BASE_NAME, calibration_images, float_model_name, int8_name
+    from pipeline.embedder_files import BASE_NAME, calibration_images, float_model_name, int8_name, sized_name
     from pipeline.store import EMBEDDER_KEY, read_meta
 
-    settings = _settings()
+    settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
+    size = _input_size(settings)
     calibration = calibration_images(settings) if int8 else None
-    for path in export_embedder(trained, settings.models, calibration):
+    for path in export_embedder(trained, settings.models, calibration, size):
         out.print(f"wrote {path}", highlight=False)
     recorded = (read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "").rsplit(":", 1)[0]
-    base = trained.name if trained is not None else BASE_NAME
+    base = sized_name(trained.name if trained is not None else BASE_NAME, size)
     if int8 and recorded != base and float_model_name(recorded) == base:
-        now = int8_name(base, onnx_file(trained, settings.models, True))
+        now = int8_name(base, onnx_file(trained, settings.models, True, size))
         if recorded != now:
             out.print(f"the catalogue's vectors were made by the int8 model this replaced ({recorded}; now {now}): "
                       f"re-embed it with `skulens --data {settings.data} reindex`", highlight=False)
@@ -169,13 +191,15 @@ def list_cmd() -> None:
 def reindex(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest one trained in the data directory")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write the re-embedding speed to this BENCHMARKS.md")] = None,
+    input_size: InputSize = None,
 ) -> None:
-    """Re-embed the catalogue with another embedder, or in the catalogue regions the settings now name
-    (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and words are kept; one transaction."""
+    """Re-embed the catalogue with another embedder, at another input size (`--input-size`), or in the
+    catalogue regions the settings now name (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and
+    words are kept; one transaction. Searches then follow the catalogue's embedder and size."""
     from pipeline.benchmarks_md import update_section
     from pipeline.reembed import reembed, reembed_markdown
 
-    settings = _settings()
+    settings = _sized(_settings(), input_size)
     engine = _open_engine(settings, _trained(embedder), reembedding=True)
     bar, update = _progress_bar()
     try:
@@ -199,6 +223,7 @@ def bench_cmd(
                                                 "(onnxruntime's dynamic quantisation, for comparison)")] = "torch,onnx,onnx-int8,onnx-int8-dynamic",
     batch: Annotated[int, typer.Option(min=1, help="photos per call for the throughput figure")] = 32,
     benchmarks: Annotated[Optional[Path], typer.Option(help="update the embedder section of a BENCHMARKS.md")] = None,
+    input_size: InputSize = None,
 ) -> None:
     """Speed (batch 1 and batched) and embedding-only R@1 of each runtime; exports the ONNX forms it lacks."""
     from features.embed_efficientnet import onnx_file, source_sha256
@@ -207,18 +232,18 @@ def bench_cmd(
     from pipeline.embed_bench import COMPARED, bench_embedder, embed_bench_markdown
     from pipeline.embedder_files import calibration_images, onnx_sidecar_ok
 
-    settings = _settings()
+    settings = _sized(_settings(), input_size)
     wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
     if not wanted or set(wanted) - set(COMPARED):
         raise InvalidInputError(f"expected runtimes among {', '.join(COMPARED)}, got {runtimes!r}")
     trained = _trained(embedder)
     if any(r.startswith("onnx") for r in wanted):
-        int8 = "onnx-int8" in wanted
-        ready = onnx_sidecar_ok(onnx_file(trained, settings.models), source_sha256(trained)) and (
-            not int8 or onnx_sidecar_ok(onnx_file(trained, settings.models, True), source_sha256(trained)))
+        int8, size = "onnx-int8" in wanted, _input_size(settings)
+        ready = all(onnx_sidecar_ok(onnx_file(trained, settings.models, q, size), source_sha256(trained), size)
+                    for q in ([False, True] if int8 else [False]))
         if not ready:
             calibration = calibration_images(settings) if int8 else None
-            for path in export_embedder(trained, settings.models, calibration):
+            for path in export_embedder(trained, settings.models, calibration, size):
                 err.print(f"exported {path}", highlight=False)
     bar, update = _progress_bar()
     with bar:

@@ -191,6 +191,49 @@ def test_the_bench_compares_dynamic_int8_from_a_temporary_file(trained_shop):
     assert (np.sum(vectors * torch_v, axis=1) > 0.6).all()  # lossier than static int8 (0.78-0.86 here)
 
 
+def test_a_catalogue_moves_to_another_input_size_with_reindex(trained_shop):
+    """`reindex --input-size 320`: the vectors are named for their size, searches follow the catalogue's
+    size, a pipeline asking for another size is refused, and the ONNX form at 320 px is its own file
+    giving the same neighbours as torch at 320 px."""
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+    from features.embed_onnx import export_embedder
+    from pipeline.build import build_stages
+    from pipeline.engine import Engine
+    from pipeline.reembed import reembed
+
+    settings, trained = trained_shop
+    def sized(size):
+        return settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"input_size": size})})
+    engine = Engine(sized(320), build_stages(sized(320), trained=trained), reembedding=True)
+    try:
+        assert reembed(engine)["embedder"] == trained.name + "-320px"
+    finally:
+        engine.close()
+    try:
+        engine = Engine(settings, build_stages(settings))  # no size set: the catalogue's
+        try:
+            assert engine.stages.embedder.input_size == 320 and engine.stages.embedder.name == trained.name + "-320px"
+            assert engine.search(jpeg_bytes(shop_photo(*SHOP["JAM"], seed=98)), k=3).groups[0].matches[0].sku == "JAM"
+        finally:
+            engine.close()
+        with pytest.raises(ConflictError, match="skulens reindex.*SKULENS_EMBEDDER__INPUT_SIZE=320"):
+            Engine(sized(260), build_stages(sized(260)))
+        (fp32,) = export_embedder(trained, settings.models, None, 320)
+        assert fp32.name == "model.320px.onnx" and trained.onnx_path().is_file()  # the 260-px export stays
+        images = [shop_photo(*look, seed=s) for s in (6, 7) for look in SHOP.values()]
+        runs = {runtime: EfficientNetLite2Embedder(sized(320).embedder.model_copy(update={"runtime": runtime}),
+                                                   settings.models, trained).embed(images)[0]
+                for runtime in ("torch", "onnx")}
+        assert np.abs(runs["torch"] - runs["onnx"]).max() < 1e-3
+        at_260 = EfficientNetLite2Embedder(sized(260).embedder.model_copy(update={"runtime": "torch"}),
+                                           settings.models, trained).embed(images)[0]
+        assert np.abs(runs["torch"] - at_260).max() > 1e-3  # the size does change the vectors
+    finally:  # back to 260 px for the other tests
+        engine = Engine(sized(260), build_stages(sized(260), trained=trained), reembedding=True)
+        reembed(engine)
+        engine.close()
+
+
 def test_proxy_anchor_learns_a_proxy_per_sku_and_the_card_says_so(tmp_path):
     """`--loss proxy-anchor`: one learnt proxy per SKU, in the optimiser at its own (faster) rate;
     the frozen blocks stay ImageNet's, the trained ones move, and the card records the loss."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,30 @@ def test_an_onnx_file_counts_only_for_the_weights_it_came_from(tmp_path):
     onnx.write_bytes(b"graph")
     onnx.with_suffix(".json").write_text(json.dumps({"source_sha256": "abc"}))
     assert onnx_sidecar_ok(onnx, "abc") and not onnx_sidecar_ok(onnx, "def")
+    assert not onnx_sidecar_ok(onnx, "abc", 380)  # a sidecar from before sizes were recorded: 260 px
+    onnx.with_suffix(".json").write_text(json.dumps({"source_sha256": "abc", "input_size": 380}))
+    assert onnx_sidecar_ok(onnx, "abc", 380) and not onnx_sidecar_ok(onnx, "abc")
+
+
+def test_an_embedder_name_carries_its_input_size_through_int8():
+    from pipeline.embedder_files import float_model_name, input_size_of, int8_name, sized_name
+
+    assert sized_name("efficientnet-lite2-imagenet", 260) == "efficientnet-lite2-imagenet"  # names made before sizes
+    name = sized_name("efficientnet-lite2-ft-v1-0123abcd", 380)
+    assert name == "efficientnet-lite2-ft-v1-0123abcd-380px" and input_size_of(name) == 380
+    quantised = int8_name(name, Path("/nowhere/model.380px.int8.onnx"))
+    assert input_size_of(quantised) == 380 and float_model_name(quantised) == name
+    assert input_size_of(quantised + ":1280") == 380 and input_size_of(name + ":1280") == 380
+    assert input_size_of("efficientnet-lite2-imagenet-int8-0123abcd") == 260 and input_size_of(None) is None
+
+
+def test_the_input_size_is_the_setting_else_the_catalogues_else_260():
+    from features.embed_efficientnet import resolve_input_size
+    from pipeline.settings import EmbedderSettings
+
+    assert resolve_input_size(EmbedderSettings(), None) == 260
+    assert resolve_input_size(EmbedderSettings(), "efficientnet-lite2-imagenet-320px") == 320
+    assert resolve_input_size(EmbedderSettings(input_size=380), "efficientnet-lite2-imagenet-320px") == 380
 
 
 def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
@@ -77,3 +102,5 @@ def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
     assert key("efficientnet-lite2-ft-v1-abc", weights="x") != base
     assert key("efficientnet-lite2-imagenet-int8", runtime="onnx-int8") != base
     assert key("efficientnet-lite2-imagenet", tags_top_k=3) != base
+    # the input size is in the name (the setting's None and an explicit 260 make the same vectors)
+    assert key("efficientnet-lite2-imagenet", input_size=260) == base
