@@ -195,12 +195,23 @@ def reindex(
 ) -> None:
     """Re-embed the catalogue with another embedder, at another input size (`--input-size`), or in the
     catalogue regions the settings now name (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and
-    words are kept; one transaction. Searches then follow the catalogue's embedder and size."""
+    words are kept; one transaction. Searches then follow the catalogue's embedder and size. At a new
+    input size, the ONNX forms the embedder has at 260 px are made for it first (the int8 one
+    calibrated on the catalogue's images)."""
     from pipeline.benchmarks_md import update_section
     from pipeline.reembed import reembed, reembed_markdown
 
+    from features.embed_onnx import export_for_size
+    from pipeline.embedder_files import calibration_images
+
     settings = _sized(_settings(), input_size)
-    engine = _open_engine(settings, _trained(embedder), reembedding=True)
+    trained = _trained(embedder)
+    with err.status("exporting the embedder to ONNX for this input size..."):
+        made = export_for_size(trained, settings.models, settings.embedder.runtime, _input_size(settings),
+                               lambda: calibration_images(settings))
+    for path in made:
+        err.print(f"exported {path}", highlight=False)
+    engine = _open_engine(settings, trained, reembedding=True)
     bar, update = _progress_bar()
     try:
         with bar:

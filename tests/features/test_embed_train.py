@@ -4,6 +4,7 @@ check, re-embedding, and the ONNX path giving the same neighbours as torch."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -193,33 +194,42 @@ def test_the_bench_compares_dynamic_int8_from_a_temporary_file(trained_shop):
 
 def test_a_catalogue_moves_to_another_input_size_with_reindex(trained_shop):
     """`reindex --input-size 320`: the vectors are named for their size, searches follow the catalogue's
-    size, a pipeline asking for another size is refused, and the ONNX form at 320 px is its own file
-    giving the same neighbours as torch at 320 px."""
+    size, a pipeline asking for another size is refused, and the ONNX forms at 320 px, made first
+    beside the 260-px ones, give the same vectors as torch at 320 px."""
     from features.embed_efficientnet import EfficientNetLite2Embedder
-    from features.embed_onnx import export_embedder
+    from features.embed_onnx import export_embedder, export_for_size
     from pipeline.build import build_stages
+    from pipeline.embedder_files import calibration_images
     from pipeline.engine import Engine
     from pipeline.reembed import reembed
 
     settings, trained = trained_shop
     def sized(size):
         return settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"input_size": size})})
+    if not trained.onnx_path(True).is_file():
+        export_embedder(trained, settings.models, calibration_images(settings, n=8))
+    # what `reindex --input-size 320` does first: the forms it has at 260 px, made at 320 px
+    made = export_for_size(trained, settings.models, "auto", 320, lambda: calibration_images(settings, n=8))
+    assert [p.name for p in made] == ["model.320px.onnx", "model.320px.int8.onnx"]
+    assert export_for_size(trained, settings.models, "auto", 320, list) == []  # nothing missing now
+    assert json.loads(made[1].with_suffix(".json").read_text())["input_size"] == 320
     engine = Engine(sized(320), build_stages(sized(320), trained=trained), reembedding=True)
     try:
-        assert reembed(engine)["embedder"] == trained.name + "-320px"
+        assert engine.stages.embedder.runtime == "onnx-int8"
+        made_name = reembed(engine)["embedder"]
+        assert made_name.startswith(trained.name + "-320px-int8-")
     finally:
         engine.close()
     try:
         engine = Engine(settings, build_stages(settings))  # no size set: the catalogue's
         try:
-            assert engine.stages.embedder.input_size == 320 and engine.stages.embedder.name == trained.name + "-320px"
+            assert engine.stages.embedder.input_size == 320 and engine.stages.embedder.name == made_name
             assert engine.search(jpeg_bytes(shop_photo(*SHOP["JAM"], seed=98)), k=3).groups[0].matches[0].sku == "JAM"
         finally:
             engine.close()
         with pytest.raises(ConflictError, match="skulens reindex.*SKULENS_EMBEDDER__INPUT_SIZE=320"):
             Engine(sized(260), build_stages(sized(260)))
-        (fp32,) = export_embedder(trained, settings.models, None, 320)
-        assert fp32.name == "model.320px.onnx" and trained.onnx_path().is_file()  # the 260-px export stays
+        assert trained.onnx_path().is_file() and trained.onnx_path(True).is_file()  # the 260-px exports stay
         images = [shop_photo(*look, seed=s) for s in (6, 7) for look in SHOP.values()]
         runs = {runtime: EfficientNetLite2Embedder(sized(320).embedder.model_copy(update={"runtime": runtime}),
                                                    settings.models, trained).embed(images)[0]
@@ -228,8 +238,9 @@ def test_a_catalogue_moves_to_another_input_size_with_reindex(trained_shop):
         at_260 = EfficientNetLite2Embedder(sized(260).embedder.model_copy(update={"runtime": "torch"}),
                                            settings.models, trained).embed(images)[0]
         assert np.abs(runs["torch"] - at_260).max() > 1e-3  # the size does change the vectors
-    finally:  # back to 260 px for the other tests
-        engine = Engine(sized(260), build_stages(sized(260), trained=trained), reembedding=True)
+    finally:  # back to float vectors at 260 px for the other tests
+        back = sized(260).model_copy(update={"embedder": sized(260).embedder.model_copy(update={"runtime": "torch"})})
+        engine = Engine(back, build_stages(back, trained=trained), reembedding=True)
         reembed(engine)
         engine.close()
 
