@@ -235,11 +235,13 @@ def bench_cmd(
     batch: Annotated[int, typer.Option(min=1, help="photos per call for the throughput figure")] = 32,
     benchmarks: Annotated[Optional[Path], typer.Option(help="update the embedder section of a BENCHMARKS.md")] = None,
     input_size: InputSize = None,
+    variant: Annotated[Optional[str], typer.Option(help="name a non-default run (e.g. '320 px'): its BENCHMARKS.md "
+                                                   "section sits beside the default one")] = None,
 ) -> None:
     """Speed (batch 1 and batched) and embedding-only R@1 of each runtime; exports the ONNX forms it lacks."""
     from features.embed_efficientnet import onnx_file, source_sha256
     from features.embed_onnx import export_embedder
-    from pipeline.benchmarks_md import update_section
+    from pipeline.benchmarks_md import update_section, with_variant
     from pipeline.embed_bench import COMPARED, bench_embedder, embed_bench_markdown
     from pipeline.embedder_files import calibration_images, onnx_sidecar_ok
 
@@ -262,7 +264,7 @@ def bench_cmd(
     text = embed_bench_markdown(result)
     out.print(text, highlight=False, markup=False)
     if benchmarks:
-        update_section(benchmarks, "speed-embedder", "Speed: embedder runtimes", text)
+        update_section(benchmarks, *with_variant("speed-embedder", "Speed: embedder runtimes", variant), text)
 
 
 @embedder_app.command("show")
