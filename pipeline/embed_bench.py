@@ -72,9 +72,10 @@ def _embedder(settings: Settings, trained, runtime: str, batch: int, stack: Exit
     if runtime != DYNAMIC:
         return make_embedder(cfg, trained)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skulens-dynamic-")))
-    size = make_embedder(cfg, trained).input_size
+    size = make_embedder(cfg, trained).input_size  # the setting's, else the catalogue's
     path = quantize_dynamic_int8(onnx_file(trained, cfg.models, size=size), folder / "dynamic-int8.onnx")
-    return EfficientNetLite2Embedder(cfg.embedder, cfg.models, trained, variant=("int8-dynamic", path))
+    return EfficientNetLite2Embedder(cfg.embedder.model_copy(update={"input_size": size}), cfg.models, trained,
+                                     variant=("int8-dynamic", path))
 
 
 def _measure(emb, queries: list[np.ndarray], latency_images: int, batch_images: int, runtime: str,
