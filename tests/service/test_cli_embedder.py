@@ -72,3 +72,13 @@ def test_train_reindex_list_search(tmp_path):
     assert skulens("reindex", data=data).returncode == 0
     found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
     assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
+    # another input size: reindex makes its ONNX forms first, then searches follow the catalogue's size
+    sized = skulens("reindex", "--input-size", "320", data=data)
+    assert sized.returncode == 0, sized.stderr
+    assert sized.stderr.count("exported ") == 2 and "-320px-int8-" in sized.stderr
+    assert (data / "embedders" / "v1" / "model.320px.onnx").is_file()
+    assert (data / "embedders" / "v1" / "model.320px.int8.onnx").is_file()
+    assert "made by: efficientnet-lite2-ft-v1-" in (listed := skulens("embedder", "list", data=data).stdout)
+    assert "-320px-int8-" in listed
+    found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
+    assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
