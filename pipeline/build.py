@@ -50,13 +50,24 @@ def named_embedder(option: str | Path | None) -> TrainedEmbedder | None | str:
     return None if str(option) == IMAGENET else load_trained(Path(option))
 
 
+def recorded_embedder(settings: Settings) -> str | None:
+    """The name of the embedder that made the vectors of the data directory's catalogue (None without one)."""
+    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY)
+    return recorded.rsplit(":", 1)[0] if recorded else None
+
+
+def embedder_input_size(settings: Settings) -> int:
+    """The input size the embedder runs at: the setting's, else the catalogue's, else 260."""
+    from features.embed_efficientnet import resolve_input_size
+
+    return resolve_input_size(settings.embedder, recorded_embedder(settings))
+
+
 def make_embedder(settings: Settings, trained: TrainedEmbedder | None):
     """The embedder stage: EfficientNet-Lite2 with ImageNet's or ``trained`` weights, in the settings' runtime."""
     from features.embed_efficientnet import EfficientNetLite2Embedder
 
-    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY)
-    return EfficientNetLite2Embedder(settings.embedder, settings.models, trained,
-                                     recorded=recorded.rsplit(":", 1)[0] if recorded else None)
+    return EfficientNetLite2Embedder(settings.embedder, settings.models, trained, recorded=recorded_embedder(settings))
 
 
 def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder | None | str = RECORDED) -> Stages:

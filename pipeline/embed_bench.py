@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipeline.build import make_embedder
+from pipeline.build import embedder_input_size, make_embedder
 from pipeline.evaluation import load_protocol
 from pipeline.images import decode_image, read_image_bytes
 from pipeline.settings import Settings
@@ -72,7 +72,7 @@ def _embedder(settings: Settings, trained, runtime: str, batch: int, stack: Exit
     if runtime != DYNAMIC:
         return make_embedder(cfg, trained)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skulens-dynamic-")))
-    size = make_embedder(cfg, trained).input_size  # the setting's, else the catalogue's
+    size = embedder_input_size(cfg)
     path = quantize_dynamic_int8(onnx_file(trained, cfg.models, size=size), folder / "dynamic-int8.onnx")
     return EfficientNetLite2Embedder(cfg.embedder.model_copy(update={"input_size": size}), cfg.models, trained,
                                      variant=("int8-dynamic", path))

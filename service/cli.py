@@ -79,13 +79,11 @@ def models_fetch(
     for name, path in zip(names, paths):
         err.print(f"[green]ok[/green] {name}: {path}")
     if settings.embedder.model in names:  # its ONNX form, which the default runtime ('auto') then uses
-        from features.embed_efficientnet import resolve_input_size
         from features.embed_onnx import ensure_exported
-        from pipeline.store import EMBEDDER_KEY, read_meta
+        from pipeline.build import embedder_input_size
 
-        recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY)
         with err.status("exporting the embedder to ONNX..."):
-            exported = ensure_exported(None, settings.models, resolve_input_size(settings.embedder, recorded))
+            exported = ensure_exported(None, settings.models, embedder_input_size(settings))
         if exported is not None:
             err.print(f"[green]ok[/green] {settings.embedder.model} (ONNX, exported here): {exported}")
 

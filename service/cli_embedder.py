@@ -120,14 +120,6 @@ def _sized(settings, input_size: int | None):
     return settings.model_copy(update={"embedder": settings.embedder.model_copy(update={"input_size": input_size})})
 
 
-def _input_size(settings) -> int:
-    """The input size the embedder runs at with these settings and the data directory's catalogue."""
-    from features.embed_efficientnet import resolve_input_size
-    from pipeline.store import EMBEDDER_KEY, read_meta
-
-    return resolve_input_size(settings.embedder, read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY))
-
-
 def _open_engine(settings, trained=None, reembedding: bool = False):
     from pipeline.build import RECORDED, build_stages
     from pipeline.engine import Engine
@@ -148,16 +140,16 @@ def export_cmd(
     asks for `skulens reindex`. An ONNX file is made for one input size; each size has its own."""
     from features.embed_efficientnet import onnx_file
     from features.embed_onnx import export_embedder
+    from pipeline.build import embedder_input_size, recorded_embedder
     from pipeline.embedder_files import BASE_NAME, calibration_images, float_model_name, int8_name, sized_name
-    from pipeline.store import EMBEDDER_KEY, read_meta
 
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
-    size = _input_size(settings)
+    size = embedder_input_size(settings)
     calibration = calibration_images(settings) if int8 else None
     for path in export_embedder(trained, settings.models, calibration, size):
         out.print(f"wrote {path}", highlight=False)
-    recorded = (read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "").rsplit(":", 1)[0]
+    recorded = recorded_embedder(settings) or ""
     base = sized_name(trained.name if trained is not None else BASE_NAME, size)
     if int8 and recorded != base and float_model_name(recorded) == base:
         now = int8_name(base, onnx_file(trained, settings.models, True, size))
@@ -198,16 +190,16 @@ def reindex(
     words are kept; one transaction. Searches then follow the catalogue's embedder and size. At a new
     input size, the ONNX forms the embedder has at 260 px are made for it first (the int8 one
     calibrated on the catalogue's images)."""
-    from pipeline.benchmarks_md import update_section
-    from pipeline.reembed import reembed, reembed_markdown
-
     from features.embed_onnx import export_for_size
+    from pipeline.benchmarks_md import update_section
+    from pipeline.build import embedder_input_size
     from pipeline.embedder_files import calibration_images
+    from pipeline.reembed import reembed, reembed_markdown
 
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
     with err.status("exporting the embedder to ONNX for this input size..."):
-        made = export_for_size(trained, settings.models, settings.embedder.runtime, _input_size(settings),
+        made = export_for_size(trained, settings.models, settings.embedder.runtime, embedder_input_size(settings),
                                lambda: calibration_images(settings))
     for path in made:
         err.print(f"exported {path}", highlight=False)
@@ -242,6 +234,7 @@ def bench_cmd(
     from features.embed_efficientnet import onnx_file, source_sha256
     from features.embed_onnx import export_embedder
     from pipeline.benchmarks_md import update_section, with_variant
+    from pipeline.build import embedder_input_size
     from pipeline.embed_bench import COMPARED, bench_embedder, embed_bench_markdown
     from pipeline.embedder_files import calibration_images, onnx_sidecar_ok
 
@@ -251,7 +244,7 @@ def bench_cmd(
         raise InvalidInputError(f"expected runtimes among {', '.join(COMPARED)}, got {runtimes!r}")
     trained = _trained(embedder)
     if any(r.startswith("onnx") for r in wanted):
-        int8, size = "onnx-int8" in wanted, _input_size(settings)
+        int8, size = "onnx-int8" in wanted, embedder_input_size(settings)
         ready = all(onnx_sidecar_ok(onnx_file(trained, settings.models, q, size), source_sha256(trained), size)
                     for q in ([False, True] if int8 else [False]))
         if not ready:
