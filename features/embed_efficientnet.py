@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.devices import resolve_device
 from pipeline.embedder_files import (BASE_NAME, NATIVE_INPUT_SIZE, TrainedEmbedder, float_model_name, input_size_of,
-                                     int8_name, onnx_sidecar_ok, size_suffix, sized_name)
+                                     int8_name, onnx_sidecar_ok, size_suffix, sized_name, unsized_name)
 from pipeline.errors import ModelNotFoundError
 from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
@@ -100,16 +100,24 @@ def onnx_file(trained: TrainedEmbedder | None, models: ModelSettings, int8: bool
     return Path(models.cache_dir) / f"{stem}{size_suffix(size)}{'.int8' if int8 else ''}.onnx"
 
 
-def resolve_input_size(settings: EmbedderSettings, recorded: str | None) -> int:
-    """The input size the settings name, else the one the catalogue's vectors were made at, else 260."""
-    return settings.input_size or input_size_of(recorded) or INPUT_SIZE
+def resolve_input_size(settings: EmbedderSettings, recorded: str | None,
+                       trained: TrainedEmbedder | None = None) -> int:
+    """The input size the settings name; else the one the catalogue's vectors were made at, when this
+    embedder (``trained``, None: ImageNet's) made them; else the size it was trained at (260 px for
+    ImageNet's), as a re-embedding with another embedder starts afresh."""
+    if settings.input_size:
+        return settings.input_size
+    own = trained.input_size if trained is not None else INPUT_SIZE
+    if recorded and unsized_name(recorded) == (trained.name if trained is not None else BASE_NAME):
+        return input_size_of(recorded) or own
+    return own
 
 
 class EfficientNetLite2Embedder:
     """``embed(images) -> ((N, 1280) float32 L2-normalised, [Tags])``.
 
     Each image is letterboxed to ``input_size`` pixels: the setting, else the size the catalogue's
-    vectors were made at, else 260.  The network pools globally, so it runs at any size; a larger
+    vectors were made at by this embedder, else the size it was trained at (260 for ImageNet's).  The network pools globally, so it runs at any size; a larger
     one shows it more detail of a whole shelf photo (FixRes: it was trained on crops that show
     objects larger than whole photos do), at a cost that grows with the pixels."""
 
@@ -124,7 +132,7 @@ class EfficientNetLite2Embedder:
         self.settings = settings
         self.models = models
         self.trained = trained
-        self.input_size = resolve_input_size(settings, recorded)
+        self.input_size = resolve_input_size(settings, recorded, trained)
         base = sized_name(trained.name if trained is not None else BASE_NAME, self.input_size)
         self._variant = variant[1] if variant is not None else None
         if variant is not None:

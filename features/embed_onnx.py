@@ -157,19 +157,20 @@ def ensure_exported(trained, models, size: int = INPUT_SIZE) -> Path | None:
 
 def export_for_size(trained, models, runtime: str, size: int, calibration) -> list[Path]:
     """Before an embedder first runs at ``size`` pixels (``reindex --input-size``): make the ONNX forms
-    it has at the native size, so the runtime stays as fast as before; the int8 one is calibrated on
-    ``calibration()`` (the catalogue's images).  The paths written ([] when nothing was missing, or
-    the runtime is torch)."""
+    it has at the size it was trained at, so the runtime stays as fast as before; the int8 one is
+    calibrated on ``calibration()`` (the catalogue's images).  The paths written ([] when nothing was
+    missing, or the runtime is torch)."""
     from features.embed_efficientnet import onnx_file, source_sha256
     from pipeline.embedder_files import onnx_sidecar_ok
 
     def ready(int8: bool, at: int) -> bool:
         return onnx_sidecar_ok(onnx_file(trained, models, int8, at), source_sha256(trained), at)
 
-    if size == INPUT_SIZE or runtime == "torch":
+    own = trained.input_size if trained is not None else INPUT_SIZE
+    if size == own or runtime == "torch":
         return []
-    int8 = runtime == "onnx-int8" or (runtime == "auto" and ready(True, INPUT_SIZE))
-    floats = int8 or runtime == "onnx" or ready(False, INPUT_SIZE)
+    int8 = runtime == "onnx-int8" or (runtime == "auto" and ready(True, own))
+    floats = int8 or runtime == "onnx" or ready(False, own)
     if not floats or (ready(False, size) and (not int8 or ready(True, size))):
         return []
     images = calibration() if int8 else None

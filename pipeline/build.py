@@ -56,11 +56,12 @@ def recorded_embedder(settings: Settings) -> str | None:
     return recorded.rsplit(":", 1)[0] if recorded else None
 
 
-def embedder_input_size(settings: Settings) -> int:
-    """The input size the embedder runs at: the setting's, else the catalogue's, else 260."""
+def embedder_input_size(settings: Settings, trained: TrainedEmbedder | None = None) -> int:
+    """The input size ``trained`` (None: ImageNet's embedder) runs at: the setting's, else the
+    catalogue's when this embedder made its vectors, else the size it was trained at."""
     from features.embed_efficientnet import resolve_input_size
 
-    return resolve_input_size(settings.embedder, recorded_embedder(settings))
+    return resolve_input_size(settings.embedder, recorded_embedder(settings), trained)
 
 
 def make_embedder(settings: Settings, trained: TrainedEmbedder | None):

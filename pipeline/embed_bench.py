@@ -72,7 +72,7 @@ def _embedder(settings: Settings, trained, runtime: str, batch: int, stack: Exit
     if runtime != DYNAMIC:
         return make_embedder(cfg, trained)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="skulens-dynamic-")))
-    size = embedder_input_size(cfg)
+    size = embedder_input_size(cfg, trained)
     path = quantize_dynamic_int8(onnx_file(trained, cfg.models, size=size), folder / "dynamic-int8.onnx")
     return EfficientNetLite2Embedder(cfg.embedder.model_copy(update={"input_size": size}), cfg.models, trained,
                                      variant=("int8-dynamic", path))

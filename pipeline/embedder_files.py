@@ -49,6 +49,11 @@ class TrainedEmbedder:
     def name(self) -> str:
         return f"{self.card['base'].removesuffix('-imagenet')}-ft-v{self.version}-{self.card['sha256'][:8]}"
 
+    @property
+    def input_size(self) -> int:
+        """The side in pixels it was trained at (``embedder train --input-size``; 260 on older cards)."""
+        return int(self.card.get("settings", {}).get("image_size", NATIVE_INPUT_SIZE))
+
     def onnx_path(self, int8: bool = False, size: int = NATIVE_INPUT_SIZE) -> Path:
         return self.folder / f"model{size_suffix(size)}{'.int8' if int8 else ''}.onnx"
 
@@ -70,6 +75,13 @@ def input_size_of(name: str | None) -> int | None:
         return None
     found = _SIZE.search(name)
     return int(found.group(1)) if found else NATIVE_INPUT_SIZE
+
+
+def unsized_name(name: str) -> str:
+    """The embedder behind a name or a catalogue's ``<name>:<dim>`` record, whatever its input size
+    and precision: ``efficientnet-lite2-ft-v1-77804db3-320px-int8-d7ab09f9:1280`` ->
+    ``efficientnet-lite2-ft-v1-77804db3``."""
+    return _SIZE.sub("", float_model_name(name.rsplit(":", 1)[0]))
 
 
 def _stored_images(data: Path) -> list:
@@ -230,7 +242,7 @@ def training_markdown(trained: TrainedEmbedder) -> str:
             f"{d['train_images']} training images ({d['primary_images']} of them the SKUs' first, catalogue "
             f"pictures), {d['held_out_images']} photos held out ({_holdout_words(s, d)}) "
             f"to pick the best epoch. Settings: {s['epochs']} epochs planned"
-            f"{hours}, "
+            f"{hours}, {trained.input_size} px inputs, "
             f"{s['skus_per_batch']} SKUs x {s['images_per_sku']} images per batch, learning rate "
             f"{s['learning_rate']}, {s.get('loss', 'multi-similarity')} loss, "  # cards before --loss: multi-similarity
             f"blocks {s['train_from_block']}-20 and the head trained, tag distillation "

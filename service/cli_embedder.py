@@ -61,6 +61,9 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     export: Annotated[bool, typer.Option(help="also export the result to ONNX, float and int8 (what the 'auto' and "
                                           "'onnx-int8' runtimes use)")] = True,
+    input_size: Annotated[int, typer.Option(
+        min=128, max=640, help="side in pixels of the training views, the held-out check and the export; the "
+                              "embedder then runs at it unless told otherwise")] = 260,
 ) -> None:
     """Fine-tune the embedder on the catalogue in the data directory: every SKU is a group (its
     catalogue picture plus any shop photos).
@@ -77,7 +80,7 @@ def train(
     train_settings = EmbedderTrainSettings(
         epochs=epochs, hours=hours, skus_per_batch=skus_per_batch, images_per_sku=images_per_sku,
         learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, loss=loss,
-        holdout=holdout, holdout_by=holdout_by, device=device, seed=seed)
+        holdout=holdout, holdout_by=holdout_by, image_size=input_size, device=device, seed=seed)
     engine = _open_engine(settings)
     bar, update = _progress_bar()
     try:
@@ -104,13 +107,14 @@ def train(
         from features.embed_onnx import export_embedder
         from pipeline.embedder_files import calibration_images
 
-        export_embedder(trained, settings.models, calibration_images(settings))
+        export_embedder(trained, settings.models, calibration_images(settings), input_size)
     out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
 
 
 InputSize = Annotated[Optional[int], typer.Option(
     min=128, max=640, help="input side in pixels (SKULENS_EMBEDDER__INPUT_SIZE); default: the size the catalogue's "
-                           "vectors were made at, else 260")]
+                           "vectors were made at by this embedder, else the size it was trained at (260 px for "
+                           "ImageNet's)")]
 
 
 def _sized(settings, input_size: int | None):
@@ -145,7 +149,7 @@ def export_cmd(
 
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
-    size = embedder_input_size(settings)
+    size = embedder_input_size(settings, trained)
     calibration = calibration_images(settings) if int8 else None
     for path in export_embedder(trained, settings.models, calibration, size):
         out.print(f"wrote {path}", highlight=False)
@@ -199,7 +203,7 @@ def reindex(
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
     with err.status("exporting the embedder to ONNX for this input size..."):
-        made = export_for_size(trained, settings.models, settings.embedder.runtime, embedder_input_size(settings),
+        made = export_for_size(trained, settings.models, settings.embedder.runtime, embedder_input_size(settings, trained),
                                lambda: calibration_images(settings))
     for path in made:
         err.print(f"exported {path}", highlight=False)
@@ -244,7 +248,7 @@ def bench_cmd(
         raise InvalidInputError(f"expected runtimes among {', '.join(COMPARED)}, got {runtimes!r}")
     trained = _trained(embedder)
     if any(r.startswith("onnx") for r in wanted):
-        int8, size = "onnx-int8" in wanted, embedder_input_size(settings)
+        int8, size = "onnx-int8" in wanted, embedder_input_size(settings, trained)
         ready = all(onnx_sidecar_ok(onnx_file(trained, settings.models, q, size), source_sha256(trained), size)
                     for q in ([False, True] if int8 else [False]))
         if not ready:

@@ -85,6 +85,7 @@ def test_one_epoch_writes_a_versioned_model_with_its_card(trained_shop):
     assert training_photos(listed) == (trained_on - set(other) | held, set(other))
     text = training_markdown(trained)
     assert "s per epoch" in text and "| 1 |" in text and trained.name in text and "multi-similarity loss" in text
+    assert "260 px inputs" in text and trained.input_size == card["settings"]["image_size"] == 260
     tuned, base = load_network(trained, settings.models).state_dict(), load_network(None, settings.models).state_dict()
     assert torch.equal(tuned["_conv_stem.weight"], base["_conv_stem.weight"])  # frozen trunk
     assert not torch.equal(tuned["_conv_head.weight"], base["_conv_head.weight"])  # trained top

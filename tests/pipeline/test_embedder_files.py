@@ -77,13 +77,31 @@ def test_an_embedder_name_carries_its_input_size_through_int8():
     assert input_size_of("efficientnet-lite2-imagenet-int8-0123abcd") == 260 and input_size_of(None) is None
 
 
-def test_the_input_size_is_the_setting_else_the_catalogues_else_260():
+def test_the_input_size_is_the_setting_else_the_catalogues_else_the_training_size(tmp_path):
     from features.embed_efficientnet import resolve_input_size
+    from pipeline.embedder_files import unsized_name
     from pipeline.settings import EmbedderSettings
 
-    assert resolve_input_size(EmbedderSettings(), None) == 260
-    assert resolve_input_size(EmbedderSettings(), "efficientnet-lite2-imagenet-320px") == 320
+    default = EmbedderSettings()
+    assert resolve_input_size(default, None) == 260
+    assert resolve_input_size(default, "efficientnet-lite2-imagenet-320px") == 320
     assert resolve_input_size(EmbedderSettings(input_size=380), "efficientnet-lite2-imagenet-320px") == 380
+    # trained at 320 px: it runs at 320 px on a fresh catalogue and when it re-embeds another embedder's
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "model.pt").write_bytes(b"weights")
+    big = write_card(tmp_path / "v2", {"version": 2, "metrics": {}, "settings": {"image_size": 320}})
+    older = fake_trained(tmp_path / "v1")  # a card from before the option: 260 px
+    assert big.input_size == 320 and older.input_size == 260
+    assert resolve_input_size(default, None, big) == 320
+    assert resolve_input_size(default, "efficientnet-lite2-imagenet:1280", big) == 320
+    assert resolve_input_size(default, f"{older.name}-380px-int8-0123abcd:1280", big) == 320
+    # ... but a catalogue it embedded at another size keeps that size, and the setting still wins
+    assert resolve_input_size(default, f"{big.name}-int8-0123abcd:1280", big) == 260
+    assert resolve_input_size(default, f"{big.name}-380px:1280", big) == 380
+    assert resolve_input_size(EmbedderSettings(input_size=400), f"{big.name}-380px:1280", big) == 400
+    # ImageNet's runs at 260 px when it re-embeds a catalogue another embedder made at 320 px
+    assert resolve_input_size(default, f"{older.name}-320px:1280") == 260
+    assert unsized_name(f"{big.name}-380px-int8-0123abcd:1280") == big.name == unsized_name(big.name)
 
 
 def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,3 +83,32 @@ def test_train_reindex_list_search(tmp_path):
     assert "-320px-int8-" in listed
     found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
     assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_an_embedder_trained_at_another_size_runs_at_it(tmp_path):
+    """`embedder train --input-size 192`: the card, the held-out check and the ONNX forms are at 192 px,
+    and `reindex` with no size re-embeds the catalogue at the size the embedder was trained at."""
+    if models_missing():
+        pytest.skip(models_missing())
+    data = tmp_path / "d"
+    assert skulens("index", str(make_catalogue(tmp_path / "cat")), data=data).returncode == 0
+    trained = skulens("embedder", "train", "--epochs", "1", "--skus-per-batch", "4", "--images-per-sku", "2",
+                      "--input-size", "192", data=data)
+    assert trained.returncode == 0, trained.stderr
+    folder = data / "embedders" / "v1"
+    assert json.loads((folder / "card.json").read_text())["settings"]["image_size"] == 192
+    assert (folder / "model.192px.onnx").is_file() and (folder / "model.192px.int8.onnx").is_file()
+    assert not (folder / "model.onnx").exists()  # nothing at 260 px, which it does not run at
+    reindexed = skulens("reindex", data=data)
+    assert reindexed.returncode == 0, reindexed.stderr
+    assert "exported" not in reindexed.stderr and "-192px-int8-" in reindexed.stderr
+    assert "-192px-int8-" in skulens("embedder", "list", data=data).stdout
+    found = skulens("search", str(tmp_path / "cat" / "LIME.jpg"), "--json", data=data)
+    assert found.returncode == 0 and '"sku": "LIME"' in found.stdout
+    # back to ImageNet's embedder: it runs at its own 260 px, not the catalogue's 192
+    back = skulens("reindex", "--embedder", "imagenet", data=data)
+    assert back.returncode == 0, back.stderr
+    listed = skulens("embedder", "list", data=data).stdout
+    assert "made by: efficientnet-lite2-imagenet" in listed and "px" not in listed.split("made by:")[1]
