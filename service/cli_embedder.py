@@ -192,8 +192,9 @@ def reindex(
     """Re-embed the catalogue with another embedder, at another input size (`--input-size`), or in the
     catalogue regions the settings now name (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and
     words are kept; one transaction. Searches then follow the catalogue's embedder and size. At a new
-    input size, the ONNX forms the embedder has at 260 px are made for it first (the int8 one
-    calibrated on the catalogue's images)."""
+    input size, the ONNX forms the embedder has at the size it was trained at (260 px unless `embedder
+    train --input-size` said otherwise) are made for it first (the int8 one calibrated on the
+    catalogue's images)."""
     from features.embed_onnx import export_for_size
     from pipeline.benchmarks_md import update_section
     from pipeline.build import embedder_input_size
