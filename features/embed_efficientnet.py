@@ -117,9 +117,10 @@ class EfficientNetLite2Embedder:
     """``embed(images) -> ((N, 1280) float32 L2-normalised, [Tags])``.
 
     Each image is letterboxed to ``input_size`` pixels: the setting, else the size the catalogue's
-    vectors were made at by this embedder, else the size it was trained at (260 for ImageNet's).  The network pools globally, so it runs at any size; a larger
-    one shows it more detail of a whole shelf photo (FixRes: it was trained on crops that show
-    objects larger than whole photos do), at a cost that grows with the pixels."""
+    vectors were made at by this embedder, else the size it was trained at (260 for ImageNet's).
+    The network pools globally, so it runs at any size; a larger one shows it more detail of a whole
+    shelf photo (FixRes: it was trained on crops that show objects larger than whole photos do), at
+    a cost that grows with the pixels."""
 
     dim = DIM
 
