@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.devices import resolve_device
-from pipeline.embedder_files import (BASE_NAME, NATIVE_INPUT_SIZE, TrainedEmbedder, float_model_name, input_size_of,
-                                     int8_name, onnx_sidecar_ok, size_suffix, sized_name, unsized_name)
+from pipeline.embedder_files import (NATIVE_INPUT_SIZE, TrainedEmbedder, embedder_name, float_model_name,
+                                     input_size_of, int8_name, onnx_sidecar_ok, size_suffix, sized_name,
+                                     trained_input_size, unsized_name)
 from pipeline.errors import ModelNotFoundError
 from pipeline.models import MODELS, model_path
 from pipeline.settings import EmbedderSettings, ModelSettings
@@ -107,10 +108,9 @@ def resolve_input_size(settings: EmbedderSettings, recorded: str | None,
     ImageNet's), as a re-embedding with another embedder starts afresh."""
     if settings.input_size:
         return settings.input_size
-    own = trained.input_size if trained is not None else INPUT_SIZE
-    if recorded and unsized_name(recorded) == (trained.name if trained is not None else BASE_NAME):
-        return input_size_of(recorded) or own
-    return own
+    if recorded and unsized_name(recorded) == embedder_name(trained):
+        return input_size_of(recorded) or trained_input_size(trained)
+    return trained_input_size(trained)
 
 
 class EfficientNetLite2Embedder:
@@ -134,7 +134,7 @@ class EfficientNetLite2Embedder:
         self.models = models
         self.trained = trained
         self.input_size = resolve_input_size(settings, recorded, trained)
-        base = sized_name(trained.name if trained is not None else BASE_NAME, self.input_size)
+        base = sized_name(embedder_name(trained), self.input_size)
         self._variant = variant[1] if variant is not None else None
         if variant is not None:
             self.runtime, self.name = "onnx", f"{base}-{variant[0]}"
@@ -199,7 +199,7 @@ class EfficientNetLite2Embedder:
         if self._variant is None and not onnx_sidecar_ok(path, source_sha256(self.trained), self.input_size):
             command = ["skulens embedder export", "--embedder",
                        str(self.trained.folder) if self.trained is not None else "imagenet"] + (
-                ["--input-size", str(self.input_size)] if self.input_size != INPUT_SIZE else []) + (
+                ["--input-size", str(self.input_size)] if self.input_size != trained_input_size(self.trained) else []) + (
                 ["--int8"] if int8 else [])
             raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")
         session = open_session(path, resolve_device(self.models.device), self.settings.threads)

@@ -161,12 +161,12 @@ def export_for_size(trained, models, runtime: str, size: int, calibration) -> li
     calibrated on ``calibration()`` (the catalogue's images).  The paths written ([] when nothing was
     missing, or the runtime is torch)."""
     from features.embed_efficientnet import onnx_file, source_sha256
-    from pipeline.embedder_files import onnx_sidecar_ok
+    from pipeline.embedder_files import onnx_sidecar_ok, trained_input_size
 
     def ready(int8: bool, at: int) -> bool:
         return onnx_sidecar_ok(onnx_file(trained, models, int8, at), source_sha256(trained), at)
 
-    own = trained.input_size if trained is not None else INPUT_SIZE
+    own = trained_input_size(trained)
     if size == own or runtime == "torch":
         return []
     int8 = runtime == "onnx-int8" or (runtime == "auto" and ready(True, own))

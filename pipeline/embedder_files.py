@@ -58,6 +58,16 @@ class TrainedEmbedder:
         return self.folder / f"model{size_suffix(size)}{'.int8' if int8 else ''}.onnx"
 
 
+def embedder_name(trained: TrainedEmbedder | None) -> str:
+    """A trained embedder's name, or ImageNet's for None (at its own input size)."""
+    return trained.name if trained is not None else BASE_NAME
+
+
+def trained_input_size(trained: TrainedEmbedder | None) -> int:
+    """The side in pixels an embedder was trained at: a trained one's card, 260 for ImageNet's (None)."""
+    return trained.input_size if trained is not None else NATIVE_INPUT_SIZE
+
+
 def size_suffix(size: int) -> str:
     """What an ONNX file's name adds for an input size ('' at the native 260 px)."""
     return "" if size == NATIVE_INPUT_SIZE else f".{size}px"

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from pipeline.build import IMAGENET
+from pipeline.embedder_files import NATIVE_INPUT_SIZE
 from pipeline.errors import InvalidInputError
 from service.cli import _progress_bar, _settings, app, err, out
 
@@ -63,7 +64,7 @@ def train(
                                           "'onnx-int8' runtimes use)")] = True,
     input_size: Annotated[int, typer.Option(
         min=128, max=640, help="side in pixels of the training views, the held-out check and the export; the "
-                              "embedder then runs at it unless told otherwise")] = 260,
+                              "embedder then runs at it unless told otherwise")] = NATIVE_INPUT_SIZE,
 ) -> None:
     """Fine-tune the embedder on the catalogue in the data directory: every SKU is a group (its
     catalogue picture plus any shop photos).
@@ -145,7 +146,7 @@ def export_cmd(
     from features.embed_efficientnet import onnx_file
     from features.embed_onnx import export_embedder
     from pipeline.build import embedder_input_size, recorded_embedder
-    from pipeline.embedder_files import BASE_NAME, calibration_images, float_model_name, int8_name, sized_name
+    from pipeline.embedder_files import calibration_images, embedder_name, float_model_name, int8_name, sized_name
 
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
@@ -154,7 +155,7 @@ def export_cmd(
     for path in export_embedder(trained, settings.models, calibration, size):
         out.print(f"wrote {path}", highlight=False)
     recorded = recorded_embedder(settings) or ""
-    base = sized_name(trained.name if trained is not None else BASE_NAME, size)
+    base = sized_name(embedder_name(trained), size)
     if int8 and recorded != base and float_model_name(recorded) == base:
         now = int8_name(base, onnx_file(trained, settings.models, True, size))
         if recorded != now:
@@ -204,7 +205,8 @@ def reindex(
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
     with err.status("exporting the embedder to ONNX for this input size..."):
-        made = export_for_size(trained, settings.models, settings.embedder.runtime, embedder_input_size(settings, trained),
+        size = embedder_input_size(settings, trained)
+        made = export_for_size(trained, settings.models, settings.embedder.runtime, size,
                                lambda: calibration_images(settings))
     for path in made:
         err.print(f"exported {path}", highlight=False)

@@ -79,7 +79,7 @@ def test_an_embedder_name_carries_its_input_size_through_int8():
 
 def test_the_input_size_is_the_setting_else_the_catalogues_else_the_training_size(tmp_path):
     from features.embed_efficientnet import resolve_input_size
-    from pipeline.embedder_files import unsized_name
+    from pipeline.embedder_files import embedder_name, trained_input_size, unsized_name
     from pipeline.settings import EmbedderSettings
 
     default = EmbedderSettings()
@@ -102,6 +102,8 @@ def test_the_input_size_is_the_setting_else_the_catalogues_else_the_training_siz
     # ImageNet's runs at 260 px when it re-embeds a catalogue another embedder made at 320 px
     assert resolve_input_size(default, f"{older.name}-320px:1280") == 260
     assert unsized_name(f"{big.name}-380px-int8-0123abcd:1280") == big.name == unsized_name(big.name)
+    assert embedder_name(None) == "efficientnet-lite2-imagenet" and embedder_name(big) == big.name
+    assert trained_input_size(None) == 260 and trained_input_size(big) == 320
 
 
 def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
