@@ -12,9 +12,9 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from pipeline.protocols import BackgroundRemover
-from pipeline.settings import BackgroundSettings, DetectorSettings
-from pipeline.types import Box, Mask, check_image
+from core.protocols import BackgroundRemover
+from core.settings import BackgroundSettings, DetectorSettings
+from core.types import Box, Mask, check_image
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.devices import resolve_device
-from pipeline.errors import ModelNotFoundError, SkulensError
-from pipeline.settings import DetectorSettings, ModelSettings
-from pipeline.types import Box, Mask, check_image
+from core.devices import resolve_device
+from core.errors import ModelNotFoundError, SkulensError
+from core.settings import DetectorSettings, ModelSettings
+from core.types import Box, Mask, check_image
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from pipeline.errors import MissingDependencyError
-from pipeline.models import model_path
-from pipeline.settings import BackgroundSettings, ModelSettings
-from pipeline.types import Mask, check_image
+from core.errors import MissingDependencyError
+from core.models import model_path
+from core.settings import BackgroundSettings, ModelSettings
+from core.types import Mask, check_image
 
 log = logging.getLogger(__name__)
 

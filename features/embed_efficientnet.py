@@ -16,14 +16,24 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.devices import resolve_device
-from pipeline.embedder_files import (NATIVE_INPUT_SIZE, TrainedEmbedder, embedder_name, float_model_name,
-                                     input_size_of, int8_name, onnx_sidecar_ok, size_suffix, sized_name,
-                                     trained_input_size, unsized_name)
-from pipeline.errors import ModelNotFoundError
-from pipeline.models import MODELS, model_path
-from pipeline.settings import EmbedderSettings, ModelSettings
-from pipeline.types import Tags, check_image
+from core.devices import resolve_device
+from core.errors import ModelNotFoundError
+from core.models import MODELS, model_path
+from core.naming import (
+    NATIVE_INPUT_SIZE,
+    TrainedEmbedder,
+    embedder_name,
+    float_model_name,
+    input_size_of,
+    int8_name,
+    size_suffix,
+    sized_name,
+    trained_input_size,
+    unsized_name,
+)
+from core.settings import EmbedderSettings, ModelSettings
+from core.types import Tags, check_image
+from features.embed_onnx import onnx_sidecar_ok, open_session
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +202,6 @@ class EfficientNetLite2Embedder:
         return run
 
     def _load_onnx(self):
-        from features.embed_onnx import open_session
-
         int8 = self.runtime == "onnx-int8"
         path = self._variant or self._onnx(int8)
         if self._variant is None and not onnx_sidecar_ok(path, source_sha256(self.trained), self.input_size):

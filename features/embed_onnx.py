@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.embedder_files import NATIVE_INPUT_SIZE as INPUT_SIZE
-from pipeline.errors import InvalidInputError, MissingDependencyError
-from pipeline.models import sha256_file
+from core.errors import InvalidInputError, MissingDependencyError
+from core.models import sha256_file
+from core.naming import NATIVE_INPUT_SIZE as INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,13 @@ def export(module, size: int, dest: Path, source_sha256: str) -> Path:
 def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[np.ndarray],
                   size: int = INPUT_SIZE) -> Path:
     """Static int8 quantisation of an exported model: int8 weights per output channel, uint8
-    activations with ranges measured on ``calibration`` images at ``size`` pixels (QDQ format,
-    onnxruntime's quantiser).  EfficientNet-Lite was designed to survive this (ReLU6, no
-    squeeze-excitation)."""
+    activations with ranges measured on ``calibration`` (catalogue images already preprocessed for
+    ``size``-pixel inputs, one (1, 3, size, size) batch each; QDQ format, onnxruntime's quantiser).
+    EfficientNet-Lite was designed to survive this (ReLU6, no squeeze-excitation)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from features.embed_efficientnet import preprocess
-
-    _check_calibration(calibration)
+    check_calibration(calibration)
 
     class _Images(CalibrationDataReader):
         def __init__(self) -> None:
@@ -65,7 +63,7 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
 
         def get_next(self):
             image = next(self._left, None)
-            return None if image is None else {"image": preprocess([image], size)}
+            return None if image is None else {"image": image}
 
     dest = Path(dest)
     prepared, tmp = dest.with_name(dest.name + ".pre"), dest.with_name(dest.name + ".part")
@@ -100,7 +98,7 @@ def quantize_dynamic_int8(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _check_calibration(calibration: list[np.ndarray]) -> None:
+def check_calibration(calibration: list[np.ndarray]) -> None:
     if not calibration:
         raise InvalidInputError("int8 quantisation measures activation ranges on catalogue images; there are none: "
                                 "index a catalogue first")
@@ -129,49 +127,14 @@ def open_session(path: Path, device: str, threads: int = 0):
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
-def export_embedder(trained, models, calibration: list[np.ndarray] | None = None,
-                    size: int = INPUT_SIZE) -> list[Path]:
-    """Export an embedder (ImageNet's when ``trained`` is None) for ``size``-pixel inputs to ONNX;
-    with ``calibration`` images, also its int8 form."""
-    from features.embed_efficientnet import embedding_module, load_network, onnx_file, source_sha256
-
-    if calibration is not None:
-        _check_calibration(calibration)  # before anything is rewritten
-    source = source_sha256(trained)
-    fp32 = export(embedding_module(load_network(trained, models)), size, onnx_file(trained, models, size=size), source)
-    paths = [fp32]
-    if calibration is not None:
-        paths.append(quantize_int8(fp32, onnx_file(trained, models, int8=True, size=size), source, calibration, size))
-    return paths
-
-
-def ensure_exported(trained, models, size: int = INPUT_SIZE) -> Path | None:
-    """Export the embedder to ONNX unless a current export is there; the new file's path, else None."""
-    from features.embed_efficientnet import onnx_file, source_sha256
-    from pipeline.embedder_files import onnx_sidecar_ok
-
-    if onnx_sidecar_ok(onnx_file(trained, models, size=size), source_sha256(trained), size):
-        return None
-    return export_embedder(trained, models, size=size)[0]
-
-
-def export_for_size(trained, models, runtime: str, size: int, calibration) -> list[Path]:
-    """Before an embedder first runs at ``size`` pixels (``reindex --input-size``): make the ONNX forms
-    it has at the size it was trained at, so the runtime stays as fast as before; the int8 one is
-    calibrated on ``calibration()`` (the catalogue's images).  The paths written ([] when nothing was
-    missing, or the runtime is torch)."""
-    from features.embed_efficientnet import onnx_file, source_sha256
-    from pipeline.embedder_files import onnx_sidecar_ok, trained_input_size
-
-    def ready(int8: bool, at: int) -> bool:
-        return onnx_sidecar_ok(onnx_file(trained, models, int8, at), source_sha256(trained), at)
-
-    own = trained_input_size(trained)
-    if size == own or runtime == "torch":
-        return []
-    int8 = runtime == "onnx-int8" or (runtime == "auto" and ready(True, own))
-    floats = int8 or runtime == "onnx" or ready(False, own)
-    if not floats or (ready(False, size) and (not int8 or ready(True, size))):
-        return []
-    images = calibration() if int8 else None
-    return export_embedder(trained, models, images or None, size)
+def onnx_sidecar_ok(onnx: Path, source_sha256: str, size: int = INPUT_SIZE) -> bool:
+    """Whether ``onnx`` was exported from the weights with this checksum for ``size``-pixel inputs
+    (its ``.json`` sidecar says so; sidecars from before the input size was recorded are 260 px)."""
+    side = onnx.with_suffix(".json")
+    if not onnx.is_file() or not side.is_file():
+        return False
+    try:
+        found = json.loads(side.read_text())
+    except json.JSONDecodeError:
+        return False
+    return found.get("source_sha256") == source_sha256 and found.get("input_size", INPUT_SIZE) == size

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.settings import KeypointSettings
-from pipeline.types import Verification, check_image
+from core.settings import KeypointSettings
+from core.types import Verification, check_image
 
 log = logging.getLogger(__name__)
 

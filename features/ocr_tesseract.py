@@ -1,6 +1,6 @@
 """Words printed on a product, read with Tesseract (through ``pytesseract``).
 
-The adapter turns Tesseract's word table into :class:`~pipeline.types.OcrText`.  Product
+The adapter turns Tesseract's word table into :class:`~core.types.OcrText`.  Product
 photos are small and packaging scatters words, so images are greyscaled, rescaled to
 put letters near the size Tesseract likes, and read in sparse-text mode (``--psm 11``).
 """
@@ -18,9 +18,9 @@ import numpy as np
 import pytesseract
 from PIL import Image
 
-from pipeline.errors import MissingDependencyError, SkulensError
-from pipeline.settings import OcrSettings
-from pipeline.types import OcrText, check_image
+from core.errors import MissingDependencyError, SkulensError
+from core.settings import OcrSettings
+from core.types import OcrText, check_image
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _single_threaded_subprocess() -> None:
 
 
 class TesseractReader:
-    """Reads words with Tesseract; implements :class:`~pipeline.protocols.TextReader`.
+    """Reads words with Tesseract; implements :class:`~core.protocols.TextReader`.
 
     ``rotations`` lists the angles (degrees, counter-clockwise) the image is read at;
     cartons often print text sideways, so ``(0, 90, 270)`` reads those too, at the cost

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.types import ImageHashes, check_image
+from core.types import ImageHashes, check_image
 
 THUMB = 32
 HUE_BINS = 12

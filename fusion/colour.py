@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.types import Palette
+from core.types import Palette
 
 
 def _check_scale(scale: float) -> None:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.settings import DedupSettings
-from pipeline.types import ImageHashes, Verification, hamming
+from core.settings import DedupSettings
+from core.types import ImageHashes, Verification, hamming
 
 log = logging.getLogger(__name__)
 

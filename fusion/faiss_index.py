@@ -17,7 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from pipeline.settings import IndexSettings
+from core.settings import IndexSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import InvalidInputError
 from fusion.text import normalise
-from pipeline.errors import InvalidInputError
 
 
 def _norm(text: str) -> str:

@@ -15,12 +15,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from core.errors import InvalidInputError
+from core.protocols import VectorIndex
+from core.results import Candidate
+from core.types import SIGNALS, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
 from fusion.filters import ProductFacets, SearchFilters
 from fusion.text import TextScorer, fts_match_expression, tokenize
-from pipeline.errors import InvalidInputError
-from pipeline.protocols import VectorIndex
-from pipeline.types import SIGNALS, Match, ObjectFeatures, Palette, Tags
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,6 @@ class CatalogView:
     facets: dict[str, ProductFacets] = field(default_factory=dict)
     text_scorer: TextScorer | None = None
     fts: Callable[[str, int], list[tuple[str, float]]] | None = None
-
-
-@dataclass
-class Candidate:
-    sku: str
-    image_id: int | None
-    embedding: float
 
 
 def parse_weights(spec: str | dict | None, defaults: dict[str, float]) -> dict[str, float]:

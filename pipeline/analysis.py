@@ -7,18 +7,18 @@ settings ask, so the ranker (and the measurements) decide what helps.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, ImageHasher, PairVerifier, TextReader
-from pipeline.types import Box, Mask, ObjectFeatures, OcrText, Palette, Tags, check_image
+from core.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, ImageHasher, PairVerifier, TextReader
+from core.results import Analysis
+from core.types import Box, Mask, ObjectFeatures, OcrText, Tags, check_image
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,6 @@ class Stages:
             warm = getattr(stage, "warmup", None)
             if warm is not None:
                 warm()
-
-
-@dataclass
-class Analysis:
-    width: int
-    height: int
-    boxes: list[Box]
-    objects: list[ObjectFeatures]
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({"w": self.width, "h": self.height, "boxes": [_box_json(b) for b in self.boxes],
-                           "objects": [_object_json(o) for o in self.objects], "timings": self.timings}).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Analysis":
-        d = json.loads(data)
-        return cls(d["w"], d["h"], [_box_from(b) for b in d["boxes"]], [_object_from(o) for o in d["objects"]],
-                   d.get("timings", {}))
 
 
 class Analyzer:
@@ -205,27 +186,3 @@ def _timed(timings: dict[str, float], stage: str):
 def fingerprint(*parts: object) -> str:
     """A short stable hash of settings and model names, for feature-cache keys."""
     return hashlib.sha256(json.dumps([str(p) for p in parts], sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _b64(arr: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(arr, np.float32).tobytes()).decode()
-
-
-def _box_json(b: Box) -> dict:
-    return {"xyxy": [b.x1, b.y1, b.x2, b.y2], "score": b.score, "label": b.label}
-
-
-def _box_from(d: dict) -> Box:
-    return Box(*d["xyxy"], d["score"], d["label"])
-
-
-def _object_json(o: ObjectFeatures) -> dict:
-    return {"box": _box_json(o.box), "vectors": {r: _b64(v) for r, v in o.vectors.items()},
-            "palette": o.palette.to_json(), "ocr": o.ocr.to_json(), "tags": o.tags.to_json(),
-            "coverage": o.mask_coverage}
-
-
-def _object_from(d: dict) -> ObjectFeatures:
-    vectors = {r: np.frombuffer(base64.b64decode(v), np.float32).copy() for r, v in d["vectors"].items()}
-    return ObjectFeatures(_box_from(d["box"]), vectors, Palette.from_json(d["palette"]),
-                          OcrText.from_json(d["ocr"]), Tags.from_json(d["tags"]), d["coverage"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from core.errors import ModelNotFoundError
+from core.naming import TrainedEmbedder
+from core.protocols import BackgroundRemover
+from core.settings import Settings
 from pipeline.analysis import Stages
-from pipeline.embedder_files import TrainedEmbedder, load_trained
-from pipeline.errors import ModelNotFoundError
-from pipeline.settings import Settings
+from pipeline.embedder_files import load_trained
 from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, read_meta
 
 log = logging.getLogger(__name__)
@@ -71,25 +73,31 @@ def make_embedder(settings: Settings, trained: TrainedEmbedder | None):
     return EfficientNetLite2Embedder(settings.embedder, settings.models, trained, recorded=recorded_embedder(settings))
 
 
-def build_stages(settings: Settings, mask_cache=None, trained: TrainedEmbedder | None | str = RECORDED) -> Stages:
-    """The stages the settings ask for; ``mask_cache`` (a FeatureCache) keeps background masks on disk.
+def make_remover(settings: Settings) -> BackgroundRemover:
+    """The background-removal stage the settings name (IS-Net)."""
+    from features.background_isnet import IsNetBackgroundRemover
 
-    ``trained``: the fine-tuned embedder to use (None: ImageNet's); by default :func:`chosen_embedder`."""
+    return IsNetBackgroundRemover(settings.background, settings.models)
+
+
+def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = RECORDED,
+                 remover: BackgroundRemover | None = None) -> Stages:
+    """The stages the settings ask for.
+
+    ``trained``: the fine-tuned embedder to use (None: ImageNet's); by default :func:`chosen_embedder`.
+    ``remover``: the background remover to use (the detector's masks come from it too); by default
+    :func:`make_remover`'s."""
     if trained == RECORDED:
         trained = chosen_embedder(settings)
     from detectors.mask import MaskDetector
     from detectors.yolo import YoloDetector
-    from features.background_isnet import IsNetBackgroundRemover
     from features.colour_kmeans import KMeansColourExtractor
-    from features.ocr_tesseract import TesseractReader
     from features.keypoints_orb import OrbVerifier
+    from features.ocr_tesseract import TesseractReader
     from features.perceptual_hash import PerceptualHasher
 
-    remover = IsNetBackgroundRemover(settings.background, settings.models)
-    if mask_cache is not None:
-        from pipeline.mask_cache import PersistentMasks
-
-        remover = PersistentMasks(remover, mask_cache, settings.background.model)
+    if remover is None:
+        remover = make_remover(settings)
     det = settings.detector
     if det.weights is None and SHIPPED_DETECTOR.is_file():  # ours, unless the user names other weights
         det = det.model_copy(update={"weights": SHIPPED_DETECTOR})

@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import InvalidInputError, NotFoundError, SkulensError
-from pipeline.store import Product
+from core.catalog import Product
+from core.errors import InvalidInputError, NotFoundError, SkulensError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.dedup import (DedupItem, Pair, PairChecks, colour_agrees, find_pairs, group_pairs, hash_index, hash_match,
-                          hash_neighbours, is_upright)
-from pipeline.errors import InvalidImageError, SkulensError
+from core.errors import InvalidImageError, SkulensError
+from core.types import ImageHashes, Verification
+from fusion.dedup import (
+    DedupItem,
+    Pair,
+    PairChecks,
+    colour_agrees,
+    find_pairs,
+    group_pairs,
+    hash_index,
+    hash_match,
+    hash_neighbours,
+    is_upright,
+)
 from pipeline.images import IMAGE_SUFFIXES, decode_image, read_image_bytes, sha256_hex
-from pipeline.types import ImageHashes, Verification
 
 log = logging.getLogger(__name__)
 

@@ -14,26 +14,34 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from features.colour_kmeans import colour_names
+from core.catalog import NewImage, Product, WriteResult
+from core.colours import colour_names
+from core.errors import ConflictError, InvalidImageError, NotFoundError
+from core.naming import input_size_of
+from core.results import Analysis, ResultGroup, SearchResult
+from core.settings import Settings
+from core.types import ObjectFeatures
 from fusion.faiss_index import FaissIndex, choose_kind
 from fusion.filters import SearchFilters, facets
-from fusion.ranker import CatalogView, FusionRanker, ImageInfo, apply_filters, gather_candidates, merchant_words, \
-    parse_weights, query_tokens
+from fusion.ranker import (
+    CatalogView,
+    FusionRanker,
+    ImageInfo,
+    apply_filters,
+    gather_candidates,
+    merchant_words,
+    parse_weights,
+    query_tokens,
+)
 from fusion.text import TextScorer, tokenize
-from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
+from pipeline.analysis import Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
 from pipeline.dedup import cached_centres, cached_hashes
-from pipeline.embedder_files import input_size_of
-from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.images import decode_image, sha256_hex
-from pipeline.settings import Settings
-from pipeline.store import (EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, INDEX_REGIONS_KEY, CatalogStore, NewImage, Product,
-                            WriteResult)
-from pipeline.types import Match, ObjectFeatures
+from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, INDEX_REGIONS_KEY, CatalogStore
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +61,6 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
 def regions_record(fusion) -> dict:
     """How a catalogue records the regions its images are embedded in (``fusion``: FusionSettings)."""
     return {"regions": list(fusion.index_regions), "packshot_centre_views": fusion.packshot_centre_views}
-
-
-@dataclass
-class ResultGroup:
-    """The matches for one query object (the main one, or each box with ``all_objects``)."""
-
-    features: ObjectFeatures | None
-    matches: list[Match]
-
-
-@dataclass
-class SearchResult:
-    analysis: Analysis | None
-    groups: list[ResultGroup]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:

@@ -5,7 +5,7 @@ are checked (size, format, pixel count from the header *before* any pixel is dec
 smallest side), decoded, turned upright by their EXIF orientation and converted to
 RGB: alpha is composited onto white (the catalogue convention), 16-bit and float
 greyscale is rescaled rather than clipped.  Every failure is an
-:class:`~pipeline.errors.InvalidImageError` whose message starts with the image's name.
+:class:`~core.errors.InvalidImageError` whose message starts with the image's name.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageTypeError
-from pipeline.settings import ImageLimits
-from pipeline.types import check_image
+from core.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageTypeError
+from core.settings import ImageLimits
+from core.types import check_image
 
 # What Pillow raises on malformed data while parsing or decoding.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError)

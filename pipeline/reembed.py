@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from core.types import Box, Tags
 from pipeline.analysis import catalogue_regions, region_images, regions_and_tags
-from pipeline.types import Box, Tags
 
 log = logging.getLogger(__name__)
 

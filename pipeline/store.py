@@ -17,15 +17,15 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from pipeline.embedder_files import float_model_name
-from pipeline.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
-from pipeline.types import Box, OcrText, Palette, Tags
+from core.catalog import NewImage, Product, StoredImage, WriteResult
+from core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
+from core.naming import float_model_name
+from core.types import OcrText, Palette, Tags
 
 log = logging.getLogger(__name__)
 
@@ -56,73 +56,6 @@ CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, 
 """
 _FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
     title, brand, category, tags, description, ocr, colours, tokenize = 'unicode61 remove_diacritics 2')"""
-
-
-@dataclass(frozen=True)
-class Product:
-    sku: str
-    title: str = ""
-    brand: str = ""
-    category: str = ""
-    tags: tuple[str, ...] = ()
-    price: float | None = None
-    description: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_sku(self.sku)
-        object.__setattr__(self, "tags", tuple(str(t).strip() for t in self.tags if str(t).strip()))
-        if self.price is not None and not (isinstance(self.price, (int, float)) and self.price >= 0):
-            raise InvalidInputError(f"{self.sku}: expected a non-negative price, got {self.price!r}")
-
-    def to_json(self) -> dict:
-        return {"sku": self.sku, "title": self.title, "brand": self.brand, "category": self.category,
-                "tags": list(self.tags), "price": self.price, "description": self.description, "extra": self.extra}
-
-
-def check_sku(sku: str) -> str:
-    if not isinstance(sku, str) or not sku.strip() or sku != sku.strip():
-        raise InvalidInputError(f"expected a non-empty SKU without surrounding spaces, got {sku!r}")
-    if len(sku) > 200 or "/" in sku or any(ord(c) < 32 for c in sku):
-        raise InvalidInputError(f"SKU {sku[:40]!r} is too long or holds '/' or control characters")
-    return sku
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    id: int
-    sku: str
-    file: str
-    sha256: str
-    width: int
-    height: int
-    palette: Palette
-    ocr: OcrText
-    tags: Tags
-    boxes: list[list[float]]
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An analysed image ready to store: its file (relative to the data dir) and features."""
-
-    file: str
-    sha256: str
-    width: int
-    height: int
-    palette: Palette
-    ocr: OcrText
-    tags: Tags
-    boxes: tuple[Box, ...]
-    vectors: dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    added_ids: np.ndarray
-    added_vectors: np.ndarray
-    removed_ids: np.ndarray
-    image_ids: tuple[int, ...] = ()
 
 
 class _Database:
@@ -315,7 +248,7 @@ class CatalogStore(_FeatureTable):
     def _refresh_fts(self, conn: sqlite3.Connection, sku: str) -> None:
         row = conn.execute("SELECT rowid, title, brand, category, tags, description FROM products WHERE sku = ?",
                            (sku,)).fetchone()
-        from features.colour_kmeans import colour_names
+        from core.colours import colour_names
 
         conn.execute("DELETE FROM products_fts WHERE rowid = ?", (row[0],))
         words: list[str] = []

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hmac
 import logging
 import mimetypes
+import pathlib
 import tempfile
 import threading
 import time
 from contextlib import asynccontextmanager
-import pathlib
 from typing import Annotated, Any, Callable
 
 import anyio
@@ -28,14 +28,24 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from core.catalog import Product, check_sku
+from core.errors import (
+    ChecksumError,
+    ConflictError,
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotFoundError,
+    SkulensError,
+    StorageError,
+    UnsupportedImageTypeError,
+)
+from core.settings import Settings
 from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped, read_catalog
 from pipeline.dedup import Deduplicator
 from pipeline.engine import Engine
-from pipeline.errors import (ChecksumError, ConflictError, ImageTooLargeError, InvalidImageError, InvalidInputError,
-                             MissingDependencyError, ModelNotFoundError, NotFoundError, SkulensError, StorageError,
-                             UnsupportedImageTypeError)
-from pipeline.settings import Settings
-from pipeline.store import Product, check_sku
 from service import schemas as s
 from service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.metrics import Metrics

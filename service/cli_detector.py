@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from pipeline.errors import InvalidInputError
+from core.errors import InvalidInputError
 from service.cli import _progress_bar, _settings, app, out
 
 detector_app = typer.Typer(help="Train the product detector (ultralytics YOLO) from photo folders.", no_args_is_help=True)
@@ -39,7 +39,7 @@ def train(
     The weights land in WORK/detector.pt with a card (WORK/detector.json); point
     SKULENS_DETECTOR__WEIGHTS at them, or copy them over the shipped ones.
     """
-    from detectors.yolo_train import TrainSettings, train_detector
+    from training.detector import TrainSettings, train_detector
 
     settings = TrainSettings(model=model, epochs=epochs, image_size=imgsz, batch=batch, device=device, seed=seed,
                              hours=hours)
@@ -58,8 +58,8 @@ def train(
 
 def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: int | None, min_trust: float,
                   val_share: float, seed: int) -> Path:
-    from detectors.yolo_dataset import build_dataset
     from service.cli import _eval_stages
+    from training.detector_dataset import build_dataset
 
     for folder in photos:
         if not folder.is_dir():
@@ -92,8 +92,8 @@ def evaluate(
 ) -> None:
     """Measure a trained detector on the held-out (val) part of its data set: AP and recall at IoU 0.5 on composites, IoU with the teacher on real photos, and detection time per photo on this machine."""
     from detectors.yolo import YoloDetector
-    from pipeline import detector_eval as de
-    from pipeline.benchmarks_md import update_section
+    from evaluation import detector_eval as de
+    from evaluation.benchmarks_md import update_section
 
     if not (dataset / "images" / "val").is_dir():
         raise InvalidInputError(f"no val images in {dataset} (expected the folder `skulens detector train` made)")

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from core.errors import InvalidInputError
+from core.naming import NATIVE_INPUT_SIZE
 from pipeline.build import IMAGENET
-from pipeline.embedder_files import NATIVE_INPUT_SIZE
-from pipeline.errors import InvalidInputError
 from service.cli import _progress_bar, _settings, app, err, out
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,9 @@ app.add_typer(embedder_app, name="embedder")
 def _trained(embedder: str | None):
     """The trained embedder an --embedder option names (a folder), ImageNet's for 'imagenet',
     else the newest one trained in the data directory."""
+    from core.naming import TrainedEmbedder
     from pipeline.build import RECORDED, named_embedder
-    from pipeline.embedder_files import TrainedEmbedder, list_trained
+    from pipeline.embedder_files import list_trained
 
     named = named_embedder(embedder)
     if named != RECORDED:
@@ -73,9 +74,9 @@ def train(
     version, sha256). The catalogue keeps its vectors until `skulens reindex` re-embeds it.
     """
     from features.embed_efficientnet import EfficientNetLite2Embedder
-    from features.embed_train import EmbedderTrainSettings, train_embedder, visit_vectors
-    from features.embed_train_data import load_catalogue, source_summary, split_holdout
     from pipeline.embedder_files import embedders_dir, next_version
+    from training.embedder import EmbedderTrainSettings, train_embedder, visit_vectors
+    from training.embedder_data import load_catalogue, source_summary, split_holdout
 
     settings = _settings()
     train_settings = EmbedderTrainSettings(
@@ -105,7 +106,7 @@ def train(
               f"{m['epochs_run']}; {d['held_out_images']} photos held out by {d['held_out_by']}), "
               f"{m['seconds_per_epoch']} s per epoch", highlight=False)
     if export:
-        from features.embed_onnx import export_embedder
+        from features.embed_export import export_embedder
         from pipeline.embedder_files import calibration_images
 
         export_embedder(trained, settings.models, calibration_images(settings), input_size)
@@ -143,10 +144,11 @@ def export_cmd(
     `--int8` also writes the statically quantised model (`SKULENS_EMBEDDER__RUNTIME=onnx-int8`). A
     model quantised again is named anew (by its checksum): a catalogue of the old one's vectors then
     asks for `skulens reindex`. An ONNX file is made for one input size; each size has its own."""
+    from core.naming import embedder_name, float_model_name, int8_name, sized_name
     from features.embed_efficientnet import onnx_file
-    from features.embed_onnx import export_embedder
+    from features.embed_export import export_embedder
     from pipeline.build import embedder_input_size, recorded_embedder
-    from pipeline.embedder_files import calibration_images, embedder_name, float_model_name, int8_name, sized_name
+    from pipeline.embedder_files import calibration_images
 
     settings = _sized(_settings(), input_size)
     trained = _trained(embedder)
@@ -166,7 +168,8 @@ def export_cmd(
 @embedder_app.command("list")
 def list_cmd() -> None:
     """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
-    from pipeline.embedder_files import TrainedEmbedder, list_trained
+    from core.naming import TrainedEmbedder
+    from pipeline.embedder_files import list_trained
     from pipeline.store import EMBEDDER_KEY, read_meta
 
     settings = _settings()
@@ -196,8 +199,8 @@ def reindex(
     input size, the ONNX forms the embedder has at the size it was trained at (260 px unless `embedder
     train --input-size` said otherwise) are made for it first (the int8 one calibrated on the
     catalogue's images)."""
-    from features.embed_onnx import export_for_size
-    from pipeline.benchmarks_md import update_section
+    from evaluation.benchmarks_md import update_section
+    from features.embed_export import export_for_size
     from pipeline.build import embedder_input_size
     from pipeline.embedder_files import calibration_images
     from pipeline.reembed import reembed, reembed_markdown
@@ -238,12 +241,13 @@ def bench_cmd(
                                                    "section sits beside the default one")] = None,
 ) -> None:
     """Speed (batch 1 and batched) and embedding-only R@1 of each runtime; exports the ONNX forms it lacks."""
+    from evaluation.bench_embedder import COMPARED, bench_embedder, embed_bench_markdown
+    from evaluation.benchmarks_md import update_section, with_variant
     from features.embed_efficientnet import onnx_file, source_sha256
-    from features.embed_onnx import export_embedder
-    from pipeline.benchmarks_md import update_section, with_variant
+    from features.embed_export import export_embedder
+    from features.embed_onnx import onnx_sidecar_ok
     from pipeline.build import embedder_input_size
-    from pipeline.embed_bench import COMPARED, bench_embedder, embed_bench_markdown
-    from pipeline.embedder_files import calibration_images, onnx_sidecar_ok
+    from pipeline.embedder_files import calibration_images
 
     settings = _sized(_settings(), input_size)
     wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
@@ -275,7 +279,7 @@ def show_cmd(
                                                    "BENCHMARKS.md section sits beside the default one")] = None,
 ) -> None:
     """A trained embedder's card: data, settings, held-out R@1 and time of every epoch."""
-    from pipeline.benchmarks_md import update_section, with_variant
+    from evaluation.benchmarks_md import update_section, with_variant
     from pipeline.embedder_files import training_markdown
 
     trained = _trained(embedder)

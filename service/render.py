@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from features.colour_kmeans import colour_names, lab_to_rgb_hex
-from pipeline.store import Product, StoredImage
-from pipeline.types import ObjectFeatures, Palette
+from core.catalog import Product, StoredImage
+from core.colours import colour_names, lab_to_rgb_hex
+from core.types import ObjectFeatures, Palette
 
 
 def palette_json(p: Palette) -> dict:

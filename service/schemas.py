@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import InvalidInputError
 from fusion.filters import SearchFilters
-from pipeline.errors import InvalidInputError
 
 
 class ErrorBody(BaseModel):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.errors import SkulensError
-from pipeline.models import model_path
-from pipeline.settings import Settings
+from core.errors import SkulensError
+from core.models import model_path
+from core.settings import Settings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from core.protocols import Detector
+from core.settings import BackgroundSettings, DetectorSettings
+from core.types import Box, Mask
 from detectors.mask import MaskDetector, boxes_from_mask
-from pipeline.protocols import Detector
-from pipeline.settings import BackgroundSettings, DetectorSettings
-from pipeline.types import Box, Mask
 
 
 def two_blobs(h: int = 100, w: int = 120) -> np.ndarray:

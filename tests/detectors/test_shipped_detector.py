@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.settings import DetectorSettings, ModelSettings, Settings
 from detectors.yolo import YoloDetector
 from pipeline.build import SHIPPED_DETECTOR, build_stages
-from pipeline.settings import DetectorSettings, ModelSettings, Settings
 from tests.conftest import DATASETS, product_image
 
 CARD = SHIPPED_DETECTOR.parent / "MODEL_CARD.md"

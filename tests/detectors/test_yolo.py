@@ -9,13 +9,13 @@ import pytest
 import torch
 from ultralytics.engine.results import Results
 
+from core.errors import ModelNotFoundError, SkulensError
+from core.protocols import Detector
+from core.settings import DetectorSettings, ModelSettings, Settings
+from core.types import Box
 from detectors.mask import MaskDetector
 from detectors.yolo import YoloDetector, boxes_from_results
 from pipeline.build import build_stages
-from pipeline.errors import ModelNotFoundError, SkulensError
-from pipeline.protocols import Detector
-from pipeline.settings import DetectorSettings, ModelSettings, Settings
-from pipeline.types import Box
 from tests.conftest import product_image
 
 W, H = 200, 100

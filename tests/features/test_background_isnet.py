@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.protocols import BackgroundRemover
-from pipeline.types import Mask
+from core.protocols import BackgroundRemover
+from core.types import Mask
 
 pytestmark = pytest.mark.model
 

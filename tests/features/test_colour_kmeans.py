@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from skimage.color import rgb2lab
 
-from features.colour_kmeans import KMeansColourExtractor, colour_names, lab_to_rgb_hex, rgb_to_lab
-from pipeline.protocols import ColorExtractor
-from pipeline.settings import ColourSettings
-from pipeline.types import Mask, Palette
+from core.colours import colour_names, lab_to_rgb_hex, rgb_to_lab
+from core.protocols import ColorExtractor
+from core.settings import ColourSettings
+from core.types import Mask, Palette
+from features.colour_kmeans import KMeansColourExtractor
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 RED_LAB = np.array([53.24, 80.09, 67.20])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.protocols import Embedder
+from core.types import Tags
 from features.embed_efficientnet import DIM, INPUT_SIZE, imagenet_labels, preprocess
-from pipeline.protocols import Embedder
-from pipeline.types import Tags
 from tests.conftest import product_image
 
 PAD = (255 - 127) / 128

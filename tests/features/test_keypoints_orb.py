@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core.settings import KeypointSettings
 from features.keypoints_orb import OrbVerifier
-from pipeline.settings import KeypointSettings
 from tests.conftest import FONT
 
 

@@ -6,16 +6,16 @@ import os
 import shutil
 
 import numpy as np
-import pytest
 import pytesseract
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core.errors import MissingDependencyError, SkulensError
+from core.protocols import TextReader
+from core.settings import OcrSettings
 from features import ocr_tesseract
 from features.ocr_tesseract import TesseractReader, clean_word, debian_package
 from fusion.text import normalise
-from pipeline.errors import MissingDependencyError, SkulensError
-from pipeline.protocols import TextReader
-from pipeline.settings import OcrSettings
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 

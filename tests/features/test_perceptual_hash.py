@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from core.types import ImageHashes, hamming
 from features.perceptual_hash import PerceptualHasher
-from pipeline.types import ImageHashes, hamming
 from tests.features.test_keypoints_orb import textured
 
 

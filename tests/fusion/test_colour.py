@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.colour_kmeans import rgb_to_lab
+from core.colours import rgb_to_lab
+from core.types import Palette
 from fusion.colour import palette_similarities, palette_similarity
-from pipeline.types import Palette
 
 SCALE = 25.0
 

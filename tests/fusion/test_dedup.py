@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from fusion.dedup import (DedupItem, Pair, PairChecks, UnionFind, colour_agrees, find_pairs, group_pairs, hash_codes,
-                          visual_candidates)
-from pipeline.settings import DedupSettings
-from pipeline.types import ImageHashes, Verification
+from core.settings import DedupSettings
+from core.types import ImageHashes, Verification
+from fusion.dedup import (
+    DedupItem,
+    Pair,
+    PairChecks,
+    UnionFind,
+    colour_agrees,
+    find_pairs,
+    group_pairs,
+    hash_codes,
+    visual_candidates,
+)
 
 RNG = np.random.default_rng(0)
 

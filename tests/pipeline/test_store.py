@@ -10,9 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline.errors import InvalidInputError, NotFoundError, StorageError
-from pipeline.store import SCHEMA_VERSION, CatalogStore, NewImage, Product
-from pipeline.types import OcrText, Palette, Tags
+from core.catalog import NewImage, Product
+from core.errors import InvalidInputError, NotFoundError, StorageError
+from core.types import OcrText, Palette, Tags
+from pipeline.store import SCHEMA_VERSION, CatalogStore
 
 DIM = 8
 RNG = np.random.default_rng(0)

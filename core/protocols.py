@@ -1,0 +1,84 @@
+"""The one-method interfaces every backend implements.
+
+Backends live in ``detectors/``, ``features/`` and ``fusion/``; only
+:mod:`pipeline.build` picks which one runs.  Constructors take their settings section
+and do no heavy work: models load lazily on first use (or in ``warmup()``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from core.types import Box, Mask, OcrText, Palette, Tags, Verification
+
+
+@runtime_checkable
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> list[Box]:
+        """Boxes of the objects in an RGB uint8 image, best first."""
+
+
+@runtime_checkable
+class BackgroundRemover(Protocol):
+    def remove(self, image: np.ndarray) -> Mask:
+        """Foreground mask of the image, same height and width."""
+
+
+@runtime_checkable
+class ColorExtractor(Protocol):
+    def extract(self, image: np.ndarray, mask: Mask | None) -> Palette:
+        """Dominant colours of the masked pixels (all pixels when ``mask`` is None)."""
+
+
+@runtime_checkable
+class TextReader(Protocol):
+    def read(self, image: np.ndarray) -> OcrText:
+        """Words printed in the image."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
+        """L2-normalised float32 ``(N, dim)`` vectors and the visual tags of each image."""
+
+
+@runtime_checkable
+class ImageHasher(Protocol):
+    name: str
+
+    def hash(self, image: np.ndarray):
+        """Perceptual hashes of the image (``features.perceptual_hash.ImageHashes``)."""
+
+
+@runtime_checkable
+class PairVerifier(Protocol):
+    name: str
+
+    def keypoints(self, image: np.ndarray):
+        """Local features of the image, for ``verify``."""
+
+    def verify(self, a, b) -> Verification:
+        """How well two images' local features agree under one geometric transform."""
+
+    def accepts(self, v: Verification) -> bool:
+        """Whether that agreement makes the two images copies."""
+
+    def contradicts(self, v: Verification) -> bool:
+        """Whether the two images differ too much to be copies, whatever else matched them."""
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities and ids, each ``(len(vectors), k)``; missing hits have id -1."""
+
+    def __len__(self) -> int: ...

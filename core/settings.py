@@ -1,0 +1,216 @@
+"""Settings: one object, nested sections, read only at the edges (CLI, service).
+
+Every field can be set from the environment with the ``SKULENS_`` prefix and ``__``
+between section and field, e.g. ``SKULENS_FUSION__WEIGHTS__TEXT=0.3`` or
+``SKULENS_DETECTOR__WEIGHTS=/path/yolo.pt``.  ``SKULENS_DATA`` sets the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.types import SIGNALS
+
+
+def default_model_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "skulens" / "models"
+
+
+class ImageLimits(BaseModel):
+    max_bytes: int = Field(30 * 1024 * 1024, description="largest accepted file, in bytes")
+    max_pixels: int = Field(60_000_000, description="largest accepted width x height (refused before decoding)")
+    min_side: int = Field(16, description="smallest accepted width or height, in pixels")
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO", "HEIF")
+
+
+class ModelSettings(BaseModel):
+    cache_dir: Path = Field(default_factory=default_model_cache)
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+
+
+class DetectorSettings(BaseModel):
+    backend: Literal["auto", "yolo", "mask", "none"] = Field(
+        "auto", description="'auto': YOLO with the named or shipped weights, else boxes from the background mask"
+    )
+    weights: Path | None = Field(None, description="an ultralytics model file (.pt or .onnx); default: the shipped detector when present")
+    confidence: float = 0.25
+    iou: float = 0.5
+    image_size: int | None = Field(None, ge=32, description="input size; default: the size the weights were trained at (else 640)")
+    max_boxes: int = 10
+    min_area_fraction: float = Field(0.01, description="drop boxes smaller than this share of the image")
+    expand: float = Field(0.04, description="grow each box by this share of its size on every side")
+
+
+class BackgroundSettings(BaseModel):
+    enabled: bool = True
+    model: Literal["isnet-medium", "isnet-small"] = "isnet-medium"
+    threshold: float = 0.5
+    at_index: bool = Field(
+        True, description="catalogue images are masked by this model even when the detector gives masks of its own "
+        "(a segmentation model): sharper outlines, and indexing is offline; false keeps the detector's masks. "
+        "Query photos keep the detector's")
+
+
+class ColourSettings(BaseModel):
+    k: int = Field(5, ge=1, le=16)
+    sample_pixels: int = Field(4000, description="masked pixels sampled for k-means")
+    seed: int = 0
+    scale: float = Field(25.0, description="CIELAB distance at which colour similarity falls to 1/e")
+
+
+class OcrSettings(BaseModel):
+    enabled: bool = True
+    languages: str = Field("eng", description="Tesseract languages, e.g. 'eng+swe'")
+    min_confidence: float = Field(0.5, description="drop words read with less confidence than this")
+    min_length: int = 2
+    max_side: int = Field(1600, description="images are scaled down to this longest side first")
+    upscale_to: int = Field(1000, description="small images are scaled up to this longest side first")
+    timeout_s: float = 20.0
+
+
+class EmbedderSettings(BaseModel):
+    model: Literal["efficientnet-lite2"] = "efficientnet-lite2"
+    weights: Path | None = Field(
+        None, description="a fine-tuned embedder (folder made by `skulens embedder train`); default: the one the "
+        "catalogue was last re-embedded with (`skulens reindex`), else ImageNet's")
+    runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto", description="'auto': the kind of vectors (float or int8) the catalogue holds; for a new catalogue "
+        "or `skulens reindex`, the int8 export on a CPU, else the float export, else torch "
+        "(`skulens embedder export [--int8]`); 'onnx-int8': the statically quantised export (its vectors need "
+        "their own catalogue)")
+    input_size: int | None = Field(
+        None, ge=128, le=640, description="side in pixels each image (region) is letterboxed to for the network; "
+        "default: the size the catalogue's vectors were made at, else 260 (what EfficientNet-Lite2 was trained at). "
+        "Larger sizes show whole photos in more detail, at a cost that grows with the pixels; a catalogue "
+        "made at another size asks for `skulens reindex --input-size N`")
+    batch_size: int = 16
+    tags_top_k: int = 5
+    threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")
+
+
+class IndexSettings(BaseModel):
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF beyond"
+    )
+    ivf_threshold: int = 50_000
+    nprobe: int = 16
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    use_gpu: Literal["auto", "never"] = "auto"
+
+
+class Weights(BaseModel):
+    embedding: float = Field(0.70, ge=0)
+    colour: float = Field(0.10, ge=0)
+    tags: float = Field(0.10, ge=0)
+    text: float = Field(0.10, ge=0)
+
+    @field_validator("text")
+    @classmethod
+    def _not_all_zero(cls, v: float, info) -> float:  # noqa: ANN001 - pydantic's ValidationInfo
+        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s != "text"):
+            raise ValueError("at least one fusion weight must be positive")
+        return v
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: float(getattr(self, s)) for s in SIGNALS}
+
+
+class FusionSettings(BaseModel):
+    weights: Weights = Field(default_factory=Weights)
+    candidates: int = Field(300, description="image neighbours FAISS returns per query region")
+    text_candidates: int = Field(20, description="SKUs added from the full-text index")
+    text_scale: float = Field(
+        1.0, description="matched words (in units of a word unique to one SKU) at which text similarity is 1-1/e")
+    merchant_tag_weight: float = 1.0
+    region_pooling: Literal["max", "mean"] = Field(
+        "mean", description="how the query regions' cosines with a SKU's vectors become one embedding score: "
+                           "'max' (best pair) or 'mean' (each region's best match, averaged over the regions)")
+    sku_images: int = Field(
+        1, ge=1, description="a SKU's embedding score averages its this many best-matching images (1: the best one); "
+                             "a catalogue tuned with `skulens tune --protocol G2` uses the number tuned for it")
+    filter_exhaustive_limit: int = Field(
+        5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
+    query_regions: tuple[str, ...] = Field(("full", "crop", "centre70", "centre50"),
+                                           description="regions of a query photo embedded (also 'masked')")
+    index_regions: tuple[str, ...] = Field(
+        ("full", "crop", "centre70", "centre50"),
+        description="regions of a catalogue image embedded (also 'masked'); a catalogue indexed with other "
+                    "regions asks for `skulens reindex`")
+    packshot_centre_views: bool = Field(
+        False, description="embed the centre views of packshots too (catalogue pictures on a plain background); "
+                           "by default only photos get them")
+
+
+class KeypointSettings(BaseModel):
+    features: int = Field(1000, ge=16, description="ORB keypoints per image")
+    max_side: int = Field(512, ge=64, description="images are scaled to this longest side first")
+    ratio_test: float = Field(0.8, gt=0, lt=1, description="Lowe's ratio test for a descriptor match")
+    ransac_pixels: float = Field(6.0, gt=0, description="RANSAC reprojection error allowed, in pixels")
+    min_inliers: int = Field(40, ge=1, description="matches consistent with one transform needed for a copy")
+    min_inlier_ratio: float = Field(0.3, ge=0, le=1, description="those inliers as a share of the keypoints of the image with fewer")
+    max_hue_shift: float = Field(0.08, ge=0, le=0.5, description="median hue difference at the matched points (in turns) above which the pair is a colour variant")
+    compare_side: int = Field(256, ge=32, description="longest side of the thumbnails laid over each other to compare pixels")
+    compare_cell: int = Field(8, ge=2, description="side of a compared cell, in thumbnail pixels")
+    cell_difference: float = Field(15.0, gt=0, description="mean difference (grey levels, after a colour fit) above which a cell differs")
+    max_differing: float = Field(0.1, ge=0, le=1, description="share of differing cells above which two images are not copies (look-alike variants), whichever layer matched them")
+
+
+class DedupSettings(BaseModel):
+    phash_max_distance: int = Field(8, ge=0, le=11, description="pHash Hamming distance (of 64 bits) for a copy")
+    dhash_max_distance: int = Field(16, ge=0, le=64, description="dHash distance an upright pHash match must also meet")
+    visual_min_cosine: float = Field(0.97, ge=0, le=1, description="whole-image embedding cosine that alone makes a copy")
+    candidate_min_cosine: float = Field(0.5, ge=0, le=1, description="embedding neighbours from here up are checked by keypoints")
+    neighbours: int = Field(8, ge=1, description="embedding neighbours looked at per image")
+    max_hue_distance: float = Field(0.5, ge=0, le=1, description="1 - overlap of two coloured images' hue histograms above which they are variants, not copies")
+    min_chroma: float = Field(0.05, ge=0, le=1, description="share of coloured pixels below which hue is not compared")
+    max_chroma_difference: float = Field(0.5, ge=0, le=1, description="coloured vs grey: a larger difference in that share is no copy")
+    keypoints: KeypointSettings = Field(default_factory=KeypointSettings)
+
+
+class ServiceSettings(BaseModel):
+    host: str | None = Field(None, description="bind address; default 127.0.0.1, and 0.0.0.0 only when API keys are set")
+    port: int = Field(8000, ge=1, le=65535)
+    inference_threads: int = Field(2, ge=1, description="photo analyses run at once (the rest wait)")
+    max_files: int = Field(20, ge=1, description="images accepted in one upload request")
+    max_manifest_bytes: int = Field(5 * 1024 * 1024, description="largest CSV manifest accepted by the bulk import")
+    cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; empty: CORS off")
+    max_k: int = Field(100, ge=1, description="most results one search may ask for")
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKULENS_", env_nested_delimiter="__", extra="ignore")
+
+    data: Path = Field(Path("skulens-data"), description="the data directory (SQLite + FAISS files)")
+    images: ImageLimits = Field(default_factory=ImageLimits)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    background: BackgroundSettings = Field(default_factory=BackgroundSettings)
+    colour: ColourSettings = Field(default_factory=ColourSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    api_read_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SKULENS_API_READ_KEYS: comma-separated keys that may search")
+    api_write_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SKULENS_API_WRITE_KEYS: comma-separated keys that may change the catalogue")
+
+    @field_validator("api_read_keys", "api_write_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return _comma_list(value)

@@ -1,0 +1,111 @@
+"""Speed benchmarks (``skulens bench``): per-stage query latency cold and warm, end-to-end
+latency, and indexing throughput.  Figures go to BENCHMARKS.md, never into test assertions."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.settings import Settings
+from pipeline.build import build_stages
+from pipeline.catalog_source import read_catalog
+from pipeline.engine import Engine
+from pipeline.images import read_image_bytes
+
+STAGES = ("decode", "detect", "background", "colour", "ocr", "embed", "rank")
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    v = np.asarray(values, np.float64)
+    return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "n": int(len(v))}
+
+
+def bench_queries(settings: Settings, photos: list[Path], n: int,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Cold first query (fresh stages: includes model loading) and ``n`` warm queries over ``photos``."""
+    if not photos:
+        raise ValueError("no query photos to benchmark")
+    blobs = [read_image_bytes(p, settings.images) for p in photos]
+    engine = Engine(settings, build_stages(settings))
+    try:
+        t0 = time.perf_counter()
+        cold = engine.search(blobs[0], k=10)
+        cold_total = (time.perf_counter() - t0) * 1000
+        per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+        totals = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            result = engine.search(blobs[(i + 1) % len(blobs)], k=10)
+            totals.append((time.perf_counter() - t0) * 1000)
+            for stage, ms in result.timings.items():
+                per_stage.setdefault(stage, []).append(ms)
+            if progress:
+                progress(i + 1, n)
+    finally:
+        engine.close()
+    return {"cold": {**cold.timings, "total": cold_total}, "warm": {s: _pct(v) for s, v in per_stage.items() if v},
+            "end_to_end": _pct(totals), "queries": n, "photos": len(photos)}
+
+
+def bench_indexing(settings: Settings, catalog: Path, limit: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict:
+    """Index (a part of) a catalogue into a throw-away data directory (empty feature cache)."""
+    source = read_catalog(catalog)
+    entries = source.entries[:limit] if limit else source.entries
+    tmp = Path(tempfile.mkdtemp(prefix="skulens-bench-"))
+    engine = Engine(settings.model_copy(update={"data": tmp}), build_stages(settings))
+    per_stage: dict[str, list[float]] = {}
+    images = 0
+    try:
+        engine.stages.warmup()
+        t0 = time.perf_counter()
+        for i, entry in enumerate(entries, 1):
+            for path in entry.images:
+                data = read_image_bytes(path, settings.images)
+                # timed here; the write path below then finds this analysis in the (fresh) cache
+                _, analysis, _ = engine.analyse(data, path.name, settings.fusion.index_regions, use_cache=True,
+                                                 for_index=True)
+                for stage, ms in analysis.timings.items():
+                    per_stage.setdefault(stage, []).append(ms)
+                images += 1
+            engine.add_product(entry.product, [(p.name, read_image_bytes(p, settings.images)) for p in entry.images],
+                               replace_images=True, save=False)
+            if progress:
+                progress(i, len(entries))
+        engine.save()
+        elapsed = time.perf_counter() - t0
+    finally:
+        engine.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"images": images, "seconds": elapsed, "images_per_s": images / elapsed if elapsed else 0.0,
+            "per_stage_ms": {s: float(np.mean(v)) for s, v in per_stage.items()}}
+
+
+def bench_markdown(query: dict | None, index: dict | None) -> tuple[str, str]:
+    """Markdown bodies for the query-speed and indexing-speed sections."""
+    q = ""
+    if query:
+        q = (f"{query['queries']} warm queries over {query['photos']} photos (catalogue in the data directory), "
+             "plus one cold query on fresh stages (model loading included).\n\n"
+             "| stage | cold first call ms | warm p50 ms | warm p95 ms |\n|---|---|---|---|\n")
+        for stage in [*STAGES, *(s for s in query["warm"] if s not in STAGES)]:
+            if stage in query["warm"]:
+                w = query["warm"][stage]
+                cold = query["cold"].get(stage)
+                cold_cell = "–" if cold is None else f"{cold:.0f}"  # e.g. background: the box carried a mask
+                q += f"| {stage} | {cold_cell} | {w['p50']:.1f} | {w['p95']:.1f} |\n"
+        e = query["end_to_end"]
+        q += f"| **end to end** | {query['cold']['total']:.0f} | {e['p50']:.0f} | {e['p95']:.0f} |\n"
+    i = ""
+    if index:
+        i = (f"{index['images']} catalogue images indexed in {index['seconds']:.1f} s: "
+             f"**{index['images_per_s']:.2f} images/s** (decode, analysis, database and index writes, "
+             "starting from an empty feature cache, models warm).\n\n"
+             "| stage | mean ms per image |\n|---|---|\n")
+        i += "".join(f"| {s} | {ms:.1f} |\n" for s, ms in index["per_stage_ms"].items())
+    return q, i
