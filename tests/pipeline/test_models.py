@@ -13,7 +13,7 @@ import pytest
 
 import pipeline.models as models
 from core.errors import ChecksumError, ModelNotFoundError
-from core.models import MODELS, NpmChunks, describe, model_path, sha256_file
+from core.models import DEFAULT_MODELS, MODELS, NpmChunks, describe, model_path, sha256_file
 from pipeline.models import fetch
 
 LITE2 = "efficientnet-lite2"
@@ -138,4 +138,4 @@ def test_describe_lists_every_model_with_its_licence(tmp_path: Path) -> None:
         assert row["licence"] == MODELS[row["name"]].licence and row["licence"]
         assert row["present"] is False
         assert row["file"] == str(tmp_path / MODELS[row["name"]].filename)
-    assert {r["name"] for r in rows if r["default"]} == set(models.DEFAULT_MODELS)
+    assert {r["name"] for r in rows if r["default"]} == set(DEFAULT_MODELS)
