@@ -75,3 +75,24 @@ class WriteResult:
     added_vectors: np.ndarray
     removed_ids: np.ndarray
     image_ids: tuple[int, ...] = ()
+
+
+def split_tags(tags: str | list | tuple | None) -> tuple[str, ...]:
+    """Tags as given: a list, or one string separated by ';' (or '|', as spreadsheets write them)."""
+    if isinstance(tags, str):
+        return tuple(t for t in (x.strip() for x in tags.replace("|", ";").split(";")) if t)
+    return tuple(tags or ())
+
+
+def merge_product(old: Product, changes: dict) -> Product:
+    """``old`` with each field in ``changes`` replacing the stored one (``PATCH /v1/products/{sku}`` and
+    ``skulens products add``).  A field given as None keeps the stored value, except ``price``, which
+    None clears; tags may be one ';'-separated string."""
+    fields = old.to_json()
+    for name, value in changes.items():
+        if name not in fields or name == "sku":
+            raise InvalidInputError(f"{old.sku}: unknown product field {name!r}")
+        if value is not None or name == "price":
+            fields[name] = value
+    return Product(old.sku, fields["title"] or "", fields["brand"] or "", fields["category"] or "",
+                   split_tags(fields["tags"]), fields["price"], fields["description"] or "", fields["extra"] or {})

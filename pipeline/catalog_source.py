@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.catalog import Product
+from core.catalog import Product, split_tags
 from core.errors import InvalidInputError, NotFoundError, SkulensError
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,7 @@ def _json_fields(js: Path | None) -> dict:
 
 def make_product(sku: str, fields: dict) -> Product:
     """A :class:`Product` from loose fields; unknown keys go to ``extra``."""
-    tags = fields.get("tags") or ()
-    if isinstance(tags, str):
-        tags = [t for t in (x.strip() for x in tags.replace("|", ";").split(";")) if t]
+    tags = split_tags(fields.get("tags"))
     price = fields.get("price")
     if price in ("", None):
         price = None

@@ -414,6 +414,7 @@ def products_add(
     description: Annotated[Optional[str], typer.Option()] = None,
 ) -> None:
     """Add a product (or add images to an existing one; given fields replace stored ones)."""
+    from core.catalog import merge_product
     from core.errors import NotFoundError
     from pipeline.catalog_source import make_product
     from pipeline.images import read_image_bytes
@@ -423,14 +424,13 @@ def products_add(
     engine = _engine()
     try:
         try:
-            fields = engine.store.get_product(sku).to_json()
-            fields.update(fields.pop("extra"))
+            stored = engine.store.get_product(sku)
         except NotFoundError:
-            fields = {}
+            stored = make_product(sku, {})
         given = {"title": title, "brand": brand, "category": category, "tags": tags, "price": price,
                  "description": description}
-        fields.update({k: v for k, v in given.items() if v is not None})
-        result = engine.add_product(make_product(sku, fields), blobs)
+        product = merge_product(stored, {k: v for k, v in given.items() if v is not None})
+        result = engine.add_product(product, blobs)
     finally:
         engine.close()
     err.print(f"{sku}: added {len(result.image_ids)} image(s)")

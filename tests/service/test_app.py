@@ -14,7 +14,9 @@ from PIL import Image
 
 from core.settings import Settings
 from pipeline.engine import Engine
-from service.app import BodyLimit, KeyCheck, create_app
+from service.app import create_app
+from service.middleware import BodyLimit
+from service.security import KeyCheck
 from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -1,0 +1,105 @@
+"""The error map: every ``SkulensError`` (and auth, validation and HTTP errors) as a JSON body
+``{"error": kind, "detail": text}`` with its status code; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from core.errors import (
+    ChecksumError,
+    ConflictError,
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotFoundError,
+    SkulensError,
+    StorageError,
+    UnsupportedImageTypeError,
+)
+from service import schemas as s
+from service.security import AuthError
+
+log = logging.getLogger("skulens.service")
+
+# error kind, status code; the first matching class wins (subclasses before their bases)
+_ERRORS: tuple[tuple[type[SkulensError], str, int], ...] = (
+    (ImageTooLargeError, "too_large", 413),
+    (UnsupportedImageTypeError, "unsupported_type", 415),
+    (InvalidImageError, "invalid_image", 422),
+    (InvalidInputError, "invalid_input", 400),
+    (NotFoundError, "not_found", 404),
+    (ConflictError, "conflict", 409),
+    (ModelNotFoundError, "models_missing", 503),
+    (ChecksumError, "models_corrupt", 503),
+    (MissingDependencyError, "dependency_missing", 503),
+    (StorageError, "storage", 503),
+)
+_DOC = {"model": s.ErrorBody}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_DOC, "description": "bad input"}, 401: {**_DOC, "description": "missing or unknown API key"},
+    403: {**_DOC, "description": "this key may not do that"}, 404: {**_DOC, "description": "no such SKU or image"},
+    413: {**_DOC, "description": "upload over the size limits"},
+    415: {**_DOC, "description": "not an allowed image type"},
+    422: {**_DOC, "description": "invalid request or image"},
+    503: {**_DOC, "description": "models or storage unavailable"},
+}
+
+
+def error_body(kind: str, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
+
+
+def error_response(exc: SkulensError) -> JSONResponse:
+    for cls, kind, status in _ERRORS:
+        if isinstance(exc, cls):
+            return error_body(kind, status, str(exc))
+    return error_body("error", 400, str(exc))
+
+
+async def skulens_error(request: Request, exc: SkulensError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_body("unauthorized" if exc.status == 401 else "forbidden", exc.status, exc.detail, headers)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "form"))
+        parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
+    return error_body("invalid_request", 422, "; ".join(parts) or "invalid request")
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:  # every method of every route on this path, not just the first route's
+        methods = {m for route in request.app.routes if hasattr(route, "methods") and route.methods
+                   and route.matches(request.scope)[0] != Match.NONE for m in route.methods}
+        headers["Allow"] = ", ".join(sorted(methods))
+    return error_body(kind, exc.status_code, str(exc.detail), headers or None)
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return error_body("internal", 500, "internal error; the server log has the details")
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(SkulensError, skulens_error)
+    app.add_exception_handler(AuthError, auth_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
