@@ -1,8 +1,11 @@
-"""The one-method interfaces every backend implements.
+"""The interfaces every backend implements: one working method each, plus what callers may ask of
+a stage (its name, whether its boxes carry masks, its embedder's size and runtime...), so no caller
+probes a stage with ``getattr``.
 
 Backends live in ``detectors/``, ``features/`` and ``fusion/``; only
 :mod:`pipeline.build` picks which one runs.  Constructors take their settings section
-and do no heavy work: models load lazily on first use (or in ``warmup()``).
+and do no heavy work: models load lazily on first use (or in ``warmup()``, which the service calls
+at start-up; a stage without a model makes it a no-op).
 """
 
 from __future__ import annotations
@@ -11,17 +14,30 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from core.naming import TrainedEmbedder
 from core.types import Box, Mask, OcrText, Palette, Tags, Verification
 
 
 @runtime_checkable
 class Detector(Protocol):
+    @property
+    def name(self) -> str | None:
+        """Which trained weights (feature caches key on it); None for boxes made from another stage."""
+
+    @property
+    def own_masks(self) -> bool:
+        """Whether its boxes come with masks of its own (a segmentation model)."""
+
+    def warmup(self) -> None: ...
+
     def detect(self, image: np.ndarray) -> list[Box]:
         """Boxes of the objects in an RGB uint8 image, best first."""
 
 
 @runtime_checkable
 class BackgroundRemover(Protocol):
+    def warmup(self) -> None: ...
+
     def remove(self, image: np.ndarray) -> Mask:
         """Foreground mask of the image, same height and width."""
 
@@ -34,6 +50,8 @@ class ColorExtractor(Protocol):
 
 @runtime_checkable
 class TextReader(Protocol):
+    def warmup(self) -> None: ...
+
     def read(self, image: np.ndarray) -> OcrText:
         """Words printed in the image."""
 
@@ -41,7 +59,16 @@ class TextReader(Protocol):
 @runtime_checkable
 class Embedder(Protocol):
     name: str
+    """What the catalogue records beside its vectors (:mod:`core.naming`)."""
     dim: int
+    input_size: int
+    """The side in pixels images are letterboxed to."""
+    runtime: str
+    """'torch', 'onnx' or 'onnx-int8'."""
+    trained: TrainedEmbedder | None
+    """The fine-tuned weights it runs (None: ImageNet's)."""
+
+    def warmup(self) -> None: ...
 
     def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
         """L2-normalised float32 ``(N, dim)`` vectors and the visual tags of each image."""

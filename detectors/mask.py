@@ -47,6 +47,7 @@ class MaskDetector:
     """``detect(image) -> list[Box]`` from a :class:`BackgroundRemover`'s mask."""
 
     own_masks = False  # its boxes' masks are the background stage's, not its own
+    name = None  # no weights of its own
 
     def __init__(self, remover: BackgroundRemover, settings: DetectorSettings, background: BackgroundSettings):
         self.remover = remover
@@ -54,9 +55,7 @@ class MaskDetector:
         self.threshold = background.threshold
 
     def warmup(self) -> None:
-        warm = getattr(self.remover, "warmup", None)
-        if warm:
-            warm()
+        self.remover.warmup()
 
     def detect(self, image: np.ndarray) -> list[Box]:
         mask = self.remover.remove(check_image(image))

@@ -37,9 +37,7 @@ class PersistentMasks:
             self._bypass.on = False
 
     def warmup(self) -> None:
-        warm = getattr(self.inner, "warmup", None)
-        if warm is not None:
-            warm()
+        self.inner.warmup()
 
     def remove(self, image: np.ndarray) -> Mask:
         from PIL import Image

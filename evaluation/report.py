@@ -157,7 +157,7 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
     from evaluation.tuning import tune_weights
 
     protocol = check_tune_args(protocol, split)
-    trained = getattr(stages.embedder, "trained", None)
+    trained = stages.embedder.trained
     whole = trained is None and protocol == "G1"
     data = load_protocol("G1", root, split, limit if whole else None, seed)
     if trained is not None:
@@ -267,9 +267,9 @@ def describe_detector(detector) -> str:
         return "none (the whole photo)"
     if hasattr(detector, "remover"):  # MaskDetector: whatever weights the settings name go unused
         return "boxes from the background mask"
-    weights = getattr(getattr(detector, "settings", None), "weights", None)
+    weights = getattr(getattr(detector, "settings", None), "weights", None)  # any detector with a settings section
     if weights is not None:
-        kind = "segmentation" if getattr(detector, "own_masks", False) else "detection"
+        kind = "segmentation" if detector.own_masks else "detection"
         return f"YOLO {kind} model {Path(weights).name}"
     return type(detector).__name__
 

@@ -7,6 +7,7 @@ signal, and cached by content hash in ``<data>/eval/features.sqlite3``; a config
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -18,6 +19,7 @@ import numpy as np
 from core.results import Analysis
 from core.settings import Settings
 from core.types import SIGNALS
+from evaluation.mask_cache import PersistentMasks
 from evaluation.metrics import category_metrics, sku_metrics
 from evaluation.protocols import EvalQuery, ProtocolData
 from fusion.ranker import fuse, gather_candidates, query_tokens
@@ -182,17 +184,14 @@ class Evaluator:
         """Mean per-stage time over ``n`` query photos analysed now, without any cache (masks
         included), so the ablation's time column does not depend on what was cached before."""
         remover = self.engine.stages.remover
-        uncached = getattr(remover, "uncached", None)
+        uncached = remover.uncached if isinstance(remover, PersistentMasks) else contextlib.nullcontext
         runs: list[dict[str, float]] = []
         for q in self.data.queries[:n + 1]:  # the first one warms the models up and is not counted
             blob = read_image_bytes(q.path, self.settings.images)
             t0 = time.perf_counter()
             image = self.engine.decode(blob, q.path.name)
             decode_ms = (time.perf_counter() - t0) * 1000
-            if uncached is not None:
-                with uncached():
-                    analysis = self.engine.analyzer.analyse(image, QUERY_REGIONS)
-            else:
+            with uncached():
                 analysis = self.engine.analyzer.analyse(image, QUERY_REGIONS)
             runs.append({"decode": decode_ms, **analysis.timings})
         runs = runs[1:] if len(runs) > 1 else runs

@@ -44,9 +44,8 @@ class Stages:
 
     def warmup(self) -> None:
         for stage in (self.embedder, self.detector, self.remover, self.reader):
-            warm = getattr(stage, "warmup", None)
-            if warm is not None:
-                warm()
+            if stage is not None:
+                stage.warmup()
 
 
 class Analyzer:
@@ -79,7 +78,7 @@ class Analyzer:
 
     def detector_masks_differ(self) -> bool:
         """Whether the detector gives masks of its own (a segmentation model), not the remover's."""
-        return self.stages.detector is not None and bool(getattr(self.stages.detector, "own_masks", False))
+        return self.stages.detector is not None and self.stages.detector.own_masks
 
     def _object(self, image: np.ndarray, box: Box, regions: tuple[str, ...], timings: dict,
                 teacher_masks: bool = False) -> ObjectFeatures:

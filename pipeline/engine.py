@@ -50,7 +50,7 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     """A short hash of every model and setting that shapes an image's analysis (plus ``parts``):
     the feature cache keys on it, and so does each evaluation's indexed gallery."""
     s = settings
-    weights = getattr(stages.detector, "name", None)  # trained detectors: which weights file
+    weights = stages.detector.name if stages.detector is not None else None  # trained detectors: which weights
     # which embedder weights, runtime and input size are in the embedder's name (float runtimes give the
     # same vectors)
     embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime", "input_size"))
@@ -102,7 +102,7 @@ class Engine:
         elif recorded != f"{emb.name}:{emb.dim}":
             size = input_size_of(recorded.rsplit(":", 1)[0])
             other_size = (f" (or set SKULENS_EMBEDDER__INPUT_SIZE={size})"
-                          if size != getattr(emb, "input_size", size) else "")
+                          if size != emb.input_size else "")
             raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
                                 f"{emb.name}:{emb.dim}: re-embed the catalogue with `skulens reindex`, or "
                                 f"use the embedder it was made with{other_size}")
@@ -131,7 +131,7 @@ class Engine:
             if not differ:
                 self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
         if differ:
-            trained = getattr(self.stages.embedder, "trained", None)
+            trained = self.stages.embedder.trained
             raise ConflictError(
                 f"the catalogue in {self.data} was indexed with the regions {recorded['regions']} (centre views of "
                 f"packshots: {'yes' if recorded['packshot_centre_views'] else 'no'}), the settings ask for "
@@ -144,7 +144,7 @@ class Engine:
     def embedder_reference(self) -> str:
         """How the catalogue records this pipeline's trained embedder: its folder, relative to the data
         directory when inside it ('' for ImageNet's)."""
-        trained = getattr(self.stages.embedder, "trained", None)
+        trained = self.stages.embedder.trained
         if trained is None:
             return ""
         folder = Path(trained.folder).resolve()

@@ -28,7 +28,7 @@ def readyz(request: Request):
     products, images, vectors = engine.store.count()
     return {"status": "ready", "products": products, "images": images, "vectors": vectors,
             "index_vectors": len(engine.view.index), "index": engine.view.index.kind,
-            "embedder": engine.stages.embedder.name, "embedder_runtime": getattr(engine.stages.embedder, "runtime", "")}
+            "embedder": engine.stages.embedder.name, "embedder_runtime": engine.stages.embedder.runtime}
 
 
 @router.get("/metrics", response_class=Response,

@@ -13,6 +13,9 @@ class CountingRemover:
     def __init__(self):
         self.calls = 0
 
+    def warmup(self):
+        pass
+
     def remove(self, image):
         self.calls += 1
         return Mask((image[..., 0] > 100).astype(np.float32))

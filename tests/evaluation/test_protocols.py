@@ -30,6 +30,10 @@ COLOURS = {"Red-Apple": (220, 20, 20), "Lime": (40, 200, 40), "Blue-Milk": (20, 
 class MeanColourEmbedder:
     name = "mean-colour-test"
     dim = 8
+    input_size, runtime, trained = 260, "numpy", None
+
+    def warmup(self):
+        pass
 
     def embed(self, images):
         out = []

@@ -18,9 +18,13 @@ class FakeEmbedder:
     """A unit vector and one tag per image, both derived from the image's size and mean."""
 
     name, dim = "fake", 4
+    input_size, runtime, trained = 260, "fake", None
 
     def __init__(self) -> None:
         self.calls: list[list[tuple[int, ...]]] = []
+
+    def warmup(self) -> None:
+        pass
 
     def embed(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Tags]]:
         self.calls.append([im.shape for im in images])
@@ -30,8 +34,13 @@ class FakeEmbedder:
 
 
 class FakeDetector:
+    name, own_masks = None, False
+
     def __init__(self, boxes: list[Box]) -> None:
         self.boxes = boxes
+
+    def warmup(self) -> None:
+        pass
 
     def detect(self, image: np.ndarray) -> list[Box]:
         return list(self.boxes)
@@ -43,6 +52,9 @@ class FakeRemover:
     def __init__(self) -> None:
         self.calls = 0
 
+    def warmup(self) -> None:
+        pass
+
     def remove(self, image: np.ndarray) -> Mask:
         self.calls += 1
         alpha = np.zeros(image.shape[:2], np.float32)
@@ -51,6 +63,9 @@ class FakeRemover:
 
 
 class FakeReader:
+    def warmup(self) -> None:
+        pass
+
     def read(self, image: np.ndarray) -> OcrText:
         return OcrText(("ARLA", "milk"), [0.87654, 0.51234])
 
