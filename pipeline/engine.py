@@ -13,35 +13,31 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from core.catalog import NewImage, Product, WriteResult
-from core.colours import colour_names
-from core.errors import ConflictError, InvalidImageError, NotFoundError
-from core.naming import input_size_of
+from core.errors import InvalidImageError
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
 from core.types import ObjectFeatures
 from fusion.faiss_index import FaissIndex, choose_kind
-from fusion.filters import SearchFilters, facets
+from fusion.filters import SearchFilters
 from fusion.ranker import (
     CatalogView,
     FusionRanker,
-    ImageInfo,
     apply_filters,
     gather_candidates,
-    merchant_words,
     parse_weights,
     query_tokens,
 )
-from fusion.text import TextScorer, tokenize
 from pipeline.analysis import Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
+from pipeline.catalog_view import LiveView
+from pipeline.compat import check_embedder, check_regions, embedder_reference, regions_record
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
-from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, INDEX_REGIONS_KEY, CatalogStore
+from pipeline.store import CatalogStore
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +52,6 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime", "input_size"))
     return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, embedder, *parts,
                        *([weights] if weights else []))
-
-
-def regions_record(fusion) -> dict:
-    """How a catalogue records the regions its images are embedded in (``fusion``: FusionSettings)."""
-    return {"regions": list(fusion.index_regions), "packshot_centre_views": fusion.packshot_centre_views}
 
 
 class Engine:
@@ -80,78 +71,20 @@ class Engine:
         self._lock = threading.RLock()
         self._dirty = False
         if not reembedding:
-            self._check_embedder()
-            self._check_regions()
+            check_embedder(self.store, stages.embedder, self.data)
+            check_regions(self.store, settings.fusion, stages.embedder, self.data)
         # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings'
         # defaults; a catalogue with more images than products prefers those learnt with shop photos
         products, images, _ = self.store.count()
         tuned = self.store.tuned_weights(stages.embedder.name, photos=images > products)
         self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
         self.sku_images = int((tuned or {}).get("sku_images") or settings.fusion.sku_images)
-        self.view = CatalogView(index=self._open_index(), fts=self.store.fts_search)
-        self._df: Counter[str] = Counter()
-        self._load_view()
+        self.live = LiveView(self.store, self._open_index(), settings.fusion.text_scale)
 
-    # -- opening ----------------------------------------------------------------------
-    def _check_embedder(self) -> None:
-        emb = self.stages.embedder
-        recorded = self.store.get_meta(EMBEDDER_KEY)
-        if recorded is None or self.store.count()[2] == 0:
-            self.store.set_meta(EMBEDDER_KEY, f"{emb.name}:{emb.dim}")
-            self.store.set_meta(EMBEDDER_WEIGHTS_KEY, self.embedder_reference())
-        elif recorded != f"{emb.name}:{emb.dim}":
-            size = input_size_of(recorded.rsplit(":", 1)[0])
-            other_size = (f" (or set SKULENS_EMBEDDER__INPUT_SIZE={size})"
-                          if size != emb.input_size else "")
-            raise ConflictError(f"the catalogue in {self.data} was embedded with {recorded}, this pipeline uses "
-                                f"{emb.name}:{emb.dim}: re-embed the catalogue with `skulens reindex`, or "
-                                f"use the embedder it was made with{other_size}")
-
-    def _check_regions(self) -> None:
-        """The catalogue's vectors must be of the regions the settings index: an image with more views
-        than another would score higher for having them.  A catalogue from before the regions were
-        recorded is judged by the regions of its vectors: 'crop' and 'masked' are not made for every
-        image, so only their presence counts; it has the centre views on every image or on none, so
-        their absence counts too (a catalogue of packshots alone then asks for one reindex)."""
-        wanted = regions_record(self.settings.fusion)
-        if self.store.count()[2] == 0:
-            self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
-            return
-        raw = self.store.get_meta(INDEX_REGIONS_KEY)
-        if raw is not None:
-            recorded = json.loads(raw)
-            differ = set(recorded["regions"]) != set(wanted["regions"]) or (
-                recorded["packshot_centre_views"] != wanted["packshot_centre_views"]
-                and has_centre_views(wanted["regions"]))
-        else:
-            stored = self.store.vector_regions()
-            recorded = {"regions": sorted(stored), "packshot_centre_views": False}
-            differ = bool(stored - set(wanted["regions"])) or any(
-                r not in stored for r in wanted["regions"] if r not in ("crop", "masked"))
-            if not differ:
-                self.store.set_meta(INDEX_REGIONS_KEY, json.dumps(wanted))
-        if differ:
-            trained = self.stages.embedder.trained
-            raise ConflictError(
-                f"the catalogue in {self.data} was indexed with the regions {recorded['regions']} (centre views of "
-                f"packshots: {'yes' if recorded['packshot_centre_views'] else 'no'}), the settings ask for "
-                f"{wanted['regions']} ({'yes' if wanted['packshot_centre_views'] else 'no'}): re-embed it with "
-                f"`skulens --data {self.data} reindex --embedder {trained.folder if trained else 'imagenet'}`, "
-                f"or set SKULENS_FUSION__INDEX_REGIONS='{json.dumps(recorded['regions'])}' and "
-                f"SKULENS_FUSION__PACKSHOT_CENTRE_VIEWS={str(recorded['packshot_centre_views']).lower()} "
-                "to search it as it is")
-
-    def embedder_reference(self) -> str:
-        """How the catalogue records this pipeline's trained embedder: its folder, relative to the data
-        directory when inside it ('' for ImageNet's)."""
-        trained = self.stages.embedder.trained
-        if trained is None:
-            return ""
-        folder = Path(trained.folder).resolve()
-        try:
-            return str(folder.relative_to(self.data.resolve()))
-        except ValueError:
-            return str(folder)
+    @property
+    def view(self) -> CatalogView:
+        """What the ranker reads of the catalogue (kept in step with each write by :attr:`live`)."""
+        return self.live.view
 
     def _open_index(self) -> FaissIndex:
         dim, gen = self.stages.embedder.dim, self.store.generation()
@@ -164,36 +97,6 @@ class Engine:
         index = FaissIndex.build(dim, self.settings.index, ids, vecs)
         index.save(self.index_path, gen)
         return index
-
-    def _load_view(self) -> None:
-        view = self.view
-        for vid, image_id, sku, region in self.store.vector_owners_all():
-            view.vector_owner[vid] = (image_id, sku, region)
-            view.sku_vectors.setdefault(sku, []).append(vid)
-        for im in self.store.images():
-            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
-        docs = self.store.text_documents()
-        for product in self.store.list_products(limit=-1):
-            self._set_product_view(product, docs.get(product.sku, ""))
-        self._refresh_scorer()
-
-    def _set_product_view(self, product: Product, document: str) -> None:
-        view = self.view
-        old = view.sku_tokens.get(product.sku, frozenset())
-        new = frozenset(tokenize(document))
-        self._df.subtract(old)
-        self._df.update(new)
-        view.sku_tokens[product.sku] = new
-        view.titles[product.sku] = product.title or product.sku
-        view.merchant_tags[product.sku] = merchant_words(product.tags)
-        colours = {c for vid in view.sku_vectors.get(product.sku, ())
-                   if (info := view.images.get(view.vector_owner[vid][0])) is not None
-                   for c in colour_names(info.palette)}
-        view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, colours)
-
-    def _refresh_scorer(self) -> None:
-        self._df = +self._df  # drop zero counts
-        self.view.text_scorer = TextScorer(self._df, len(self.view.sku_tokens), self.settings.fusion.text_scale)
 
     # -- analysis ---------------------------------------------------------------------
     def decode(self, data: bytes, name: str = "image") -> np.ndarray:
@@ -305,14 +208,12 @@ class Engine:
         :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and rebuild the index."""
         emb = self.stages.embedder
         with self._lock:
-            self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", self.embedder_reference(),
+            self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", embedder_reference(emb, self.data),
                                           json.dumps(regions_record(self.settings.fusion)))
             ids, vecs, _ = self.store.vectors(emb.dim)
             index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
             index.save(self.index_path, self.store.generation())
-            self.view = CatalogView(index=index, fts=self.store.fts_search)
-            self._df = Counter()
-            self._load_view()
+            self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
 
     def remove_product(self, sku: str) -> None:
         with self._lock:
@@ -336,35 +237,9 @@ class Engine:
                 (self.data / rel).unlink(missing_ok=True)
 
     def _apply(self, result: WriteResult, sku: str) -> None:
-        """Bring the FAISS index and the in-memory view up to date with one committed write."""
-        view = self.view
-        view.index.remove(result.removed_ids)
-        for vid in result.removed_ids.tolist():
-            image_id = view.vector_owner.pop(vid, (None, None, None))[0]
-            view.images.pop(image_id, None)
-        if len(result.added_ids):
-            view.index.add(result.added_ids, result.added_vectors)
+        """Bring the vector index and the in-memory view up to date with one committed write."""
+        self.live.apply(result, sku)
         self._dirty = True
-        try:
-            product = self.store.get_product(sku)
-        except NotFoundError:  # the product is gone: forget it
-            product = None
-        if product is None:
-            view.sku_vectors.pop(sku, None)
-            self._df.subtract(view.sku_tokens.pop(sku, frozenset()))
-            view.titles.pop(sku, None)
-            view.merchant_tags.pop(sku, None)
-            view.facets.pop(sku, None)
-        else:
-            images = self.store.images(sku)
-            for im in images:
-                view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
-            rows = self.store.vector_owners(sku)
-            for vid, image_id, region in rows:
-                view.vector_owner[vid] = (image_id, sku, region)
-            view.sku_vectors[sku] = [r[0] for r in rows]
-            self._set_product_view(product, self.store.text_documents_of(sku))
-        self._refresh_scorer()
         self._maybe_change_kind()
 
     def _maybe_change_kind(self) -> None:

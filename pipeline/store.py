@@ -276,7 +276,7 @@ class CatalogStore(_FeatureTable):
     def replace_embeddings(self, images: list[tuple[int, dict[str, np.ndarray], Tags]], embedder: str,
                            weights: str, regions: str) -> None:
         """Every image's vectors and visual tags anew, and the embedder and regions (JSON, see
-        :func:`pipeline.engine.regions_record`) that made them (``skulens reindex``), in one transaction:
+        :func:`pipeline.compat.regions_record`) that made them (``skulens reindex``), in one transaction:
         a failure leaves the catalogue as it was."""
         with self._write() as conn:
             known = {r[0] for r in conn.execute("SELECT id FROM images")}

@@ -1,0 +1,93 @@
+"""The in-memory view of the catalogue that the ranker reads, kept in step with the store.
+
+:class:`LiveView` loads a :class:`fusion.ranker.CatalogView` from the store at start-up (vector
+owners, image palettes and tags, product titles, words, tags and facets, the text statistics) and
+applies each committed write to it, so the next search sees the change without a reload.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from core.catalog import Product, WriteResult
+from core.colours import colour_names
+from core.errors import NotFoundError
+from core.protocols import VectorIndex
+from fusion.filters import facets
+from fusion.ranker import CatalogView, ImageInfo, merchant_words
+from fusion.text import TextScorer, tokenize
+from pipeline.store import CatalogStore
+
+
+class LiveView:
+    def __init__(self, store: CatalogStore, index: VectorIndex, text_scale: float) -> None:
+        self.store = store
+        self.text_scale = text_scale
+        self.view = CatalogView(index=index, fts=store.fts_search)
+        self._df: Counter[str] = Counter()  # how many products each word appears in
+        self._load()
+
+    def _load(self) -> None:
+        view = self.view
+        for vid, image_id, sku, region in self.store.vector_owners_all():
+            view.vector_owner[vid] = (image_id, sku, region)
+            view.sku_vectors.setdefault(sku, []).append(vid)
+        for im in self.store.images():
+            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
+        docs = self.store.text_documents()
+        for product in self.store.list_products(limit=-1):
+            self._set_product(product, docs.get(product.sku, ""))
+        self._refresh_scorer()
+
+    def _set_product(self, product: Product, document: str) -> None:
+        view = self.view
+        old = view.sku_tokens.get(product.sku, frozenset())
+        new = frozenset(tokenize(document))
+        self._df.subtract(old)
+        self._df.update(new)
+        view.sku_tokens[product.sku] = new
+        view.titles[product.sku] = product.title or product.sku
+        view.merchant_tags[product.sku] = merchant_words(product.tags)
+        colours = {c for vid in view.sku_vectors.get(product.sku, ())
+                   if (info := view.images.get(view.vector_owner[vid][0])) is not None
+                   for c in colour_names(info.palette)}
+        view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, colours)
+
+    def _refresh_scorer(self) -> None:
+        self._df = +self._df  # drop zero counts
+        self.view.text_scorer = TextScorer(self._df, len(self.view.sku_tokens), self.text_scale)
+
+    def apply(self, result: WriteResult, sku: str) -> None:
+        """Bring the vector index and the view up to date with one committed write to ``sku``."""
+        view = self.view
+        view.index.remove(result.removed_ids)
+        for vid in result.removed_ids.tolist():
+            image_id = view.vector_owner.pop(vid, (None, None, None))[0]
+            view.images.pop(image_id, None)
+        if len(result.added_ids):
+            view.index.add(result.added_ids, result.added_vectors)
+        try:
+            product = self.store.get_product(sku)
+        except NotFoundError:  # the product is gone: forget it
+            self._forget(sku)
+        else:
+            self._reload_product(product)
+        self._refresh_scorer()
+
+    def _forget(self, sku: str) -> None:
+        view = self.view
+        view.sku_vectors.pop(sku, None)
+        self._df.subtract(view.sku_tokens.pop(sku, frozenset()))
+        view.titles.pop(sku, None)
+        view.merchant_tags.pop(sku, None)
+        view.facets.pop(sku, None)
+
+    def _reload_product(self, product: Product) -> None:
+        view, sku = self.view, product.sku
+        for im in self.store.images(sku):
+            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
+        rows = self.store.vector_owners(sku)
+        for vid, image_id, region in rows:
+            view.vector_owner[vid] = (image_id, sku, region)
+        view.sku_vectors[sku] = [r[0] for r in rows]
+        self._set_product(product, self.store.text_documents_of(sku))
