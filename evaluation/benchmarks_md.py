@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from evaluation.benchmarks_summary import summary
+
 ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "embedder-training", "speed-embedder", "speed-vectors",
          "service-load", "dedup-grocery", "dedup-ukbench", "dedup-scale", "detector")
 HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md`, `skulens bench` and "
@@ -55,15 +57,33 @@ def with_variant(key: str, title: str, variant: str | None) -> tuple[str, str]:
     return key + "-" + re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-"), f"{title}, {variant}"
 
 
-def update_section(path: Path, key: str, title: str, body: str) -> None:
-    """Replace (or add) the section ``key`` of the Markdown file at ``path``."""
-    path = Path(path)
+def _read(path: Path) -> tuple[str, dict[str, str]]:
+    """The file's head (before the summary and sections) and its sections by key."""
     text = path.read_text() if path.exists() else HEADER
     sections = dict(re.findall(r"<!-- section:(\S+) -->\n(.*?)<!-- /section -->\n", text, flags=re.S))
-    sections[key] = f"## {title}\n\n{stamp()}\n{body.rstrip()}\n\n"
-    head = text.split("<!-- section:", 1)[0].rstrip() + "\n\n"
+    head = re.sub(r"<!-- summary -->.*?<!-- /summary -->\n*", "", text.split("<!-- section:", 1)[0], flags=re.S)
+    return head.rstrip() + "\n\n", sections
+
+
+def _write(path: Path, head: str, sections: dict[str, str]) -> None:
     keys = sorted(sections, key=_place)
-    out = head + "".join(f"<!-- section:{k} -->\n{sections[k]}<!-- /section -->\n" for k in keys)
+    ordered = {k: sections[k] for k in keys}
+    out = head + summary(ordered) + "".join(f"<!-- section:{k} -->\n{b}<!-- /section -->\n" for k, b in ordered.items())
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(out)
     tmp.replace(path)
+
+
+def update_section(path: Path, key: str, title: str, body: str) -> None:
+    """Replace (or add) the section ``key`` of the Markdown file at ``path``, and rebuild the summary
+    table at its top."""
+    path = Path(path)
+    head, sections = _read(path)
+    sections[key] = f"## {title}\n\n{stamp()}\n{body.rstrip()}\n\n"
+    _write(path, head, sections)
+
+
+def refresh_summary(path: Path) -> None:
+    """Rebuild the summary table from the sections as they are (no section changes)."""
+    path = Path(path)
+    _write(path, *_read(path))
