@@ -10,6 +10,7 @@ at start-up; a stage without a model makes it a no-op).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -101,11 +102,20 @@ class PairVerifier(Protocol):
 
 @runtime_checkable
 class VectorIndex(Protocol):
+    kind: str
+    """'flat', 'ivf' or 'hnsw'."""
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> None: ...
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities and ids, each ``(len(vectors), k)``; missing hits have id -1."""
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids``, ``(len(ids), dim)``."""
+
+    def save(self, path: Path, generation: int) -> None:
+        """Write the index atomically, stamped with the catalogue database's generation."""
 
     def __len__(self) -> int: ...

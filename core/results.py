@@ -61,7 +61,8 @@ def _box_json(b: Box) -> dict:
 
 
 def _box_from(d: dict) -> Box:
-    return Box(*d["xyxy"], d["score"], d["label"])
+    x1, y1, x2, y2 = d["xyxy"]
+    return Box(x1, y1, x2, y2, d["score"], d["label"])
 
 
 def _object_json(o: ObjectFeatures) -> dict:

@@ -33,7 +33,7 @@ def boxes_from_results(result, settings: DetectorSettings, width: int, height: i
     if getattr(result, "masks", None) is not None:
         masks = result.masks.data.cpu().numpy()  # (N, h, w) at the model's resolution
     min_area = settings.min_area_fraction * width * height
-    out = []
+    out: list[Box] = []
     for i in np.argsort(-conf, kind="stable"):
         if len(out) >= settings.max_boxes:
             break
@@ -68,7 +68,7 @@ def _box_mask(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
         return Mask(np.zeros((max(y2 - y1, 0), max(x2 - x1, 0)), np.float32))
     source = (left + x1 * gain, top + y1 * gain, left + x2 * gain, top + y2 * gain)
     part = Image.fromarray(np.clip(full, 0.0, 1.0).astype(np.float32), mode="F").resize(
-        (x2 - x1, y2 - y1), Image.BILINEAR, box=source)
+        (x2 - x1, y2 - y1), Image.Resampling.BILINEAR, box=source)
     return Mask(np.clip(np.asarray(part, np.float32), 0.0, 1.0))
 
 
@@ -87,7 +87,7 @@ class YoloDetector:
     def name(self) -> str:
         """Which weights, down to the file's size and time: feature caches key on it, so new
         weights under the same path are not mistaken for the old ones."""
-        path = Path(self.settings.weights).expanduser()
+        path = Path(str(self.settings.weights)).expanduser()  # never None: see __init__
         try:
             st = path.stat()
         except OSError:

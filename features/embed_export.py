@@ -9,8 +9,19 @@ import numpy as np
 
 from core.naming import NATIVE_INPUT_SIZE as INPUT_SIZE
 from core.naming import trained_input_size
-from features.embed_efficientnet import embedding_module, load_network, onnx_file, preprocess, source_sha256
-from features.embed_onnx import check_calibration, export, onnx_sidecar_ok, quantize_int8
+from features.embed_efficientnet import (
+    embedding_module,
+    load_network,
+    onnx_file,
+    preprocess,
+    source_sha256,
+)
+from features.embed_onnx import (
+    check_calibration,
+    export,
+    onnx_sidecar_ok,
+    quantize_int8,
+)
 
 
 def export_embedder(trained, models, calibration: list[np.ndarray] | None = None,

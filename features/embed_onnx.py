@@ -52,7 +52,12 @@ def quantize_int8(src: Path, dest: Path, source_sha256: str, calibration: list[n
     activations with ranges measured on ``calibration`` (catalogue images already preprocessed for
     ``size``-pixel inputs, one (1, 3, size, size) batch each; QDQ format, onnxruntime's quantiser).
     EfficientNet-Lite was designed to survive this (ReLU6, no squeeze-excitation)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     check_calibration(calibration)

@@ -60,12 +60,12 @@ class OrbVerifier:
         image = _resized(image, self.settings.max_side)
         scale = thumb.shape[1] / image.shape[1]
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        orb = cv2.ORB_create(nfeatures=self.settings.features)
+        orb = cv2.ORB_create(nfeatures=self.settings.features)  # type: ignore[attr-defined]  # (not in cv2's stubs)
         kps, desc = orb.detectAndCompute(grey, None)
         if desc is None:
             return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), np.zeros(0, np.float32),
                              thumb, scale)
-        points = np.float32([k.pt for k in kps]).reshape(-1, 2)
+        points = np.asarray([k.pt for k in kps], np.float32).reshape(-1, 2)
         return Keypoints(points, desc, _hues_at(image, points), thumb, scale)
 
     def verify(self, a: Keypoints, b: Keypoints) -> Verification:
@@ -111,8 +111,8 @@ class OrbVerifier:
         each other as they are (each scaled to the other's size) and compare their pixels."""
         ha, wa = a.thumb.shape[:2]
         hb, wb = b.thumb.shape[:2]
-        frame = np.float32([[0, 0], [wa - 1, 0], [wa - 1, ha - 1], [0, ha - 1]]) / a.scale  # keypoint pixels of a
-        stretch = np.float64([[wb / wa * a.scale / b.scale, 0, 0], [0, hb / ha * a.scale / b.scale, 0]])
+        frame = np.asarray([[0, 0], [wa - 1, 0], [wa - 1, ha - 1], [0, ha - 1]], np.float32) / a.scale  # keypoint pixels of a
+        stretch = np.asarray([[wb / wa * a.scale / b.scale, 0, 0], [0, hb / ha * a.scale / b.scale, 0]], np.float64)
         differing = differing_share(a, b, stretch, frame, self.settings)
         return differing is not None and differing > self.settings.max_differing
 
@@ -140,7 +140,7 @@ def differing_share(a: Keypoints, b: Keypoints, transform: np.ndarray, inliers: 
     valid = cv2.warpAffine(np.ones(tb.shape[:2], np.uint8), m, (w, h), flags=cv2.INTER_NEAREST | flags)
     region = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(region, cv2.convexHull((inliers * a.scale).astype(np.float32)).astype(np.int32), 1)
-    inside = (region & valid).astype(bool)
+    inside = region.astype(bool) & np.asarray(valid, bool)
     cell = settings.compare_cell
     if inside.sum() < 4 * cell * cell:
         return None

@@ -60,7 +60,7 @@ def palette_similarities(query: Palette, palettes: Sequence[Palette], scale: flo
     # dist[n, i, j]: query colour i to colour j of palette n; padding is infinitely far.
     dist = np.sqrt(((q[None, :, None, :] - colours[:, None, :, :]) ** 2).sum(axis=-1))
     dist = np.where(valid[:, None, :], dist, np.inf)
-    nonempty = valid.any(axis=1)
+    nonempty = np.asarray(valid.any(axis=1))
     nearest_c = np.where(nonempty[:, None], dist.min(axis=2), 0.0)
     d_qc = nearest_c @ query.weights.astype(np.float64)
     d_cq = (weights * np.where(valid, dist.min(axis=1), 0.0)).sum(axis=1)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,8 @@ def _confirmed(pairs: list[tuple[Pair, bool]], checks: PairChecks | None,
     for n, (p, upright) in enumerate(pairs, 1):
         v = checks.verify(p.a, p.b)
         unplaced = v.differing is None and upright and checks.frames_differ is not None
-        if not checks.contradicts(v) and not (unplaced and checks.frames_differ(p.a, p.b)):
+        if not checks.contradicts(v) and not (unplaced and checks.frames_differ is not None
+                                              and checks.frames_differ(p.a, p.b)):
             kept.append(p)
         if progress and (n % 256 == 0 or n == len(pairs)):
             progress("pixel checks (phash)", n, len(pairs))
@@ -217,9 +219,9 @@ def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: P
             continue
         close = cos >= settings.visual_min_cosine and colour_agrees(items[a].hashes, items[b].hashes, settings)
         v = checks.verify(a, b) if checks is not None else None
-        if close and (v is None or not checks.contradicts(v)):
+        if close and (v is None or checks is None or not checks.contradicts(v)):
             pairs.append(Pair(a, b, "visual", round(min(1.0, cos), 4)))
-        elif not close and v is not None and checks.accepts(v):  # keypoints compare colours where they match
+        elif not close and v is not None and checks is not None and checks.accepts(v):  # keypoints compare colours where they match
             pairs.append(Pair(a, b, "keypoints", round(v.ratio, 4)))
         if progress and (n % 256 == 0 or n == len(candidates)):
             progress("keypoint checks", n, len(candidates))
@@ -249,7 +251,7 @@ def _neighbours(items: Sequence[DedupItem], view: str, settings: DedupSettings,
     vecs = np.ascontiguousarray(np.stack([getattr(items[i], view) for i in have]), dtype=np.float32)
     index = vector_index(vecs)
     k = min(settings.neighbours + 1, len(have))
-    out = []
+    out: list = []
     step = 4096
     for start in range(0, len(have), step):
         sims, nbrs = index.search(vecs[start:start + step], k)
@@ -268,6 +270,7 @@ def vector_index(vecs: np.ndarray):
     import faiss
 
     n, dim = vecs.shape
+    index: Any
     if n < _IVF_FROM:
         index = faiss.IndexFlatIP(dim)
     else:

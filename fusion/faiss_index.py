@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -65,7 +66,7 @@ class FaissIndex:
         if kind == "ivf":
             n = 0 if train is None else len(train)
             nlist = int(max(1, min(4 * np.sqrt(max(n, 1)), n // 39 if n >= 39 else 1)))
-            ivf = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+            ivf: Any = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)  # an IndexIVF
             if train is not None and len(train):
                 # k-means needs tens of points per list, not the whole catalogue
                 cap = TRAIN_POINTS_PER_LIST * nlist
@@ -74,7 +75,8 @@ class FaissIndex:
                     train = np.ascontiguousarray(train[np.sort(pick)])
                 ivf.train(train)
             ivf.nprobe = min(self.settings.nprobe, nlist)
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids stay ours, reconstruct works
+            # ids stay ours, reconstruct works (DirectMap is missing from faiss's type stubs)
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             return ivf
         raise ValueError(f"expected index kind flat, ivf or hnsw, got {kind!r}")
 

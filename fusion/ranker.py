@@ -16,11 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.errors import InvalidInputError
+from core.filters import ProductFacets, SearchFilters
 from core.protocols import VectorIndex
 from core.results import Candidate
 from core.types import SIGNALS, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
-from fusion.filters import ProductFacets, SearchFilters
 from fusion.text import TextScorer, fts_match_expression, tokenize
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from core.words import normalise
+
 log = logging.getLogger(__name__)
 
 STOP_WORDS = frozenset(
@@ -26,21 +28,12 @@ FUZZY_MIN_LENGTH = 5
 PREFIX_MIN_LENGTH = 4
 """A word this long or longer matches the words it begins (and FTS queries get a ``*``)."""
 
-_FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
-_NOT_TOKEN = re.compile(r"[^a-z0-9]+")
 _WORD = re.compile(r"[^\W_]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _CACHE_LIMIT = 8192
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 _Prepared = tuple[frozenset[str], dict[str, list[tuple[int, float]]]]
-
-
-def normalise(word: str) -> str:
-    """Lowercase ASCII letters and digits only: ``"Mjölk!"`` -> ``"mjolk"``."""
-    decomposed = unicodedata.normalize("NFKD", word)
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _NOT_TOKEN.sub("", stripped.lower().translate(_FOLD))
 
 
 def tokenize(text: str, min_length: int = 2) -> list[str]:

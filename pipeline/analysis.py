@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.protocols import BackgroundRemover, ColorExtractor, Detector, Embedder, ImageHasher, PairVerifier, TextReader
+from core.protocols import (
+    BackgroundRemover,
+    ColorExtractor,
+    Detector,
+    Embedder,
+    ImageHasher,
+    PairVerifier,
+    TextReader,
+)
 from core.results import Analysis
 from core.types import Box, Mask, ObjectFeatures, OcrText, Tags, check_image
 

@@ -12,8 +12,8 @@ from collections import Counter
 from core.catalog import Product, WriteResult
 from core.colours import colour_names
 from core.errors import NotFoundError
+from core.filters import facets
 from core.protocols import VectorIndex
-from fusion.filters import facets
 from fusion.ranker import CatalogView, ImageInfo, merchant_words
 from fusion.text import TextScorer, tokenize
 from pipeline.store import CatalogStore
@@ -62,8 +62,9 @@ class LiveView:
         view = self.view
         view.index.remove(result.removed_ids)
         for vid in result.removed_ids.tolist():
-            image_id = view.vector_owner.pop(vid, (None, None, None))[0]
-            view.images.pop(image_id, None)
+            owner = view.vector_owner.pop(vid, None)
+            if owner is not None:
+                view.images.pop(owner[0], None)
         if len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
         try:

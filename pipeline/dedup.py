@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -48,7 +49,9 @@ def cached_hashes(cache, hasher, sha: str, image: np.ndarray | None,
     key = f"hashes:{hasher.name}:{sha}"
     if (hit := cache.cached_features(key)) is not None:
         return ImageHashes.from_json(json.loads(hit))
-    hashes = hasher.hash(image if image is not None else load())
+    if image is None and load is None:
+        raise ValueError("cached_hashes needs the image or a loader")
+    hashes = hasher.hash(image if image is not None else load())  # type: ignore[misc]  # (checked above)
     cache.cache_features(key, json.dumps(hashes.to_json()).encode())
     return hashes
 
@@ -80,7 +83,7 @@ def cached_embeddings(cache, embedder, kind: str, shas: list[str], images: list,
         for i, vec in zip(todo, vecs):
             out[i] = vec
             cache.cache_features(keys[i], np.ascontiguousarray(vec, np.float32).tobytes())
-    return out
+    return cast(list[np.ndarray], out)  # every None was filled above
 
 
 def cached_centres(cache, embedder, shas: list[str], images: list) -> list[np.ndarray]:
@@ -267,6 +270,8 @@ class Deduplicator:
     def _visual_matches(self, query: DedupItem, rows, hashed: dict[int, ImageHashes], found: dict[int, Pair],
                         check: "_PhotoChecks") -> None:
         view, st = self.engine.view, self.settings
+        if query.vector is None:  # the photo's embedding is always made here; no vector, no visual match
+            return
         with self.engine.write_lock():  # the index and its owners change with catalogue writes
             if len(view.index) == 0:
                 return

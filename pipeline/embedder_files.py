@@ -48,7 +48,8 @@ def calibration_images(settings, n: int = 64) -> list:
     by_sku: dict[str, list] = {}
     for im in stored_images(settings.data):
         by_sku.setdefault(im.sku, []).append(im)
-    picked, round_ = [], 0
+    picked: list = []
+    round_ = 0
     while len(picked) < n and any(round_ < len(v) for v in by_sku.values()):
         picked += [v[round_] for v in by_sku.values() if round_ < len(v)]
         round_ += 1

@@ -19,11 +19,11 @@ import numpy as np
 
 from core.catalog import NewImage, Product, WriteResult
 from core.errors import InvalidImageError
+from core.filters import SearchFilters
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
 from core.types import ObjectFeatures
 from fusion.faiss_index import FaissIndex, choose_kind
-from fusion.filters import SearchFilters
 from fusion.ranker import (
     CatalogView,
     FusionRanker,
@@ -32,9 +32,20 @@ from fusion.ranker import (
     parse_weights,
     query_tokens,
 )
-from pipeline.analysis import Analyzer, Stages, catalogue_regions, fingerprint, has_centre_views
+from pipeline.analysis import (
+    Analyzer,
+    Stages,
+    catalogue_regions,
+    fingerprint,
+    has_centre_views,
+)
 from pipeline.catalog_view import LiveView
-from pipeline.compat import check_embedder, check_regions, embedder_reference, regions_record
+from pipeline.compat import (
+    check_embedder,
+    check_regions,
+    embedder_reference,
+    regions_record,
+)
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
 from pipeline.store import CatalogStore
@@ -148,7 +159,7 @@ class Engine:
         with self._lock:
             fs = self.settings.fusion
             for obj in objects:
-                tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences, text) if obj else \
+                tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences.tolist(), text) if obj else \
                     query_tokens((), (), text)
                 cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates,
                                           pooling=fs.region_pooling, sku_images=self.sku_images)

@@ -208,7 +208,9 @@ class CatalogStore(_FeatureTable):
             wanted = {im.sha256 for im in images}
             removed_images = [iid for sha, iid in existing.items() if replace_images and sha not in wanted]
             removed = self._delete_images(conn, removed_images)
-            ids, vecs, image_ids = [], [], []
+            ids: list[int] = []
+            vecs: list[np.ndarray] = []
+            image_ids: list[int] = []
             for im in images:
                 if im.sha256 in existing:
                     continue
@@ -229,12 +231,12 @@ class CatalogStore(_FeatureTable):
             (sku, im.file, im.sha256, im.width, im.height, json.dumps(im.palette.to_json()),
              json.dumps(im.ocr.to_json()), json.dumps(im.tags.to_json()),
              json.dumps([b.to_list() for b in im.boxes]), now))
-        iid = int(cur.lastrowid)
+        iid = int(cur.lastrowid or 0)  # an INSERT always sets it
         vids = []
         for region, vec in im.vectors.items():
             blob = np.ascontiguousarray(vec, np.float32).tobytes()
             vids.append(int(conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
-                                         (iid, region, blob)).lastrowid))
+                                         (iid, region, blob)).lastrowid or 0))
         return iid, vids
 
     def _delete_images(self, conn: sqlite3.Connection, image_ids: list[int]) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidInputError
-from fusion.filters import SearchFilters
+from core.filters import SearchFilters
 
 
 class ErrorBody(BaseModel):

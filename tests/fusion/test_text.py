@@ -9,14 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fusion.text import (
-    STOP_WORDS,
-    TextScorer,
-    fts_match_expression,
-    normalise,
-    tokenize,
-    within_one_edit,
-)
+from core.words import normalise
+from fusion.text import STOP_WORDS, TextScorer, fts_match_expression, tokenize, within_one_edit
 
 
 @pytest.mark.parametrize(

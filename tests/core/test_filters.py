@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInputError
-from fusion.filters import SearchFilters, facets
+from core.filters import SearchFilters, facets
 
 MILK = facets("Dairy", "Arla Foods", ("organic", "Lactose free"), 1.5, {"white", "red"})
 NO_PRICE = facets("", "", (), None, set())

@@ -1,7 +1,7 @@
 """Search filters on product metadata: category, brand, tags, price range, colour.
 
 A filter narrows the SKUs a search may return; it never changes their scores.  Text
-comparisons are case- and accent-insensitive (the words of :func:`fusion.text.normalise`).
+comparisons are case- and accent-insensitive (the words of :func:`core.words.normalise`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import InvalidInputError
-from fusion.text import normalise
+from core.words import normalise
 
 
 def _norm(text: str) -> str:

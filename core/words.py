@@ -1,0 +1,17 @@
+"""How words are folded, so that typed words, printed words, merchant text and filters meet:
+lower-case ASCII letters and digits only, accents stripped (as the catalogue's FTS index folds them)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
+_NOT_TOKEN = re.compile(r"[^a-z0-9]+")
+
+
+def normalise(word: str) -> str:
+    """Lowercase ASCII letters and digits only: ``"Mjölk!"`` -> ``"mjolk"``."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _NOT_TOKEN.sub("", stripped.lower().translate(_FOLD))
