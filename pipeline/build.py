@@ -7,8 +7,8 @@ from pathlib import Path
 
 from core.errors import ModelNotFoundError
 from core.naming import TrainedEmbedder
-from core.protocols import BackgroundRemover
-from core.settings import Settings
+from core.protocols import BackgroundRemover, Detector
+from core.settings import DetectorSettings, ModelSettings, Settings
 from pipeline.analysis import Stages
 from pipeline.embedder_files import load_trained
 from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, read_meta
@@ -87,8 +87,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
     ``trained``: the fine-tuned embedder to use (None: ImageNet's); by default :func:`chosen_embedder`.
     ``remover``: the background remover to use (the detector's masks come from it too); by default
     :func:`make_remover`'s."""
-    if trained == RECORDED:
-        trained = chosen_embedder(settings)
+    embedder = make_embedder(settings, chosen_embedder(settings) if isinstance(trained, str) else trained)
     from detectors.mask import MaskDetector
     from detectors.yolo import YoloDetector
     from features.colour_kmeans import KMeansColourExtractor
@@ -104,6 +103,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
     backend = det.backend
     if backend == "auto":
         backend = "yolo" if det.weights else "mask"
+    detector: Detector | None
     if backend == "yolo":
         detector = YoloDetector(det, settings.models)
     elif backend == "mask":
@@ -112,7 +112,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
         detector = None
     log.info("detector: %s", backend)
     return Stages(
-        embedder=make_embedder(settings, trained),
+        embedder=embedder,
         colours=KMeansColourExtractor(settings.colour),
         detector=detector,
         remover=remover if settings.background.enabled else None,
@@ -120,3 +120,19 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
         hasher=PerceptualHasher(),
         verifier=OrbVerifier(settings.dedup.keypoints),
     )
+
+
+def imagenet_embedder(settings: Settings):
+    """ImageNet's embedder at the settings' input size (else its own), whatever the catalogue's
+    vectors were made by: what training clusters shop visits with."""
+    from features.embed_efficientnet import EfficientNetLite2Embedder
+
+    return EfficientNetLite2Embedder(settings.embedder, settings.models)
+
+
+def make_yolo_detector(detector: DetectorSettings, models: ModelSettings):
+    """A YOLO detector with exactly these detector settings (its ``weights`` set): the pipeline's
+    defaults for the shipped weights are not applied."""
+    from detectors.yolo import YoloDetector
+
+    return YoloDetector(detector, models)

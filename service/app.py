@@ -30,7 +30,7 @@ from service.routers import duplicates, imports, operations, pages, products, se
 from service.routers.pages import STATIC
 from service.security import KeyCheck, route_dependencies
 
-log = logging.getLogger("skulens.service")
+log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[Settings], Engine]
 

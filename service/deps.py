@@ -29,7 +29,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {**_DOC, "description": "invalid request or image"},
     503: {**_DOC, "description": "models or storage unavailable"},
 }
-NOT_READY = {503: {**_DOC, "description": "models still loading, or failed to load"}}
+NOT_READY: dict[int | str, dict[str, Any]] = {503: {**_DOC, "description": "models still loading, or failed to load"}}
 
 
 def engine_of(request: Request) -> Engine:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,7 +29,7 @@ from core.errors import (
 from service import schemas as s
 from service.security import AuthError
 
-log = logging.getLogger("skulens.service")
+log = logging.getLogger(__name__)
 
 # error kind, status code; the first matching class wins (subclasses before their bases)
 _ERRORS: tuple[tuple[type[SkulensError], str, int], ...] = (
@@ -97,9 +98,15 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     return error_body("internal", 500, "internal error; the server log has the details")
 
 
+HANDLERS: dict[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]] = {
+    SkulensError: skulens_error,
+    AuthError: auth_error,
+    RequestValidationError: validation_error,
+    StarletteHTTPException: http_error,
+    Exception: internal_error,
+}
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(SkulensError, skulens_error)
-    app.add_exception_handler(AuthError, auth_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, internal_error)
+    for cls, handler in HANDLERS.items():
+        app.add_exception_handler(cls, handler)

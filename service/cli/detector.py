@@ -10,13 +10,13 @@ import numpy as np
 import typer
 
 from core.errors import InvalidInputError
-from service.cli import _progress_bar, _settings, app, out
+from service.cli import common
+from service.cli.common import eval_stages, out, progress_bar
 
-detector_app = typer.Typer(help="Train the product detector (ultralytics YOLO) from photo folders.", no_args_is_help=True)
-app.add_typer(detector_app, name="detector")
+app = typer.Typer(help="Train the product detector (ultralytics YOLO) from photo folders.", no_args_is_help=True)
 
 
-@detector_app.command("train")
+@app.command("train")
 def train(
     photos: Annotated[Optional[list[Path]], typer.Argument(help="photo folders (each one source: the teacher is checked per folder)")] = None,
     work: Annotated[Path, typer.Option(help="where the data set and the training run go")] = Path("detector-work"),
@@ -58,18 +58,17 @@ def train(
 
 def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: int | None, min_trust: float,
                   val_share: float, seed: int) -> Path:
-    from service.cli import _eval_stages
     from training.detector_dataset import build_dataset
 
     for folder in photos:
         if not folder.is_dir():
             raise InvalidInputError(f"not a folder: {folder}")
-    settings = _settings()
-    stages = _eval_stages(settings)  # teacher masks persist in <data>/eval, so a second run is cheap
+    settings = common.settings()
+    stages = eval_stages(settings)  # teacher masks persist in <data>/eval, so a second run is cheap
     if stages.remover is None:
         raise InvalidInputError("the detector's training data needs the background-removal stage (the teacher); "
                                 "run `skulens models fetch` and enable background removal")
-    bar, update = _progress_bar()
+    bar, update = progress_bar()
     with bar:
         summary = build_dataset(photos, stages.remover, settings.images, root, composites, seed=seed,
                                 val_share=val_share, min_trust=min_trust, per_source=per_source, progress=update)
@@ -81,7 +80,7 @@ def _make_dataset(photos: list[Path], root: Path, composites: int, per_source: i
     return root / "data.yaml"
 
 
-@detector_app.command("eval")
+@app.command("eval")
 def evaluate(
     weights: Annotated[Path, typer.Argument(help="the trained weights (WORK/detector.pt)")],
     dataset: Annotated[Path, typer.Argument(help="the data set folder it was trained from (WORK/data)")],
@@ -91,29 +90,12 @@ def evaluate(
     benchmarks: Annotated[Optional[Path], typer.Option(help="update the detector section of this BENCHMARKS.md")] = None,
 ) -> None:
     """Measure a trained detector on the held-out (val) part of its data set: AP and recall at IoU 0.5 on composites, IoU with the teacher on real photos, and detection time per photo on this machine."""
-    from detectors.yolo import YoloDetector
     from evaluation import detector_eval as de
     from evaluation.benchmarks_md import update_section
 
     if not (dataset / "images" / "val").is_dir():
         raise InvalidInputError(f"no val images in {dataset} (expected the folder `skulens detector train` made)")
-    settings = _settings()
-    base = settings.detector.model_copy(update={"weights": weights, "image_size": imgsz})
-    scoring = YoloDetector(base.model_copy(update={"confidence": 0.01, "max_boxes": 100, "min_area_fraction": 0.0,
-                                                   "expand": 0.0}), settings.models)
-    product = YoloDetector(base.model_copy(update={"expand": 0.0}), settings.models)  # as the pipeline runs it
-    bar, update = _progress_bar()
-    with bar:
-        comp = de.composite_scores(scoring.detect, dataset, limit, update)
-        teacher = de.teacher_agreement(product.detect, dataset, limit, update)
-    from PIL import Image
-
-    photos = (de._images(dataset, composites=False) or de._images(dataset, composites=True))[: min(limit or 100, 100)]
-    speed = de.detection_speed(product.detect, [np.asarray(Image.open(p).convert("RGB")) for p in photos])
-    card_file = weights.with_suffix(".json")
-    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-    res = {"weights": str(weights), "image_size": imgsz, "composites": comp, "teacher": teacher, "speed": speed,
-           "card": card}
+    res = _measure(weights, dataset, imgsz, limit)
     if json_out:
         json_out.write_text(json.dumps(res, indent=2))
     md = de.detector_markdown(res)
@@ -121,3 +103,28 @@ def evaluate(
     if benchmarks:
         update_section(benchmarks, "detector", "Product detector: held-out composites, teacher agreement, speed", md)
         out.print(f"updated {benchmarks}", highlight=False)
+
+
+def _measure(weights: Path, dataset: Path, imgsz: int, limit: int | None) -> dict:
+    """Every number of ``detector eval``: composites scored at a low confidence, the teacher agreement
+    and the speed as the pipeline runs the detector, and the weights' card."""
+    from PIL import Image
+
+    from evaluation import detector_eval as de
+    from pipeline.build import make_yolo_detector
+
+    settings = common.settings()
+    base = settings.detector.model_copy(update={"weights": weights, "image_size": imgsz})
+    scoring = make_yolo_detector(base.model_copy(update={"confidence": 0.01, "max_boxes": 100,
+                                                         "min_area_fraction": 0.0, "expand": 0.0}), settings.models)
+    product = make_yolo_detector(base.model_copy(update={"expand": 0.0}), settings.models)  # as the pipeline runs it
+    bar, update = progress_bar()
+    with bar:
+        comp = de.composite_scores(scoring.detect, dataset, limit, update)
+        teacher = de.teacher_agreement(product.detect, dataset, limit, update)
+    photos = (de._images(dataset, composites=False) or de._images(dataset, composites=True))[: min(limit or 100, 100)]
+    speed = de.detection_speed(product.detect, [np.asarray(Image.open(p).convert("RGB")) for p in photos])
+    card_file = weights.with_suffix(".json")
+    card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+    return {"weights": str(weights), "image_size": imgsz, "composites": comp, "teacher": teacher, "speed": speed,
+            "card": card}

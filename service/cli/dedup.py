@@ -1,4 +1,4 @@
-"""``skulens dedup``: near-duplicate images and listings (registered on the main CLI app)."""
+"""``skulens dedup``, ``dedup-eval`` and ``bench-dedup``: near-duplicate images and listings."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import typer
 from rich.table import Table
 
 from core.errors import InvalidInputError
-from service.cli import _engine, _progress_bar, _settings, app, err, out
+from service.cli import common
+from service.cli.common import err, eval_stages, out, progress_bar
 
 
 def _with_thresholds(threshold: float | None, phash_distance: int | None):
-    settings = _settings()
+    settings = common.settings()
     d = settings.dedup
     update = {k: v for k, v in (("visual_min_cosine", threshold), ("phash_max_distance", phash_distance))
               if v is not None}
     return settings.model_copy(update={"dedup": d.model_copy(update=update)})
 
 
-@app.command("dedup")
 def dedup(
     image: Annotated[Optional[Path], typer.Option("--image", help="is this photo already in the catalogue, and as which SKU?")] = None,
     folder: Annotated[Optional[Path], typer.Option("--folder", help="look in this folder of image files instead of the catalogue")] = None,
@@ -34,14 +34,25 @@ def dedup(
 
     Layers, cheapest first: the same bytes (exact), perceptual hashes (phash), the embedding index (visual), and ORB keypoints matched under one transform for the other embedding neighbours (keypoints). Colour variants of one picture are not copies.
     """
+    if image is not None and folder is not None:
+        raise InvalidInputError("give --image or --folder, not both")
+    report, root = _find_duplicates(_with_thresholds(threshold, phash_distance), image, folder)
+    if json_out is not None:
+        _write_json(report, json_out)
+    if html_out is not None:
+        _write_html(report, html_out, image, root)
+    if json_out is None or str(json_out) != "-":
+        _print_summary(report, image is not None)
+
+
+def _find_duplicates(settings, image: Path | None, folder: Path | None) -> tuple[dict, Path]:
+    """The report (as JSON) for the photo ``image``, the ``folder``, or else the catalogue; and the
+    folder its image files are relative to."""
     from pipeline.build import build_stages
     from pipeline.dedup import Deduplicator
     from pipeline.engine import Engine
     from pipeline.images import read_image_bytes
 
-    if image is not None and folder is not None:
-        raise InvalidInputError("give --image or --folder, not both")
-    settings = _with_thresholds(threshold, phash_distance)
     engine = Engine(settings, build_stages(settings))
     try:
         finder = Deduplicator(engine)
@@ -49,24 +60,23 @@ def dedup(
             report = finder.photo(read_image_bytes(image, settings.images), image.name).to_json()
             root = engine.data
         else:
-            bar, update = _progress_bar()
+            bar, update = progress_bar()
             with bar:
                 report = (finder.folder(folder, update) if folder is not None else finder.catalogue(update)).to_json()
             root = folder if folder is not None else engine.data
     finally:
         engine.close()
-    if json_out is not None:
-        _write_json(report, json_out)
-    if html_out is not None:
-        from service.dedup_html import render_report
+    return report, root
 
-        def resolve(im: dict) -> Path:
-            return image if (image is not None and im["sku"] is None) else root / im["file"]
-        title = f"Near-duplicates of {image.name}" if image is not None else f"Near-duplicates in {root}"
-        html_out.write_text(render_report(report, resolve, title), encoding="utf-8")
-        err.print(f"wrote {html_out}")
-    if json_out is None or str(json_out) != "-":
-        _print_summary(report, image is not None)
+
+def _write_html(report: dict, html_out: Path, image: Path | None, root: Path) -> None:
+    from service.dedup_html import render_report
+
+    def resolve(im: dict) -> Path:
+        return image if (image is not None and im["sku"] is None) else root / im["file"]
+    title = f"Near-duplicates of {image.name}" if image is not None else f"Near-duplicates in {root}"
+    html_out.write_text(render_report(report, resolve, title), encoding="utf-8")
+    err.print(f"wrote {html_out}")
 
 
 def _write_json(report: dict, path: Path) -> None:
@@ -81,15 +91,7 @@ def _write_json(report: dict, path: Path) -> None:
 def _print_summary(report: dict, photo: bool) -> None:
     groups = report["groups"]
     if photo:
-        if not groups:
-            out.print("no near-duplicate in the catalogue: this photo is new")
-            return
-        table = Table("sku", "image", "layer", "score", title="the photo duplicates")
-        by_ref = {im["image_id"]: im for im in groups[0]["images"] if im["image_id"] is not None}
-        for p in groups[0]["pairs"]:
-            im = by_ref[p["b"]]
-            table.add_row(im["sku"], str(im["image_id"]), p["layer"], f"{p['score']:.3f}")
-        out.print(table)
+        _print_photo_summary(groups)
         return
     table = Table("group", "images", "skus", "layers", "best", "worst")
     for n, g in enumerate(groups, 1):
@@ -103,7 +105,18 @@ def _print_summary(report: dict, photo: bool) -> None:
         out.print(f"  skipped {s['item']}: {s['reason']}", markup=False, highlight=False)
 
 
-@app.command("dedup-eval")
+def _print_photo_summary(groups: list[dict]) -> None:
+    if not groups:
+        out.print("no near-duplicate in the catalogue: this photo is new")
+        return
+    table = Table("sku", "image", "layer", "score", title="the photo duplicates")
+    by_ref = {im["image_id"]: im for im in groups[0]["images"] if im["image_id"] is not None}
+    for p in groups[0]["pairs"]:
+        im = by_ref[p["b"]]
+        table.add_row(im["sku"], str(im["image_id"]), p["layer"], f"{p['score']:.3f}")
+    out.print(table)
+
+
 def dedup_eval(
     which: Annotated[str, typer.Argument(help="'grocery' (transformed copies of the photos and catalogue) or 'ukbench' (ukbench-dups)")],
     dataset: Annotated[Path, typer.Argument(help="the data set folder holding manifest.csv")],
@@ -121,21 +134,7 @@ def dedup_eval(
     which = which.lower()
     if which not in ("grocery", "ukbench"):
         raise InvalidInputError(f"expected 'grocery' or 'ukbench', got {which!r}")
-    from pipeline.engine import Engine
-    from service.cli import _eval_stages
-
-    settings = _settings()
-    engine = Engine(settings, _eval_stages(settings))  # masks persist in <data>/eval for re-runs
-    try:
-        bar, update = _progress_bar()
-        with bar:
-            if which == "grocery":
-                work = engine.data / "dedup-eval" / f"grocery-{split}-{seed}"
-                res = de.grocery_copies(engine, dataset, split, work, seed, limit, update)
-            else:
-                res = de.ukbench(engine, dataset, update)
-    finally:
-        engine.close()
+    res = _run_dedup_eval(which, dataset, split, seed, limit)
     if json_out is not None:
         _write_json(res, json_out)
     md = de.copies_markdown(res) if which == "grocery" else de.ukbench_markdown(res)
@@ -147,7 +146,23 @@ def dedup_eval(
         err.print(f"updated {benchmarks}")
 
 
-@app.command("bench-dedup")
+def _run_dedup_eval(which: str, dataset: Path, split: str, seed: int, limit: int | None) -> dict:
+    from evaluation import dedup_eval as de
+    from pipeline.engine import Engine
+
+    settings = common.settings()
+    engine = Engine(settings, eval_stages(settings))  # masks persist in <data>/eval for re-runs
+    try:
+        bar, update = progress_bar()
+        with bar:
+            if which == "grocery":
+                work = engine.data / "dedup-eval" / f"grocery-{split}-{seed}"
+                return de.grocery_copies(engine, dataset, split, work, seed, limit, update)
+            return de.ukbench(engine, dataset, update)
+    finally:
+        engine.close()
+
+
 def bench_dedup(
     photos: Annotated[Path, typer.Option(help="a folder of real photos to time the per-image stages on")],
     sizes: Annotated[str, typer.Option(help="comma-separated catalogue sizes for the synthetic scale runs")] = "10000,100000",
@@ -167,8 +182,8 @@ def bench_dedup(
     files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:sample]
     if len(files) < 2:
         raise InvalidInputError(f"{photos}: expected at least 2 photos")
-    settings = _settings()
-    engine = _engine()
+    settings = common.settings()
+    engine = common.engine()
     try:
         costs = db.unit_costs(engine, files)
     finally:

@@ -1,4 +1,4 @@
-"""``skulens embedder`` (train, export, list) and ``skulens reindex``: a shop's own embedder."""
+"""``skulens embedder`` (train, export, list, bench, show) and ``skulens reindex``: a shop's own embedder."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from rich.table import Table
 from core.errors import InvalidInputError
 from core.naming import NATIVE_INPUT_SIZE
 from pipeline.build import IMAGENET
-from service.cli import _progress_bar, _settings, app, err, out
+from service.cli import common
+from service.cli.common import err, out, progress_bar
 
 log = logging.getLogger(__name__)
 
-embedder_app = typer.Typer(help="Fine-tune the embedder on the catalogue, export it to ONNX, list trained ones.",
-                           no_args_is_help=True)
-app.add_typer(embedder_app, name="embedder")
-
+app = typer.Typer(help="Fine-tune the embedder on the catalogue, export it to ONNX, list trained ones.",
+                  no_args_is_help=True)
 
 
 def _trained(embedder: str | None):
@@ -32,14 +31,15 @@ def _trained(embedder: str | None):
     named = named_embedder(embedder)
     if named != RECORDED:
         return named
-    usable = [t for t in list_trained(_settings().data) if isinstance(t, TrainedEmbedder)]
+    data = common.settings().data
+    usable = [t for t in list_trained(data) if isinstance(t, TrainedEmbedder)]
     if not usable:
-        raise InvalidInputError(f"no trained embedder in {_settings().data}/embedders: run `skulens embedder train`, "
+        raise InvalidInputError(f"no trained embedder in {data}/embedders: run `skulens embedder train`, "
                                 f"or pass --embedder {IMAGENET}")
     return usable[-1]
 
 
-@embedder_app.command("train")
+@app.command("train")
 def train(
     epochs: Annotated[int, typer.Option(min=1)] = 15,
     hours: Annotated[Optional[float], typer.Option(
@@ -73,32 +73,14 @@ def train(
     The model lands in <data>/embedders/v<N>/ with its card (settings, data, metrics per epoch,
     version, sha256). The catalogue keeps its vectors until `skulens reindex` re-embeds it.
     """
-    from features.embed_efficientnet import EfficientNetLite2Embedder
-    from pipeline.embedder_files import embedders_dir, next_version
-    from training.embedder import EmbedderTrainSettings, train_embedder, visit_vectors
-    from training.embedder_data import load_catalogue, source_summary, split_holdout
+    from training.embedder import EmbedderTrainSettings
 
-    settings = _settings()
+    settings = common.settings()
     train_settings = EmbedderTrainSettings(
         epochs=epochs, hours=hours, skus_per_batch=skus_per_batch, images_per_sku=images_per_sku,
         learning_rate=learning_rate, train_from_block=train_from_block, keep_tags=keep_tags, loss=loss,
         holdout=holdout, holdout_by=holdout_by, image_size=input_size, device=device, seed=seed)
-    engine = _open_engine(settings)
-    bar, update = _progress_bar()
-    try:
-        with bar:
-            skus, items = load_catalogue(engine, update)
-            by_visit = holdout_by == "visits" and holdout > 0
-            vectors = visit_vectors([it.image for it in items], EfficientNetLite2Embedder(
-                settings.embedder, settings.models), update) if by_visit else None
-            train_items, held = split_holdout(items, holdout, vectors)
-            log.info("holding out %d photos of %d SKUs (by %s) to pick the best epoch", len(held),
-                     len({it.label for it in held}), holdout_by)
-            folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
-            trained = train_embedder(train_items, held, folder, settings.models, train_settings,
-                                     source_summary(settings.data, skus, train_items, held, holdout_by), update)
-    finally:
-        engine.close()
+    trained = _train(settings, train_settings, holdout, holdout_by)
     m = trained.card["metrics"]
     out.print(f"{trained.name}: {trained.folder}", highlight=False)
     d = trained.card["data"]
@@ -106,12 +88,37 @@ def train(
               f"{m['epochs_run']}; {d['held_out_images']} photos held out by {d['held_out_by']}), "
               f"{m['seconds_per_epoch']} s per epoch", highlight=False)
     if export:
-        from features.embed_export import export_embedder
         from pipeline.embedder_files import calibration_images
+        from pipeline.exports import export_embedder
 
         export_embedder(trained, settings.models, calibration_images(settings), input_size)
     out.print(f"next: `skulens --data {settings.data} reindex` re-embeds the catalogue with it", highlight=False)
 
+
+def _train(settings, train_settings, holdout: float, holdout_by: str):
+    """Train on the catalogue in the data directory, holding out ``holdout`` of each SKU's photos (by
+    ``holdout_by``) to pick the best epoch; the new trained embedder."""
+    from pipeline.build import imagenet_embedder
+    from pipeline.embedder_files import embedders_dir, next_version
+    from training.embedder import train_embedder, visit_vectors
+    from training.embedder_data import load_catalogue, source_summary, split_holdout
+
+    engine = _open_engine(settings)
+    bar, update = progress_bar()
+    try:
+        with bar:
+            skus, items = load_catalogue(engine, update)
+            by_visit = holdout_by == "visits" and holdout > 0
+            vectors = visit_vectors([it.image for it in items], imagenet_embedder(settings),
+                                    update) if by_visit else None
+            train_items, held = split_holdout(items, holdout, vectors)
+            log.info("holding out %d photos of %d SKUs (by %s) to pick the best epoch", len(held),
+                     len({it.label for it in held}), holdout_by)
+            folder = embedders_dir(settings.data) / f"v{next_version(settings.data)}"
+            return train_embedder(train_items, held, folder, settings.models, train_settings,
+                                  source_summary(settings.data, skus, train_items, held, holdout_by), update)
+    finally:
+        engine.close()
 
 InputSize = Annotated[Optional[int], typer.Option(
     min=128, max=640, help="input side in pixels (SKULENS_EMBEDDER__INPUT_SIZE); default: the size the catalogue's "
@@ -134,7 +141,7 @@ def _open_engine(settings, trained=None, reembedding: bool = False):
     return Engine(settings, stages, reembedding=reembedding)
 
 
-@embedder_app.command("export")
+@app.command("export")
 def export_cmd(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest trained one")] = None,
     int8: Annotated[bool, typer.Option(help="also write the int8 model, calibrated on the catalogue's images")] = False,
@@ -145,12 +152,11 @@ def export_cmd(
     model quantised again is named anew (by its checksum): a catalogue of the old one's vectors then
     asks for `skulens reindex`. An ONNX file is made for one input size; each size has its own."""
     from core.naming import embedder_name, float_model_name, int8_name, sized_name
-    from features.embed_efficientnet import onnx_file
-    from features.embed_export import export_embedder
     from pipeline.build import embedder_input_size, recorded_embedder
     from pipeline.embedder_files import calibration_images
+    from pipeline.exports import export_embedder, onnx_path
 
-    settings = _sized(_settings(), input_size)
+    settings = _sized(common.settings(), input_size)
     trained = _trained(embedder)
     size = embedder_input_size(settings, trained)
     calibration = calibration_images(settings) if int8 else None
@@ -159,20 +165,20 @@ def export_cmd(
     recorded = recorded_embedder(settings) or ""
     base = sized_name(embedder_name(trained), size)
     if int8 and recorded != base and float_model_name(recorded) == base:
-        now = int8_name(base, onnx_file(trained, settings.models, True, size))
+        now = int8_name(base, onnx_path(trained, settings.models, True, size))
         if recorded != now:
             out.print(f"the catalogue's vectors were made by the int8 model this replaced ({recorded}; now {now}): "
                       f"re-embed it with `skulens --data {settings.data} reindex`", highlight=False)
 
 
-@embedder_app.command("list")
+@app.command("list")
 def list_cmd() -> None:
     """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
     from core.naming import TrainedEmbedder
     from pipeline.embedder_files import list_trained
     from pipeline.store import EMBEDDER_KEY, read_meta
 
-    settings = _settings()
+    settings = common.settings()
     recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "(no catalogue)"
     table = Table("name", "folder", "created", "held-out R@1", "epochs", "s/epoch")
     for t in list_trained(settings.data):
@@ -187,7 +193,6 @@ def list_cmd() -> None:
     out.print(f"catalogue vectors made by: {recorded}", highlight=False)
 
 
-@app.command("reindex")
 def reindex(
     embedder: Annotated[Optional[str], typer.Option(help=f"a trained embedder's folder, or '{IMAGENET}'; default: the newest one trained in the data directory")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write the re-embedding speed to this BENCHMARKS.md")] = None,
@@ -200,12 +205,12 @@ def reindex(
     train --input-size` said otherwise) are made for it first (the int8 one calibrated on the
     catalogue's images)."""
     from evaluation.benchmarks_md import update_section
-    from features.embed_export import export_for_size
     from pipeline.build import embedder_input_size
     from pipeline.embedder_files import calibration_images
+    from pipeline.exports import export_for_size
     from pipeline.reembed import reembed, reembed_markdown
 
-    settings = _sized(_settings(), input_size)
+    settings = _sized(common.settings(), input_size)
     trained = _trained(embedder)
     with err.status("exporting the embedder to ONNX for this input size..."):
         size = embedder_input_size(settings, trained)
@@ -214,7 +219,7 @@ def reindex(
     for path in made:
         err.print(f"exported {path}", highlight=False)
     engine = _open_engine(settings, trained, reembedding=True)
-    bar, update = _progress_bar()
+    bar, update = progress_bar()
     try:
         with bar:
             summary = reembed(engine, update)
@@ -227,7 +232,7 @@ def reindex(
                        reembed_markdown(summary, settings))
 
 
-@embedder_app.command("bench")
+@app.command("bench")
 def bench_cmd(
     dataset: Annotated[Path, typer.Argument(help="the grocery data set folder (manifest.csv): catalogue pictures and query photos")],
     split: Annotated[str, typer.Option(help="which photos are the queries")] = "val",
@@ -243,26 +248,15 @@ def bench_cmd(
     """Speed (batch 1 and batched) and embedding-only R@1 of each runtime; exports the ONNX forms it lacks."""
     from evaluation.bench_embedder import COMPARED, bench_embedder, embed_bench_markdown
     from evaluation.benchmarks_md import update_section, with_variant
-    from features.embed_efficientnet import onnx_file, source_sha256
-    from features.embed_export import export_embedder
-    from features.embed_onnx import onnx_sidecar_ok
-    from pipeline.build import embedder_input_size
-    from pipeline.embedder_files import calibration_images
 
-    settings = _sized(_settings(), input_size)
+    settings = _sized(common.settings(), input_size)
     wanted = tuple(r.strip() for r in runtimes.split(",") if r.strip())
     if not wanted or set(wanted) - set(COMPARED):
         raise InvalidInputError(f"expected runtimes among {', '.join(COMPARED)}, got {runtimes!r}")
     trained = _trained(embedder)
     if any(r.startswith("onnx") for r in wanted):
-        int8, size = "onnx-int8" in wanted, embedder_input_size(settings, trained)
-        ready = all(onnx_sidecar_ok(onnx_file(trained, settings.models, q, size), source_sha256(trained), size)
-                    for q in ([False, True] if int8 else [False]))
-        if not ready:
-            calibration = calibration_images(settings) if int8 else None
-            for path in export_embedder(trained, settings.models, calibration, size):
-                err.print(f"exported {path}", highlight=False)
-    bar, update = _progress_bar()
+        _ensure_onnx(settings, trained, int8="onnx-int8" in wanted)
+    bar, update = progress_bar()
     with bar:
         result = bench_embedder(settings, trained, dataset, split, wanted, batch=batch, progress=update)
     text = embed_bench_markdown(result)
@@ -271,7 +265,21 @@ def bench_cmd(
         update_section(benchmarks, *with_variant("speed-embedder", "Speed: embedder runtimes", variant), text)
 
 
-@embedder_app.command("show")
+def _ensure_onnx(settings, trained, int8: bool) -> None:
+    """Export the ONNX forms (the float one; the int8 one too with ``int8``) unless current ones are there."""
+    from pipeline.build import embedder_input_size
+    from pipeline.embedder_files import calibration_images
+    from pipeline.exports import export_embedder, onnx_ready
+
+    size = embedder_input_size(settings, trained)
+    ready = all(onnx_ready(trained, settings.models, q, size) for q in ([False, True] if int8 else [False]))
+    if not ready:
+        calibration = calibration_images(settings) if int8 else None
+        for path in export_embedder(trained, settings.models, calibration, size):
+            err.print(f"exported {path}", highlight=False)
+
+
+@app.command("show")
 def show_cmd(
     embedder: Annotated[Optional[str], typer.Option(help="a trained embedder's folder; default: the newest trained one")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="write its training figures to a BENCHMARKS.md section")] = None,
