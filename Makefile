@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= skulens-data
 CATALOG ?= ../shared/datasets/grocery/catalog
 
-.PHONY: setup system venv models run test test-all api-check clean-venv
+.PHONY: setup system venv models run check test test-all api-check clean-venv
 
 setup: system venv models
 
@@ -44,7 +44,14 @@ run: setup
 	@if [ -d "$(CATALOG)" ]; then $(SKULENS) --data $(DATA) index $(CATALOG); fi
 	$(SKULENS) serve --data $(DATA) --host $(BIND) --port $(PORT)
 
-test: setup
+# The habits that keep the code's shape: lint and import order (ruff), the layers (import-linter
+# contracts in pyproject.toml) and the type check (mypy) on the product packages; any failure fails `make test`.
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: setup check
 	$(VENV)/bin/pytest -q
 
 # schemathesis against a running server on an empty data directory: no 5xx, no schema violations.
