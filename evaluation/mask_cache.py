@@ -16,7 +16,7 @@ import numpy as np
 from core.protocols import BackgroundRemover
 from core.types import Mask, check_image
 from pipeline.build import RECORDED, build_stages, make_remover
-from pipeline.store import FeatureCache
+from pipeline.database import FeatureCache
 
 
 class PersistentMasks:

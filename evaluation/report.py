@@ -21,7 +21,9 @@ from core.types import SIGNALS
 from evaluation.protocols import load_protocol, stratified_sample, visit_share, with_photo_gallery
 from evaluation.runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
 from pipeline.analysis import Stages, has_centre_views
-from pipeline.store import CatalogStore, tuned_key
+from pipeline.store import CatalogStore
+from pipeline.tuned import tuned_key
+from pipeline.tuned import tuned_weights as stored_tuned_weights
 from training.embedder_data import VISIT_MIN_PHOTOS
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ def tuned_record(settings: Settings, embedder_name: str | None = None, photos: b
         return None
     store = CatalogStore(db)
     try:
-        return store.tuned_weights(embedder_name, photos)
+        return stored_tuned_weights(store, embedder_name, photos)
     finally:
         store.close()
 

@@ -25,10 +25,10 @@ from evaluation.protocols import EvalQuery, ProtocolData
 from fusion.ranker import fuse, gather_candidates, query_tokens
 from pipeline.analysis import Stages
 from pipeline.catalog_source import CatalogEntry, CatalogSource
+from pipeline.database import FeatureCache
 from pipeline.engine import Engine, pipeline_fingerprint
 from pipeline.images import read_image_bytes
 from pipeline.indexing import index_catalog
-from pipeline.store import FeatureCache
 
 log = logging.getLogger(__name__)
 

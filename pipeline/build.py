@@ -10,8 +10,9 @@ from core.naming import TrainedEmbedder
 from core.protocols import BackgroundRemover, Detector
 from core.settings import DetectorSettings, ModelSettings, Settings
 from pipeline.analysis import Stages
+from pipeline.database import read_meta
 from pipeline.embedder_files import load_trained
-from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, read_meta
+from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY
 
 log = logging.getLogger(__name__)
 

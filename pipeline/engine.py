@@ -49,6 +49,7 @@ from pipeline.compat import (
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
 from pipeline.store import CatalogStore
+from pipeline.tuned import tuned_weights
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class Engine:
         # weights learnt by `skulens tune` for this catalogue (and this embedder) win over the settings'
         # defaults; a catalogue with more images than products prefers those learnt with shop photos
         products, images, _ = self.store.count()
-        tuned = self.store.tuned_weights(stages.embedder.name, photos=images > products)
+        tuned = tuned_weights(self.store, stages.embedder.name, photos=images > products)
         self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
         self.sku_images = int((tuned or {}).get("sku_images") or settings.fusion.sku_images)
         self.live = LiveView(self.store, self._open_index(), settings.fusion.text_scale)

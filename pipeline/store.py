@@ -4,8 +4,9 @@ Tables: ``products``; ``images`` (file, content hash, palette, OCR words, tags, 
 ``vectors`` (one embedding per image region, the source of truth the FAISS index is built
 from); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
 colour words of the images' palettes);
-``features`` (per-image analysis cached by content hash); ``meta`` (schema version,
-embedder, and a generation number bumped by every write that changes vectors).
+``features`` (per-image analysis cached by content hash, :mod:`pipeline.database`); ``meta`` (schema
+version, embedder, tuned weights (:mod:`pipeline.tuned`), and a generation number bumped by every write
+that changes vectors).
 Every write is one transaction: a crash leaves the previous consistent state.
 """
 
@@ -24,14 +25,12 @@ import numpy as np
 
 from core.catalog import NewImage, Product, StoredImage, WriteResult
 from core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
-from core.naming import float_model_name
 from core.types import OcrText, Palette, Tags
+from pipeline.database import FeatureTable
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: products_fts gained a colours column
-TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
-PHOTOS_SUFFIX = ":photos"  # ... and those learnt against a gallery with shop photos (`tune --protocol G2`)
 EMBEDDER_KEY = "embedder"  # meta: '<name>:<dim>' of the embedder that made the vectors
 INDEX_REGIONS_KEY = "index_regions"  # meta: JSON {"regions": [...], "packshot_centre_views": bool} of the vectors
 EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
@@ -58,62 +57,7 @@ _FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
     title, brand, category, tags, description, ocr, colours, tokenize = 'unicode61 remove_diacritics 2')"""
 
 
-class _Database:
-    """One SQLite file: a writer connection (used under ``_lock``) and one reader per thread.
-
-    In WAL mode each reader sees the last committed state, so a reader never sees half of a
-    write in progress on the writer connection, and reads do not wait for writes.
-    """
-
-    path: Path
-    _conn: sqlite3.Connection
-    _lock: threading.Lock | threading.RLock
-
-    def _open(self, path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    def _init_readers(self) -> None:
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-
-    def _read(self) -> sqlite3.Connection:
-        """This thread's read connection (opened on first use)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-            conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        self._conn.close()
-
-
-class _FeatureTable(_Database):
-    """Per-image analyses cached by key (content hash + settings) in a ``features`` table."""
-
-    def cached_features(self, key: str) -> bytes | None:
-        row = self._read().execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def cache_features(self, key: str, value: bytes) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO features(key, value, created_at) VALUES (?,?,?)",
-                               (key, value, time.time()))
-
-
-class CatalogStore(_FeatureTable):
+class CatalogStore(FeatureTable):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +101,6 @@ class CatalogStore(_FeatureTable):
     def get_meta(self, key: str) -> str | None:
         row = self._read().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
-
-    def tuned_weights(self, embedder_name: str | None, photos: bool = False) -> dict | None:
-        """The record ``skulens tune`` saved for ranking ``embedder_name``'s vectors (see :func:`tuned_keys`);
-        ``photos``: for a gallery that holds shop photos besides the catalogue pictures (G2's)."""
-        raw = next(filter(None, map(self.get_meta, tuned_keys(embedder_name, photos))), None)
-        return json.loads(raw) if raw else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
@@ -395,56 +333,6 @@ class CatalogStore(_FeatureTable):
             raise InvalidInputError(f"bad full-text query {match!r}: {exc}") from exc
         return [(r[0], float(r[1])) for r in rows]
 
-
-
-class FeatureCache(_FeatureTable):
-    """A feature cache in its own SQLite file, shared by several data directories (evaluation)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = self._open(self.path)
-            self._conn.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL,"
-                               " created_at REAL NOT NULL)")
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open the feature cache {path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self._init_readers()
-
-
-def tuned_key(embedder_name: str | None, photos: bool = False) -> str:
-    """Where ``skulens tune`` keeps weights learnt for a trained embedder (the plain key holds the
-    ones learnt with ImageNet's embedder); ``photos``: weights learnt against a gallery with shop
-    photos (``skulens tune --protocol G2``), kept apart from those learnt against the catalogue
-    pictures alone."""
-    base = f"{TUNED_KEY}{PHOTOS_SUFFIX}" if photos else TUNED_KEY
-    return f"{base}@{embedder_name}" if embedder_name else base
-
-
-def tuned_keys(embedder_name: str | None, photos: bool = False) -> list[str]:
-    """The meta keys to try, best first, for weights to fuse ``embedder_name``'s scores with: its own,
-    its float model's (an int8 runtime ranks as its float model does), then the plain ones.  With
-    ``photos``, each of those learnt against a gallery with shop photos comes before the one learnt
-    against the catalogue pictures alone (an embedder's own weights before another's)."""
-    names = ([embedder_name, float_model_name(embedder_name)] if embedder_name else []) + [None]
-    kinds = (True, False) if photos else (False,)
-    return list(dict.fromkeys(tuned_key(n, k) for n in names for k in kinds))
-
-
-def read_meta(path: Path, key: str) -> str | None:
-    """One ``meta`` value of a catalogue database, read without opening it for writing (None when absent)."""
-    if not Path(path).is_file():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=30)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"cannot read the catalogue database {path}: {exc}") from exc
-    return None if row is None else row[0]
 
 
 def _product_filter(category: str | None, brand: str | None, tag: str | None) -> tuple[str, tuple]:

@@ -175,8 +175,9 @@ def export_cmd(
 def list_cmd() -> None:
     """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
     from core.naming import TrainedEmbedder
+    from pipeline.database import read_meta
     from pipeline.embedder_files import list_trained
-    from pipeline.store import EMBEDDER_KEY, read_meta
+    from pipeline.store import EMBEDDER_KEY
 
     settings = common.settings()
     recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "(no catalogue)"

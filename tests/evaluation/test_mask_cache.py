@@ -6,7 +6,7 @@ import numpy as np
 
 from core.types import Mask
 from evaluation.mask_cache import PersistentMasks
-from pipeline.store import FeatureCache
+from pipeline.database import FeatureCache
 
 
 class CountingRemover:

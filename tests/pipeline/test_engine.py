@@ -251,7 +251,7 @@ def test_catalogue_images_get_teacher_masks_and_query_photos_the_detectors(setti
 def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engine, settings, real_stages):
     import json
 
-    from pipeline.store import tuned_key
+    from pipeline.tuned import tuned_key
 
     name = real_stages.embedder.name
     catalogue_weights = {"embedding": 0.6, "colour": 0.4, "tags": 0.0, "text": 0.0}

@@ -279,29 +279,29 @@ def test_schema_1_is_upgraded_with_colour_words_in_the_text_index(tmp_path):
 def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_ones(store):
     import json
 
-    from pipeline.store import tuned_key
+    from pipeline.tuned import tuned_key, tuned_weights
 
-    assert store.tuned_weights("ft-v3") is None
+    assert tuned_weights(store, "ft-v3") is None
     store.set_meta(tuned_key(None), json.dumps({"weights": {"embedding": 1.0}}))
-    assert store.tuned_weights("ft-v3")["weights"] == {"embedding": 1.0}  # nothing of its own: the plain ones
+    assert tuned_weights(store, "ft-v3")["weights"] == {"embedding": 1.0}  # nothing of its own: the plain ones
     store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
-    assert store.tuned_weights("ft-v3")["weights"] == {"embedding": 0.9, "text": 0.1}
-    assert store.tuned_weights("ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # its float model's
-    assert store.tuned_weights("ft-v3-int8-0a1b2c3d")["weights"] == {"embedding": 0.9, "text": 0.1}
-    assert store.tuned_weights("ft-v2-int8")["weights"] == {"embedding": 1.0}
-    assert store.tuned_weights(None)["weights"] == {"embedding": 1.0}
+    assert tuned_weights(store, "ft-v3")["weights"] == {"embedding": 0.9, "text": 0.1}
+    assert tuned_weights(store, "ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # its float model's
+    assert tuned_weights(store, "ft-v3-int8-0a1b2c3d")["weights"] == {"embedding": 0.9, "text": 0.1}
+    assert tuned_weights(store, "ft-v2-int8")["weights"] == {"embedding": 1.0}
+    assert tuned_weights(store, None)["weights"] == {"embedding": 1.0}
 
 
 def test_weights_tuned_with_shop_photos_come_first_for_a_gallery_with_photos(store):
     import json
 
-    from pipeline.store import tuned_key
+    from pipeline.tuned import tuned_key, tuned_weights
 
     store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
     store.set_meta(tuned_key(None, photos=True), json.dumps({"weights": {"embedding": 1.0}}))
     # an embedder's own catalogue-only weights beat ImageNet's weights learnt with photos
-    assert store.tuned_weights("ft-v3", photos=True)["weights"] == {"embedding": 0.9, "text": 0.1}
+    assert tuned_weights(store, "ft-v3", photos=True)["weights"] == {"embedding": 0.9, "text": 0.1}
     store.set_meta(tuned_key("ft-v3", photos=True), json.dumps({"weights": {"embedding": 0.8, "colour": 0.2}}))
-    assert store.tuned_weights("ft-v3-int8", photos=True)["weights"] == {"embedding": 0.8, "colour": 0.2}
-    assert store.tuned_weights("ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
-    assert store.tuned_weights(None) is None and store.tuned_weights(None, photos=True)["weights"] == {"embedding": 1.0}
+    assert tuned_weights(store, "ft-v3-int8", photos=True)["weights"] == {"embedding": 0.8, "colour": 0.2}
+    assert tuned_weights(store, "ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
+    assert tuned_weights(store, None) is None and tuned_weights(store, None, photos=True)["weights"] == {"embedding": 1.0}
