@@ -26,7 +26,6 @@ from core.errors import (
     StorageError,
     UnsupportedImageTypeError,
 )
-from service import schemas as s
 from service.security import AuthError
 
 log = logging.getLogger(__name__)
@@ -44,17 +43,6 @@ _ERRORS: tuple[tuple[type[SkulensError], str, int], ...] = (
     (MissingDependencyError, "dependency_missing", 503),
     (StorageError, "storage", 503),
 )
-_DOC = {"model": s.ErrorBody}
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {**_DOC, "description": "bad input"}, 401: {**_DOC, "description": "missing or unknown API key"},
-    403: {**_DOC, "description": "this key may not do that"}, 404: {**_DOC, "description": "no such SKU or image"},
-    413: {**_DOC, "description": "upload over the size limits"},
-    415: {**_DOC, "description": "not an allowed image type"},
-    422: {**_DOC, "description": "invalid request or image"},
-    503: {**_DOC, "description": "models or storage unavailable"},
-}
-
-
 def error_body(kind: str, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
