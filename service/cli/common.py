@@ -4,8 +4,10 @@ the progress bar.  It imports none of the command modules."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from core.settings import Settings
 
@@ -34,14 +36,14 @@ def engine():
     return Engine(current, build_stages(current))
 
 
-def progress_bar():
+def progress_bar() -> tuple[Progress, Callable[[str, int, int], None]]:
     """A rich progress bar on stderr (plain lines when stderr is not a terminal) and its
     ``update(stage, done, total)`` callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=err, disable=not err.is_terminal)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
