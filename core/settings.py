@@ -66,12 +66,22 @@ class ColourSettings(BaseModel):
 
 class OcrSettings(BaseModel):
     enabled: bool = True
-    languages: str = Field("eng", description="Tesseract languages, e.g. 'eng+swe'")
+    engine: Literal["rapidocr", "tesseract"] = Field(
+        "rapidocr", description="'rapidocr': PP-OCR (scene text: cartons, labels, shelves); 'tesseract': Tesseract "
+        "(document-like images: flat, dark print on a plain ground). A catalogue indexed with another engine reads "
+        "its images again on `skulens reindex`")
     min_confidence: float = Field(0.5, description="drop words read with less confidence than this")
     min_length: int = 2
-    max_side: int = Field(1600, description="images are scaled down to this longest side first")
-    upscale_to: int = Field(1000, description="small images are scaled up to this longest side first")
-    timeout_s: float = 20.0
+    det_side: int = Field(320, ge=32, le=2048, description="rapidocr: the object's region is scaled to this longest "
+                                                          "side to find text lines")
+    max_lines: int = Field(12, ge=1, le=200, description="rapidocr: at most this many text lines are read, the "
+                                                         "tallest first")
+    angle_classifier: bool = Field(False, description="rapidocr: turn upside-down lines with PP-OCR's angle "
+                                                      "classifier before reading them")
+    languages: str = Field("eng", description="tesseract: its languages, e.g. 'eng+swe'")
+    max_side: int = Field(1600, description="tesseract: images are scaled down to this longest side first")
+    upscale_to: int = Field(1000, description="tesseract: small images are scaled up to this longest side first")
+    timeout_s: float = Field(20.0, description="tesseract: the longest one image may take")
 
 
 class EmbedderSettings(BaseModel):

@@ -8,6 +8,7 @@ import unicodedata
 
 _FOLD = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
 _NOT_TOKEN = re.compile(r"[^a-z0-9]+")
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 def normalise(word: str) -> str:
@@ -15,3 +16,8 @@ def normalise(word: str) -> str:
     decomposed = unicodedata.normalize("NFKD", word)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _NOT_TOKEN.sub("", stripped.lower().translate(_FOLD))
+
+
+def clean_word(text: str) -> str:
+    """A word as read, without surrounding punctuation or whitespace: ``"(Arla!"`` -> ``"Arla"``."""
+    return _EDGE_PUNCT.sub("", text.strip())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -21,23 +20,18 @@ from PIL import Image
 from core.errors import MissingDependencyError, SkulensError
 from core.settings import OcrSettings
 from core.types import OcrText, check_image
+from core.words import clean_word
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "run `apt-get install tesseract-ocr tesseract-ocr-eng` (or `make setup`)"
 ALLOWED_ROTATIONS = (0, 90, 180, 270)
 _CONFIG = "--psm 11"
-_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 def debian_package(language: str) -> str:
     """The Debian package holding a Tesseract language (``chi_sim`` -> ``tesseract-ocr-chi-sim``)."""
     return "tesseract-ocr-" + language.lower().replace("_", "-")
-
-
-def clean_word(text: str) -> str:
-    """The word without surrounding punctuation or whitespace."""
-    return _EDGE_PUNCT.sub("", text.strip())
 
 
 def _single_threaded_subprocess() -> None:

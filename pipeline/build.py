@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.errors import ModelNotFoundError
 from core.naming import TrainedEmbedder
-from core.protocols import BackgroundRemover, Detector
+from core.protocols import BackgroundRemover, Detector, TextReader
 from core.settings import DetectorSettings, ModelSettings, Settings
 from pipeline.analysis import Stages
 from pipeline.database import read_meta
@@ -81,6 +81,17 @@ def make_remover(settings: Settings) -> BackgroundRemover:
     return IsNetBackgroundRemover(settings.background, settings.models)
 
 
+def make_reader(settings: Settings) -> TextReader:
+    """The OCR stage the settings name: PP-OCR (``rapidocr``) or Tesseract."""
+    if settings.ocr.engine == "tesseract":
+        from features.ocr_tesseract import TesseractReader
+
+        return TesseractReader(settings.ocr)
+    from features.ocr_rapid import RapidOcrReader
+
+    return RapidOcrReader(settings.ocr, settings.models)
+
+
 def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = RECORDED,
                  remover: BackgroundRemover | None = None) -> Stages:
     """The stages the settings ask for.
@@ -93,7 +104,6 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
     from detectors.yolo import YoloDetector
     from features.colour_kmeans import KMeansColourExtractor
     from features.keypoints_orb import OrbVerifier
-    from features.ocr_tesseract import TesseractReader
     from features.perceptual_hash import PerceptualHasher
 
     if remover is None:
@@ -117,7 +127,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
         colours=KMeansColourExtractor(settings.colour),
         detector=detector,
         remover=remover if settings.background.enabled else None,
-        reader=TesseractReader(settings.ocr) if settings.ocr.enabled else None,
+        reader=make_reader(settings) if settings.ocr.enabled else None,
         hasher=PerceptualHasher(),
         verifier=OrbVerifier(settings.dedup.keypoints),
     )

@@ -19,7 +19,7 @@ FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 def models_missing() -> str | None:
     settings = Settings()
-    for name in (settings.embedder.model, settings.background.model):
+    for name in (settings.embedder.model, settings.background.model, "ppocr-det", "ppocr-rec"):
         try:
             model_path(name, settings.models.cache_dir)
         except SkulensError as exc:

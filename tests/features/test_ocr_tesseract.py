@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw, ImageFont
 from core.errors import MissingDependencyError, SkulensError
 from core.protocols import TextReader
 from core.settings import OcrSettings
-from core.words import normalise
+from core.words import clean_word, normalise
 from features import ocr_tesseract
-from features.ocr_tesseract import TesseractReader, clean_word, debian_package
+from features.ocr_tesseract import TesseractReader, debian_package
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
