@@ -1,8 +1,14 @@
 """Text similarity between words read from a photo (or typed) and a catalogue entry.
 
 Words are folded to ``[a-z0-9]`` (accents stripped), weighted by inverse document
-frequency over the catalogue, and matched leniently enough to survive OCR noise: one
-wrong letter in a long word, or a word cut short at the edge of a crop.
+frequency over the catalogue, and matched leniently enough to survive OCR noise, each
+match counting by how alike the two words are:
+
+- a misread word: edit similarity (rapidfuzz's normalised Indel ratio) of at least
+  :data:`FUZZY_MIN_SIMILARITY` (``mijolk`` ~ ``mjolk``, ``naturel`` ~ ``naturell``);
+- a word cut short at the edge of a crop, or run on: one word begins the other
+  (``tropican`` ~ ``tropicana``);
+- a compound word holding a catalogue word (``lattyoghurt`` holds ``yoghurt``).
 """
 
 from __future__ import annotations
@@ -24,14 +30,18 @@ STOP_WORDS = frozenset(
     "a an and are as at be by for from has in is it its of on or that the this to was with".split()
 )
 FUZZY_MIN_LENGTH = 5
-"""Words at least this long on both sides match at edit distance 1."""
+"""Words at least this long on both sides match when they are alike (:data:`FUZZY_MIN_SIMILARITY`)."""
+FUZZY_MIN_SIMILARITY = 0.8
+"""Least normalised Indel similarity (``1 - edits / (len(a) + len(b))``) of a misread word's match:
+one wrong letter in a five-letter word, two in a ten-letter one."""
 PREFIX_MIN_LENGTH = 4
 """A word this long or longer matches the words it begins (and FTS queries get a ``*``)."""
+PART_MIN_LENGTH = 5
+"""A catalogue word this long or longer matches the longer words that hold it (compounds)."""
 
 _WORD = re.compile(r"[^\W_]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _CACHE_LIMIT = 8192
-_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 _Prepared = tuple[frozenset[str], dict[str, list[tuple[int, float]]]]
 
@@ -44,33 +54,6 @@ def tokenize(text: str, min_length: int = 2) -> list[str]:
         if len(token) >= min_length and token not in STOP_WORDS:
             out.append(token)
     return out
-
-
-def within_one_edit(a: str, b: str) -> bool:
-    """True when ``a`` becomes ``b`` by at most one insertion, deletion or substitution."""
-    if a == b:
-        return True
-    la, lb = len(a), len(b)
-    if abs(la - lb) > 1:
-        return False
-    if la > lb:
-        a, b, la, lb = b, a, lb, la
-    i = 0
-    while i < la and a[i] == b[i]:
-        i += 1
-    if la == lb:
-        return a[i + 1 :] == b[i + 1 :]
-    return a[i:] == b[i + 1 :]
-
-
-def _one_edit_variants(token: str) -> set[str]:
-    """Every ``[a-z0-9]`` string one insertion, deletion or substitution away from ``token``."""
-    splits = [(token[:i], token[i:]) for i in range(len(token) + 1)]
-    variants = {a + b[1:] for a, b in splits if b}
-    variants.update(a + c + b[1:] for a, b in splits if b for c in _ALPHABET)
-    variants.update(a + c + b for a, b in splits for c in _ALPHABET)
-    variants.discard(token)
-    return variants
 
 
 class TextScorer:
@@ -96,6 +79,7 @@ class TextScorer:
         self._unit = max(math.log((self.n_docs + 1) / 1.5), 1e-6)
         log.debug("text scorer over %d words in %d entries", len(self._df), self.n_docs)
         self._matches: dict[str, tuple[float, dict[str, float]]] = {}
+        self._by_length: dict[int, list[str]] | None = None
         self._last: tuple[tuple[tuple[str, float], ...], _Prepared] | None = None
 
     def idf(self, token: str) -> float:
@@ -117,7 +101,8 @@ class TextScorer:
         return np.asarray([self._similarity(prepared, doc) for doc in docs], np.float32)
 
     def matches(self, token: str) -> dict[str, float]:
-        """Catalogue words ``token`` matches fuzzily (not itself) with their IDF."""
+        """Catalogue words ``token`` matches fuzzily (not itself), each with its IDF times the
+        words' similarity (:func:`word_similarity`)."""
         return dict(self._lookup(token)[1])
 
     # -- internals ---------------------------------------------------------------
@@ -160,29 +145,66 @@ class TextScorer:
         return 1.0 - math.exp(-sum(best.values()) / (self.scale * self._unit))
 
     def _lookup(self, token: str) -> tuple[float, dict[str, float]]:
-        """Cached (idf of the exact word, {fuzzy match: idf}) for one query token."""
+        """Cached (idf of the exact word, {fuzzy match: idf x similarity}) for one query token."""
         hit = self._matches.get(token)
         if hit is None:
-            fuzzy = {t: self.idf(t) for t in self._fuzzy_candidates(token) if t != token}
+            fuzzy = {t: self.idf(t) * sim for t, sim in self._fuzzy_candidates(token).items() if t != token}
             hit = (self.idf(token), {t: v for t, v in fuzzy.items() if v > 0})
             if len(self._matches) >= _CACHE_LIMIT:
                 self._matches.clear()
             self._matches[token] = hit
         return hit
 
-    def _fuzzy_candidates(self, token: str) -> set[str]:
-        found: set[str] = set()
+    def _fuzzy_candidates(self, token: str) -> dict[str, float]:
+        """Catalogue words alike ``token``, each with its similarity in (0, 1]."""
+        found: dict[str, float] = {}
+
+        def add(word: str, sim: float) -> None:
+            if sim > found.get(word, 0.0):
+                found[word] = sim
+
         if len(token) >= PREFIX_MIN_LENGTH:
-            # catalogue words that begin with the token
+            # catalogue words that begin with the token (it was cut short)
             i = bisect.bisect_left(self._sorted, token)
             while i < len(self._sorted) and self._sorted[i].startswith(token):
-                found.add(self._sorted[i])
+                add(self._sorted[i], part_similarity(token, self._sorted[i]))
                 i += 1
-            # catalogue words the token begins with
-            found.update(token[:n] for n in range(PREFIX_MIN_LENGTH, len(token)) if token[:n] in self._df)
+            # catalogue words the token begins with (it ran on)
+            for n in range(PREFIX_MIN_LENGTH, len(token)):
+                if token[:n] in self._df:
+                    add(token[:n], part_similarity(token[:n], token))
+        if len(token) > PART_MIN_LENGTH:
+            # catalogue words inside a compound
+            for n in range(PART_MIN_LENGTH, len(token)):
+                for start in range(1, len(token) - n + 1):
+                    part = token[start:start + n]
+                    if part in self._df:
+                        add(part, part_similarity(part, token))
         if len(token) >= FUZZY_MIN_LENGTH:
-            found.update(w for w in _one_edit_variants(token) if w in self._df and len(w) >= FUZZY_MIN_LENGTH)
+            for word, sim in self._alike(token):
+                add(word, sim)
         return found
+
+    def _alike(self, token: str) -> list[tuple[str, float]]:
+        """Catalogue words of :data:`FUZZY_MIN_LENGTH` or more within :data:`FUZZY_MIN_SIMILARITY`."""
+        from rapidfuzz import fuzz, process
+
+        if self._by_length is None:
+            self._by_length = {}
+            for word in self._sorted:
+                if len(word) >= FUZZY_MIN_LENGTH:
+                    self._by_length.setdefault(len(word), []).append(word)
+        # an Indel similarity of at least s needs lengths within 2 (1 - s) / s x len(token) of each other
+        spread = max(1, math.floor(len(token) * 2 * (1 - FUZZY_MIN_SIMILARITY) / FUZZY_MIN_SIMILARITY + 1e-9))
+        pool = [w for n in range(len(token) - spread, len(token) + spread + 1) for w in self._by_length.get(n, ())]
+        hits = process.extract(token, pool, scorer=fuzz.ratio, score_cutoff=100 * FUZZY_MIN_SIMILARITY, limit=None)
+        return [(word, score / 100.0) for word, score, _ in hits]
+
+
+def part_similarity(part: str, whole: str) -> float:
+    """How much a word that is part of another (its beginning, or inside a compound) counts: from
+    one half (a short part of a long word) up to one (all of it)."""
+    return 0.5 + 0.5 * len(part) / max(len(whole), 1)
 
 
 def fts_match_expression(tokens: Sequence[str]) -> str | None:
