@@ -100,7 +100,8 @@ class YoloDetector:
         return getattr(self._load(), "task", None) == "segment"
 
     def warmup(self) -> None:
-        self._load()
+        """Load the weights and detect once: ultralytics builds its predictor on the first call."""
+        self.detect(np.full((64, 64, 3), 128, np.uint8))
 
     def _load(self):
         with self._lock:

@@ -73,7 +73,8 @@ class IsNetBackgroundRemover:
         self._recent: OrderedDict[bytes, Mask] = OrderedDict()
 
     def warmup(self) -> None:
-        self._load()
+        """Load the network and mask an image once (onnxruntime plans its kernels on the first run)."""
+        self.remove(np.full((64, 64, 3), 128, np.uint8))
 
     def _load(self):
         with self._lock:

@@ -176,7 +176,8 @@ class EfficientNetLite2Embedder:
         return onnx_file(self.trained, self.models, int8, self.input_size)
 
     def warmup(self) -> None:
-        self._load()
+        """Load the network and embed a query's worth of views once (runtimes plan on the first run)."""
+        self.embed([np.full((64, 64, 3), 128, np.uint8)] * 4)
 
     def _load(self):
         with self._lock:
