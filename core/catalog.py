@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import InvalidInputError
-from core.types import Box, OcrText, Palette, Tags
+from core.types import Box, LocalFeatures, OcrText, Palette, Tags
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class NewImage:
     tags: Tags
     boxes: tuple[Box, ...]
     vectors: dict[str, np.ndarray]
+    local: LocalFeatures | None = None  # keypoints of the main box, for the verify signal
 
 
 @dataclass(frozen=True)

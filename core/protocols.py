@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from core.naming import TrainedEmbedder
-from core.types import Box, Mask, OcrText, Palette, Tags, Verification
+from core.types import Box, LocalFeatures, Mask, OcrText, Palette, Tags, Verification
 
 
 @runtime_checkable
@@ -119,3 +119,19 @@ class VectorIndex(Protocol):
         """Write the index atomically, stamped with the catalogue database's generation."""
 
     def __len__(self) -> int: ...
+
+@runtime_checkable
+class GeometricVerifier(Protocol):
+    """Local features of a product's region, and how many of them a candidate's picture explains
+    under one perspective transform (the ``verify`` signal)."""
+
+    name: str
+
+    def features(self, image: np.ndarray) -> LocalFeatures:
+        """Keypoints and descriptors of the image."""
+
+    def inliers(self, query: LocalFeatures, candidate: LocalFeatures) -> int:
+        """Matches between the two that one transform explains."""
+
+    def score(self, inliers: int) -> float:
+        """That count as evidence in [0, 1]."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.types import Box, Match, ObjectFeatures, OcrText, Palette, Tags
+from core.types import Box, LocalFeatures, Match, ObjectFeatures, OcrText, Palette, Tags
 
 
 @dataclass
@@ -68,10 +68,12 @@ def _box_from(d: dict) -> Box:
 def _object_json(o: ObjectFeatures) -> dict:
     return {"box": _box_json(o.box), "vectors": {r: _b64(v) for r, v in o.vectors.items()},
             "palette": o.palette.to_json(), "ocr": o.ocr.to_json(), "tags": o.tags.to_json(),
-            "coverage": o.mask_coverage}
+            "coverage": o.mask_coverage,
+            **({"local": base64.b64encode(o.local.to_bytes()).decode()} if o.local is not None else {})}
 
 
 def _object_from(d: dict) -> ObjectFeatures:
     vectors = {r: np.frombuffer(base64.b64decode(v), np.float32).copy() for r, v in d["vectors"].items()}
+    local = LocalFeatures.from_bytes(base64.b64decode(d["local"])) if "local" in d else None
     return ObjectFeatures(_box_from(d["box"]), vectors, Palette.from_json(d["palette"]),
-                          OcrText.from_json(d["ocr"]), Tags.from_json(d["tags"]), d["coverage"])
+                          OcrText.from_json(d["ocr"]), Tags.from_json(d["tags"]), d["coverage"], local)

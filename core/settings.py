@@ -43,6 +43,10 @@ class DetectorSettings(BaseModel):
     iou: float = 0.5
     image_size: int | None = Field(None, ge=32, description="input size; default: the size the weights were trained at (else 640)")
     max_boxes: int = 10
+    main_object: Literal["evidence", "confidence"] = Field(
+        "evidence", description="which box is the shopper's product: 'evidence' ranks boxes by confidence x the "
+        "square root of the share of the photo they cover (a large carton beats a confident sliver of shelf); "
+        "'confidence' takes the detector's most confident")
     min_area_fraction: float = Field(0.01, description="drop boxes smaller than this share of the image")
     expand: float = Field(0.04, description="grow each box by this share of its size on every side")
 
@@ -68,8 +72,8 @@ class OcrSettings(BaseModel):
     enabled: bool = True
     engine: Literal["rapidocr", "tesseract"] = Field(
         "rapidocr", description="'rapidocr': PP-OCR (scene text: cartons, labels, shelves); 'tesseract': Tesseract "
-        "(document-like images: flat, dark print on a plain ground). A catalogue indexed with another engine reads "
-        "its images again on `skulens reindex`")
+        "(document-like images: flat, dark print on a plain ground). Catalogue images keep the words they were "
+        "indexed with")
     min_confidence: float = Field(0.5, description="drop words read with less confidence than this")
     min_length: int = 2
     det_side: int = Field(320, ge=32, le=2048, description="rapidocr: the object's region is scaled to this longest "
@@ -78,6 +82,8 @@ class OcrSettings(BaseModel):
                                                          "tallest first")
     angle_classifier: bool = Field(False, description="rapidocr: turn upside-down lines with PP-OCR's angle "
                                                       "classifier before reading them")
+    parallel: bool = Field(True, description="read text in a thread of its own while the object is masked, "
+                                             "coloured and embedded")
     languages: str = Field("eng", description="tesseract: its languages, e.g. 'eng+swe'")
     max_side: int = Field(1600, description="tesseract: images are scaled down to this longest side first")
     upscale_to: int = Field(1000, description="tesseract: small images are scaled up to this longest side first")
@@ -116,15 +122,20 @@ class IndexSettings(BaseModel):
 
 
 class Weights(BaseModel):
-    embedding: float = Field(0.70, ge=0)
-    colour: float = Field(0.10, ge=0)
-    tags: float = Field(0.10, ge=0)
-    text: float = Field(0.10, ge=0)
+    """The shipped defaults are those `skulens tune` learnt on the grocery set's G1 train photos (400
+    queries, ImageNet embedder, 2026-12-06; docs/evaluation.md): a catalogue without weights of its own
+    ranks with them."""
 
-    @field_validator("text")
+    embedding: float = Field(0.70, ge=0)
+    colour: float = Field(0.05, ge=0)
+    tags: float = Field(0.0, ge=0)
+    text: float = Field(0.05, ge=0)
+    verify: float = Field(0.20, ge=0)
+
+    @field_validator("verify")
     @classmethod
     def _not_all_zero(cls, v: float, info) -> float:  # noqa: ANN001 - pydantic's ValidationInfo
-        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s != "text"):
+        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s != "verify"):
             raise ValueError("at least one fusion weight must be positive")
         return v
 
@@ -156,6 +167,18 @@ class FusionSettings(BaseModel):
     packshot_centre_views: bool = Field(
         False, description="embed the centre views of packshots too (catalogue pictures on a plain background); "
                            "by default only photos get them")
+
+
+class VerifySettings(BaseModel):
+    enabled: bool = Field(True, description="check the best candidates' pictures against the query's object by "
+                                            "local features (SIFT + RANSAC): the `verify` signal")
+    top_k: int = Field(5, ge=0, le=50, description="this many best candidates (by the other signals) are checked")
+    side: int = Field(320, ge=64, le=2048, description="regions are scaled to this longest side for keypoints")
+    features: int = Field(300, ge=16, le=5000, description="SIFT keypoints kept per region")
+    ratio_test: float = Field(0.8, gt=0, lt=1, description="Lowe's ratio test for a descriptor match")
+    ransac_pixels: float = Field(6.0, gt=0, description="RANSAC reprojection error allowed, in pixels")
+    min_inliers: int = Field(10, ge=0, description="inliers up to this count are chance: score 0")
+    full_inliers: int = Field(40, ge=1, description="inliers from this count on: score 1")
 
 
 class KeypointSettings(BaseModel):
@@ -213,6 +236,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     api_read_keys: Annotated[list[str], NoDecode] = Field(

@@ -8,11 +8,12 @@ Each type validates itself on construction and says what it expected.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNALS = ("embedding", "colour", "tags", "text")
+SIGNALS = ("embedding", "colour", "tags", "text", "verify")
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -230,6 +231,45 @@ class Tags:
         return cls(tuple(d["label"] for d in data), np.asarray([d["score"] for d in data], np.float32))
 
 
+_SIFT_MAGIC = b"SIFT1"
+_SIFT_HEADER = struct.Struct("<5sI")
+
+
+@dataclass(frozen=True, eq=False)
+class LocalFeatures:
+    """Keypoints of one image region for geometric verification: positions (pixels of the region
+    scaled to the verifier's side) and SIFT descriptors (128 bytes each: SIFT values fit in uint8)."""
+
+    points: np.ndarray  # (N, 2) float32
+    descriptors: np.ndarray  # (N, 128) uint8
+
+    def __post_init__(self) -> None:
+        if self.points.shape != (len(self.descriptors), 2) or self.descriptors.shape[1:] != (128,):
+            raise ValueError(f"expected (N, 2) points and (N, 128) descriptors, got {self.points.shape} "
+                             f"and {self.descriptors.shape}")
+
+    def __len__(self) -> int:
+        return len(self.descriptors)
+
+    @classmethod
+    def empty(cls) -> "LocalFeatures":
+        return cls(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+
+    def to_bytes(self) -> bytes:
+        pts = np.ascontiguousarray(self.points, np.float16)  # sub-pixel precision is not needed
+        return _SIFT_HEADER.pack(_SIFT_MAGIC, len(self)) + pts.tobytes() + np.ascontiguousarray(self.descriptors).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "LocalFeatures":
+        magic, n = _SIFT_HEADER.unpack_from(data)
+        if magic != _SIFT_MAGIC or len(data) != _SIFT_HEADER.size + n * (4 + 128):
+            raise ValueError(f"not a SIFT feature record ({len(data)} bytes)")
+        start = _SIFT_HEADER.size
+        points = np.frombuffer(data, np.float16, 2 * n, start).astype(np.float32).reshape(n, 2)
+        descriptors = np.frombuffer(data, np.uint8, 128 * n, start + 4 * n).reshape(n, 128)
+        return cls(points, descriptors)
+
+
 @dataclass(frozen=True, eq=False)
 class ObjectFeatures:
     """Everything the pipeline extracted for one object (or one whole image).
@@ -244,6 +284,7 @@ class ObjectFeatures:
     ocr: OcrText
     tags: Tags
     mask_coverage: float = 0.0
+    local: LocalFeatures | None = None  # keypoints of the box, for geometric verification
 
     def __post_init__(self) -> None:
         if not self.vectors:

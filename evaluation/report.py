@@ -59,7 +59,8 @@ def ablation_configs(settings: Settings, tuned: dict[str, float] | None, sku_ima
         EvalConfig("+ background removal", _only(w, ("embedding",)), q_all, g_all),
         EvalConfig("+ colour", _only(w, ("embedding", "colour")), q_all, g_all),
         EvalConfig("+ tags", _only(w, ("embedding", "colour", "tags")), q_all, g_all),
-        EvalConfig("+ OCR text", w, q_all, g_all),
+        EvalConfig("+ OCR text", _only(w, ("embedding", "colour", "tags", "text")), q_all, g_all),
+        EvalConfig("+ geometric verification", w, q_all, g_all),
         default_config(settings, None),
     ]
     if tuned:
@@ -184,7 +185,11 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
             scored = ev.scored(*regions, k)
             relevant = [s.skus.index(q.label) if q.label in s.skus else None
                         for (q, _), s in zip(ev.analyses, scored)]
-            fits[k] = tune_weights([s.signals for s in scored], relevant)
+            # which candidates a search checks by keypoints depends on the other signals' weights:
+            # tune those first, check the best few under them, then tune all five
+            base, _ = tune_weights([s.signals for s in scored], relevant, without=("verify",))
+            checked = [ev.verified(i, s, {**base, "verify": 1.0}) for i, s in enumerate(scored)]
+            fits[k] = tune_weights(checked, relevant)
         # the number of SKU images whose best weights score best there (the fewest on a tie)
         sku_images = max(fits, key=lambda k: (fits[k][1]["recall@1"] + 0.5 * fits[k][1]["mrr"], -k))
         weights, fit = fits[sku_images]

@@ -22,7 +22,7 @@ from core.types import SIGNALS
 from evaluation.mask_cache import PersistentMasks
 from evaluation.metrics import category_metrics, sku_metrics
 from evaluation.protocols import EvalQuery, ProtocolData
-from fusion.ranker import fuse, gather_candidates, query_tokens
+from fusion.ranker import fuse, gather_candidates, query_tokens, verify_top
 from pipeline.analysis import Stages
 from pipeline.catalog_source import CatalogEntry, CatalogSource
 from pipeline.database import FeatureCache
@@ -66,8 +66,9 @@ class Scored:
     """One query's candidates and their signal matrix for one choice of regions."""
 
     skus: list[str]
-    signals: np.ndarray
+    signals: np.ndarray  # the verify column still 0: :meth:`Evaluator.verified` fills it per configuration
     rank_ms: float
+    image_ids: list[int | None] = field(default_factory=list)  # each candidate's best-matching image
 
 
 def gallery_regions(settings: Settings) -> tuple[str, ...]:
@@ -98,6 +99,8 @@ class Evaluator:
         self.engine = Engine(self.settings, stages, feature_cache=self.cache)
         self.analyses: list[tuple[EvalQuery, Analysis]] = []
         self._scored: dict[tuple, list[Scored]] = {}
+        self._inliers: dict[tuple[int, int], tuple[int, float]] = {}  # (query, image) -> (inliers, ms to count them)
+        self._verify_ms = 0.0  # time the checks of the configuration being ranked take, each as first measured
         self.stage_ms: dict[str, float] | None = None
 
     def close(self) -> None:
@@ -138,9 +141,34 @@ class Evaluator:
                     cand_list, matrix = self.engine.ranker.score(view, obj, tokens, cands)
                 else:
                     cand_list, matrix = [], np.zeros((0, len(SIGNALS)))
-                out.append(Scored([c.sku for c in cand_list], matrix, (time.perf_counter() - t0) * 1000))
+                out.append(Scored([c.sku for c in cand_list], matrix, (time.perf_counter() - t0) * 1000,
+                                  [c.image_id for c in cand_list]))
             self._scored[key] = out
         return self._scored[key]
+
+    def verified(self, query: int, s: Scored, weights: dict[str, float]) -> np.ndarray:
+        """``s``'s signals with the ``verify`` column the search would give them under ``weights``
+        (its best few candidates checked; each pair's inliers computed once per run)."""
+        geometry, stored = self.engine.stages.geometry, self.engine.view.local_features
+        local = self.analyses[query][1].objects[0].local
+        if geometry is None or local is None or stored is None:
+            return verify_top(s.signals, weights, 0, lambda row: 0.0)
+
+        def check(row: int) -> float:
+            image_id = s.image_ids[row]
+            if image_id is None:
+                return 0.0
+            key = (query, image_id)
+            if key not in self._inliers:
+                t0 = time.perf_counter()
+                theirs = stored(image_id)
+                count = geometry.inliers(local, theirs) if theirs is not None else 0
+                self._inliers[key] = (count, (time.perf_counter() - t0) * 1000)
+            count, ms = self._inliers[key]
+            self._verify_ms += ms
+            return geometry.score(count)
+
+        return verify_top(s.signals, weights, self.settings.verify.top_k, check)
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, config: EvalConfig, seed: int = 0) -> ConfigResult:
@@ -173,11 +201,12 @@ class Evaluator:
         if config.kind == "colour-histogram":
             return self._histogram_rankings(), 0.0
         out, ms = [], []
-        for s in self.scored(config.query_regions, config.gallery_regions, config.sku_images):
-            fused = fuse(s.signals, config.weights) if len(s.skus) else np.zeros(0)
+        for i, s in enumerate(self.scored(config.query_regions, config.gallery_regions, config.sku_images)):
+            verify_before = self._verify_ms
+            fused = fuse(self.verified(i, s, config.weights), config.weights) if len(s.skus) else np.zeros(0)
             order = np.argsort(-fused, kind="stable")
             out.append([s.skus[i] for i in order])
-            ms.append(s.rank_ms)
+            ms.append(s.rank_ms + self._verify_ms - verify_before)
         return out, float(np.mean(ms)) if ms else 0.0
 
     def measure_stage_costs(self, n: int = 5) -> dict[str, float]:
@@ -216,6 +245,8 @@ class Evaluator:
                 cost += t.get("colour", 0.0)
             if config.weights.get("text", 0) > 0:
                 cost += t.get("ocr", 0.0)
+            if config.weights.get("verify", 0) > 0:
+                cost += t.get("keypoints", 0.0)
             total.append(cost)
         return float(np.mean(total)) if total else float("nan")
 

@@ -48,12 +48,15 @@ def objective(ranks: np.ndarray) -> np.ndarray:
     return r1 + 0.5 * mrr
 
 
-def tune_weights(signals: Sequence[np.ndarray], relevant: Sequence[int | None],
-                 step: float = 0.05) -> tuple[dict[str, float], dict[str, float]]:
-    """Best weights on the grid and their training figures (recall@1, mrr)."""
+def tune_weights(signals: Sequence[np.ndarray], relevant: Sequence[int | None], step: float = 0.05,
+                 without: Sequence[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
+    """Best weights on the grid and their training figures (recall@1, mrr); the signals named in
+    ``without`` weigh 0."""
     if not any(r is not None for r in relevant):
         raise ValueError("no query has its relevant item among the candidates: nothing to tune on")
     grid = simplex_grid(step)
+    if without:
+        grid = grid[(grid[:, [SIGNALS.index(s) for s in without]] == 0).all(axis=1)]
     ranks = ranks_for_grid(signals, relevant, grid)
     scores = objective(ranks)
     best = int(np.argmax(scores))  # first best: the grid order prefers earlier signals on ties

@@ -1,10 +1,12 @@
-"""Fusion ranker: candidates from FAISS (and from full-text search), scored on four signals.
+"""Fusion ranker: candidates from FAISS (and from full-text search), scored on five signals.
 
 Each candidate SKU gets, in [0, 1]: ``embedding`` (best cosine between any query region
 and any of the SKU's image vectors), ``colour`` (palette similarity to the best-matching
 image), ``tags`` (overlap of visual tags, and of the merchant's own tags), ``text``
-(IDF-weighted overlap of the query's OCR and typed words with the SKU's text).  The fused
-score is the weighted mean of the four, so it is monotone in each signal.
+(IDF-weighted overlap of the query's OCR and typed words with the SKU's text), and
+``verify`` (local features of the query's object that the best-matching image explains under
+one perspective transform; checked for the few best candidates by the other four only, 0 for
+the rest).  The fused score is the weighted mean of the five, so it is monotone in each signal.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import numpy as np
 
 from core.errors import InvalidInputError
 from core.filters import ProductFacets, SearchFilters
-from core.protocols import VectorIndex
+from core.protocols import GeometricVerifier, VectorIndex
 from core.results import Candidate
-from core.types import SIGNALS, Match, ObjectFeatures, Palette, Tags
+from core.types import SIGNALS, LocalFeatures, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
 from fusion.text import TextScorer, fts_match_expression, tokenize
 
@@ -47,6 +49,7 @@ class CatalogView:
     facets: dict[str, ProductFacets] = field(default_factory=dict)
     text_scorer: TextScorer | None = None
     fts: Callable[[str, int], list[tuple[str, float]]] | None = None
+    local_features: Callable[[int], LocalFeatures | None] | None = None  # an image's keypoints, by image id
 
 
 def parse_weights(spec: str | dict | None, defaults: dict[str, float]) -> dict[str, float]:
@@ -219,16 +222,34 @@ def tag_similarity(query: Tags, image: Tags, merchant_words: frozenset[str], mer
     return float(np.clip(max(inter, merchant), 0.0, 1.0))
 
 
+VERIFY = SIGNALS.index("verify")
+
+
 class FusionRanker:
-    def __init__(self, colour_scale: float, merchant_tag_weight: float) -> None:
+    def __init__(self, colour_scale: float, merchant_tag_weight: float,
+                 verifier: GeometricVerifier | None = None, verify_top_k: int = 0) -> None:
+        """``verifier``: checks the ``verify_top_k`` best candidates' pictures against the query's
+        keypoints (no ``verify`` signal without it)."""
         self.colour_scale = colour_scale
         self.merchant_tag_weight = merchant_tag_weight
+        self.verifier = verifier
+        self.verify_top_k = verify_top_k
 
     def rank(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
              candidates: dict[str, Candidate], weights: dict[str, float], k: int) -> list[Match]:
         if not candidates:
             return []
         cands, matrix = self.score(view, query, tokens, candidates)
+        if self.verifier is not None and query is not None and query.local is not None \
+                and view.local_features is not None:
+            verifier, local, stored = self.verifier, query.local, view.local_features
+
+            def check(row: int) -> float:
+                image_id = cands[row].image_id
+                theirs = stored(image_id) if image_id is not None else None
+                return verifier.score(verifier.inliers(local, theirs)) if theirs is not None else 0.0
+
+            matrix = verify_top(matrix, weights, self.verify_top_k, check)
         fused = fuse(matrix, weights, has_image=query is not None)
         order = np.argsort(-fused, kind="stable")[:k]
         return [Match(cands[i].sku, float(fused[i]),
@@ -237,7 +258,8 @@ class FusionRanker:
 
     def score(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
               candidates: dict[str, Candidate]) -> tuple[list[Candidate], np.ndarray]:
-        """Candidates and their ``(n, 4)`` signal matrix, columns in :data:`SIGNALS` order, in [0, 1]."""
+        """Candidates and their ``(n, 5)`` signal matrix, columns in :data:`SIGNALS` order, in [0, 1]
+        (``verify`` still 0: :func:`verify_top` fills it for the best few)."""
         cands = list(candidates.values())
         signals = {name: np.zeros(len(cands), np.float64) for name in SIGNALS}
         signals["embedding"] = np.asarray([c.embedding for c in cands], np.float64)
@@ -255,13 +277,26 @@ class FusionRanker:
         return cands, matrix
 
 
+def verify_top(signals: np.ndarray, weights: dict[str, float], top_k: int,
+               check: Callable[[int], float]) -> np.ndarray:
+    """``signals`` with the ``verify`` column set to ``check(row)`` for the ``top_k`` rows that the
+    other signals rank best under ``weights``, and 0 elsewhere (no check when ``verify`` weighs nothing)."""
+    out = signals.copy()
+    out[:, VERIFY] = 0.0
+    if top_k <= 0 or weights.get("verify", 0.0) <= 0 or not len(out):
+        return out
+    for row in np.argsort(-fuse(out, weights), kind="stable")[:top_k]:
+        out[row, VERIFY] = float(np.clip(check(int(row)), 0.0, 1.0))
+    return out
+
+
 def fuse(signals: np.ndarray, weights: dict[str, float], has_image: bool = True) -> np.ndarray:
     """Weighted mean of the signal columns (in :data:`SIGNALS` order): monotone in each, in [0, 1].
 
-    Without a photo there is nothing to compare embeddings, colours or visual tags with:
+    Without a photo there is nothing to compare embeddings, colours, visual tags or keypoints with:
     only the text weight counts.
     """
-    w = np.asarray([weights[name] for name in SIGNALS], np.float64)
+    w = np.asarray([weights.get(name, 0.0) for name in SIGNALS], np.float64)  # a signal left out weighs 0
     if not has_image:
         w = w * np.asarray([name == "text" for name in SIGNALS], np.float64)
         if w.sum() <= 0:

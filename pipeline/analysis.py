@@ -1,4 +1,4 @@
-"""Run the stages on one image: detection -> crop -> mask -> colours -> OCR -> embedding.
+"""Run the stages on one image: detection -> crop -> mask -> colours -> OCR -> embedding -> keypoints.
 
 Every stage's output stays available: each object keeps an embedding of the whole image
 (``full``), of its box (``crop``) and of its masked box on white (``masked``) as the
@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +24,7 @@ from core.protocols import (
     ColorExtractor,
     Detector,
     Embedder,
+    GeometricVerifier,
     ImageHasher,
     PairVerifier,
     TextReader,
@@ -34,6 +38,8 @@ REGIONS = ("full", "crop", "masked", "centre70", "centre50")
 """What can be embedded: the whole photo, the main box, the box with its background whitened, and
 the central 70% / 50% of the photo (extra views of a hand-held product: of query photos, and of catalogue
 images by default, so that a query's view meets the same view of a shop photo in the catalogue)."""
+OCR_THREADS = 4
+"""Text reads that may run at once beside the other stages (one per concurrent analysis, up to this)."""
 PHOTO_REGIONS = ("full", "centre70", "centre50")
 """Regions of the whole photo, not of one object (left out when every object is searched)."""
 
@@ -49,6 +55,7 @@ class Stages:
     reader: TextReader | None = None
     hasher: ImageHasher | None = None
     verifier: PairVerifier | None = None
+    geometry: GeometricVerifier | None = None  # local features of each object, for the verify signal
 
     def warmup(self) -> None:
         for stage in (self.embedder, self.detector, self.remover, self.reader):
@@ -57,10 +64,18 @@ class Stages:
 
 
 class Analyzer:
-    def __init__(self, stages: Stages, ocr_enabled: bool = True, background_enabled: bool = True) -> None:
+    def __init__(self, stages: Stages, ocr_enabled: bool = True, background_enabled: bool = True,
+                 parallel_ocr: bool = False, main_object: str = "confidence") -> None:
+        """``parallel_ocr``: read an object's text in a thread of its own while it is masked, coloured
+        and embedded (the reader and the other stages share no state).  ``main_object``: how the
+        main box is chosen (:func:`main_first`)."""
         self.stages = stages
+        self.main_object = main_object
         self.ocr_enabled = ocr_enabled
         self.background_enabled = background_enabled
+        self.parallel_ocr = parallel_ocr
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def analyse(self, image: np.ndarray, regions: tuple[str, ...], all_objects: bool = False,
                 teacher_masks: bool = False) -> Analysis:
@@ -77,7 +92,7 @@ class Analyzer:
         boxes: list[Box] = []
         if self.stages.detector is not None:
             with _timed(timings, "detect"):
-                boxes = self.stages.detector.detect(image)
+                boxes = main_first(self.stages.detector.detect(image), w, h, self.main_object)
         targets = boxes if (all_objects and boxes) else boxes[:1] or [Box.full(w, h)]
         if all_objects:
             regions = tuple(r for r in regions if r not in PHOTO_REGIONS) or ("crop",)
@@ -92,22 +107,56 @@ class Analyzer:
                 teacher_masks: bool = False) -> ObjectFeatures:
         x1, y1, x2, y2 = box.as_int()
         crop = np.ascontiguousarray(image[y1:y2, x1:x2])
-        mask = None if teacher_masks and self.detector_masks_differ() else box.mask
-        if mask is None and self.background_enabled and self.stages.remover is not None:
-            with _timed(timings, "background"):
-                mask = self.stages.remover.remove(crop)
-        with _timed(timings, "colour"):
-            palette = self.stages.colours.extract(crop, mask)
-        ocr = OcrText.empty()
-        if self.ocr_enabled and self.stages.reader is not None:
-            with _timed(timings, "ocr"):
-                ocr = self.stages.reader.read(crop)
-        named = _region_images(image, crop, mask, box, regions)
-        with _timed(timings, "embed"):
-            vectors, tags = self.stages.embedder.embed(list(named.values()))
+        reading: Future[OcrText] | None = None
+        if self.ocr_enabled and self.stages.reader is not None and self.parallel_ocr:
+            reading = self._ocr_pool().submit(self._read, crop, timings)
+        try:
+            mask = None if teacher_masks and self.detector_masks_differ() else box.mask
+            if mask is None and self.background_enabled and self.stages.remover is not None:
+                with _timed(timings, "background"):
+                    mask = self.stages.remover.remove(crop)
+            with _timed(timings, "colour"):
+                palette = self.stages.colours.extract(crop, mask)
+            named = _region_images(image, crop, mask, box, regions)
+            with _timed(timings, "embed"):
+                vectors, tags = self.stages.embedder.embed(list(named.values()))
+        finally:
+            if reading is not None:  # never leave a read running behind an error
+                ocr = reading.result()
+        if reading is None:
+            ocr = self._read(crop, timings) if self.ocr_enabled and self.stages.reader is not None else OcrText.empty()
+        local = None
+        if self.stages.geometry is not None:
+            with _timed(timings, "keypoints"):
+                local = self.stages.geometry.features(crop)
         by_region, obj_tags = regions_and_tags(list(named), vectors, tags)
         coverage = mask.coverage() if mask is not None else 0.0
-        return ObjectFeatures(box, by_region, palette, ocr, obj_tags, coverage)
+        return ObjectFeatures(box, by_region, palette, ocr, obj_tags, coverage, local)
+
+    def _read(self, crop: np.ndarray, timings: dict) -> OcrText:
+        assert self.stages.reader is not None
+        with _timed(timings, "ocr"):
+            return self.stages.reader.read(crop)
+
+    def _ocr_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=OCR_THREADS, thread_name_prefix="skulens-ocr")
+            return self._pool
+
+
+def main_first(boxes: list[Box], width: int, height: int, rule: str) -> list[Box]:
+    """``boxes`` with the main object's first (the rest keep their order).  ``confidence``: the
+    detector's most confident (its first); ``evidence``: the largest ``score x sqrt(area share)``,
+    so a large carton the detector is less sure of beats a confident sliver of shelf (on the grocery
+    train photos, no worse than confidence alone; docs/evaluation.md)."""
+    if rule == "confidence" or len(boxes) < 2:
+        return boxes
+    if rule != "evidence":
+        raise ValueError(f"expected main_object 'evidence' or 'confidence', got {rule!r}")
+    area = float(width * height)
+    best = max(range(len(boxes)), key=lambda i: boxes[i].score * math.sqrt(boxes[i].area / area))
+    return [boxes[best], *boxes[:best], *boxes[best + 1:]]
 
 
 def region_images(image: np.ndarray, box: Box, mask: Mask | None, regions: tuple[str, ...]) -> dict[str, np.ndarray]:

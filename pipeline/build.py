@@ -104,6 +104,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
     from detectors.yolo import YoloDetector
     from features.colour_kmeans import KMeansColourExtractor
     from features.keypoints_orb import OrbVerifier
+    from features.keypoints_sift import SiftVerifier
     from features.perceptual_hash import PerceptualHasher
 
     if remover is None:
@@ -130,6 +131,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
         reader=make_reader(settings) if settings.ocr.enabled else None,
         hasher=PerceptualHasher(),
         verifier=OrbVerifier(settings.dedup.keypoints),
+        geometry=SiftVerifier(settings.verify) if settings.verify.enabled else None,
     )
 
 

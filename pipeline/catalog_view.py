@@ -23,7 +23,7 @@ class LiveView:
     def __init__(self, store: CatalogStore, index: VectorIndex, text_scale: float) -> None:
         self.store = store
         self.text_scale = text_scale
-        self.view = CatalogView(index=index, fts=store.fts_search)
+        self.view = CatalogView(index=index, fts=store.fts_search, local_features=store.local_features)
         self._df: Counter[str] = Counter()  # how many products each word appears in
         self._load()
 

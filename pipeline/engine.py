@@ -62,8 +62,11 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
     # which embedder weights, runtime and input size are in the embedder's name (float runtimes give the
     # same vectors)
     embedder = " ".join(f"{k}={v!r}" for k, v in s.embedder if k not in ("weights", "runtime", "input_size"))
-    return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, s.ocr, embedder, *parts,
-                       *([weights] if weights else []))
+    ocr = " ".join(f"{k}={v!r}" for k, v in s.ocr if k != "parallel")  # how, not what, it reads
+    # keypoints: only what shapes them (the rest is how candidates are checked, at search time)
+    local = [f"keypoints={s.verify.side}x{s.verify.features}"] if stages.geometry is not None else []
+    return fingerprint(stages.embedder.name, s.detector, s.background, s.colour, ocr, embedder, *parts,
+                       *([weights] if weights else []), *local)
 
 
 class Engine:
@@ -78,8 +81,10 @@ class Engine:
         self.store = CatalogStore(self.data / "catalog.sqlite3")
         self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"
-        self.analyzer = Analyzer(stages, settings.ocr.enabled, settings.background.enabled)
-        self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight)
+        self.analyzer = Analyzer(stages, settings.ocr.enabled, settings.background.enabled, settings.ocr.parallel,
+                                 settings.detector.main_object)
+        self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight, stages.geometry,
+                                   settings.verify.top_k)
         self._lock = threading.RLock()
         self._dirty = False
         if not reembedding:
@@ -200,7 +205,7 @@ class Engine:
         obj = analysis.objects[0]
         rel = self._store_file(sha, data)
         return NewImage(rel, sha, analysis.width, analysis.height, obj.palette, obj.ocr, obj.tags,
-                        tuple(analysis.boxes), obj.vectors)
+                        tuple(analysis.boxes), obj.vectors, obj.local)
 
     def _store_file(self, sha: str, data: bytes) -> str:
         from PIL import Image
@@ -215,13 +220,14 @@ class Engine:
             tmp.replace(path)
         return rel
 
-    def replace_embeddings(self, rows: list) -> None:
+    def replace_embeddings(self, rows: list, keypoints: dict | None = None) -> None:
         """Store every image's new vectors and tags (``(image id, {region: vector}, Tags)``, from
-        :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and rebuild the index."""
+        :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and its new keypoints
+        (``{image id: LocalFeatures}``), and rebuild the index."""
         emb = self.stages.embedder
         with self._lock:
             self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", embedder_reference(emb, self.data),
-                                          json.dumps(regions_record(self.settings.fusion)))
+                                          json.dumps(regions_record(self.settings.fusion)), keypoints)
             ids, vecs, _ = self.store.vectors(emb.dim)
             index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
             index.save(self.index_path, self.store.generation())

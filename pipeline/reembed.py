@@ -1,7 +1,7 @@
 """Re-embed a catalogue with another embedder (``skulens reindex``), keeping everything else.
 
-Boxes, colours and OCR words stay as they were analysed; only the vectors and the visual tags
-are made again, from the stored image files and main boxes, in batches.  The new vectors
+Boxes, colours and OCR words stay as they were analysed; only the vectors, the visual tags and
+the keypoints (of the verify signal) are made again, from the stored image files and main boxes, in batches.  The new vectors
 replace the old ones in one transaction, with the embedder that made them, and the FAISS index
 is rebuilt from them: a failure half-way leaves the catalogue as it was.
 """
@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.types import Box, Tags
+from core.types import Box, LocalFeatures, Tags
 from pipeline.analysis import catalogue_regions, region_images, regions_and_tags
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
     packshots = engine.settings.fusion.packshot_centre_views
     embedder = engine.stages.embedder
     remover = engine.stages.remover if "masked" in regions else None
+    geometry = engine.stages.geometry  # keypoints are made anew too: a catalogue indexed before had none
+    keypoints: dict[int, LocalFeatures] = {}
     t0 = time.perf_counter()
     with engine.write_lock():
         images = engine.store.images()
@@ -47,6 +49,9 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
                 pixels = engine.decode((engine.data / im.file).read_bytes(), im.file)
                 h, w = pixels.shape[:2]
                 box = main_box(w, h, im.boxes)
+                if geometry is not None:
+                    x1, y1, x2, y2 = box.as_int()
+                    keypoints[im.id] = geometry.features(np.ascontiguousarray(pixels[y1:y2, x1:x2]))
                 mask = None
                 if remover is not None:
                     x1, y1, x2, y2 = box.as_int()
@@ -61,7 +66,7 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
                 at += n
             if progress is not None:
                 progress("reindex", len(rows), len(images))
-        engine.replace_embeddings(rows)
+        engine.replace_embeddings(rows, keypoints)
     seconds = time.perf_counter() - t0
     summary = {"images": len(rows), "vectors": sum(len(r[1]) for r in rows), "embedder": embedder.name,
                "seconds": round(seconds, 1), "images_per_s": round(len(rows) / seconds, 2) if seconds else None}

@@ -2,7 +2,7 @@
 
 Tables: ``products``; ``images`` (file, content hash, palette, OCR words, tags, boxes);
 ``vectors`` (one embedding per image region, the source of truth the FAISS index is built
-from); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
+from); ``keypoints`` (the main box's SIFT features per image, for the verify signal); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
 colour words of the images' palettes);
 ``features`` (per-image analysis cached by content hash, :mod:`pipeline.database`); ``meta`` (schema
 version, embedder, tuned weights (:mod:`pipeline.tuned`), and a generation number bumped by every write
@@ -25,7 +25,7 @@ import numpy as np
 
 from core.catalog import NewImage, Product, StoredImage, WriteResult
 from core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
-from core.types import OcrText, Palette, Tags
+from core.types import LocalFeatures, OcrText, Palette, Tags
 from pipeline.database import FeatureTable
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS vectors (
     region TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS vectors_image ON vectors(image_id);
 CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS keypoints (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, data BLOB NOT NULL);
 """
 _FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
     title, brand, category, tags, description, ocr, colours, tokenize = 'unicode61 remove_diacritics 2')"""
@@ -108,6 +110,11 @@ class CatalogStore(FeatureTable):
 
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    def local_features(self, image_id: int) -> LocalFeatures | None:
+        """The SIFT features stored for an image (None for one indexed without them)."""
+        row = self._read().execute("SELECT data FROM keypoints WHERE image_id = ?", (image_id,)).fetchone()
+        return None if row is None else LocalFeatures.from_bytes(row[0])
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -170,6 +177,8 @@ class CatalogStore(FeatureTable):
              json.dumps(im.ocr.to_json()), json.dumps(im.tags.to_json()),
              json.dumps([b.to_list() for b in im.boxes]), now))
         iid = int(cur.lastrowid or 0)  # an INSERT always sets it
+        if im.local is not None:
+            conn.execute("INSERT INTO keypoints(image_id, data) VALUES (?, ?)", (iid, im.local.to_bytes()))
         vids = []
         for region, vec in im.vectors.items():
             blob = np.ascontiguousarray(vec, np.float32).tobytes()
@@ -214,10 +223,10 @@ class CatalogStore(FeatureTable):
         return removed
 
     def replace_embeddings(self, images: list[tuple[int, dict[str, np.ndarray], Tags]], embedder: str,
-                           weights: str, regions: str) -> None:
-        """Every image's vectors and visual tags anew, and the embedder and regions (JSON, see
-        :func:`pipeline.compat.regions_record`) that made them (``skulens reindex``), in one transaction:
-        a failure leaves the catalogue as it was."""
+                           weights: str, regions: str, keypoints: dict[int, LocalFeatures] | None = None) -> None:
+        """Every image's vectors and visual tags anew (and ``keypoints``, by image id, when given), and
+        the embedder and regions (JSON, see :func:`pipeline.compat.regions_record`) that made them
+        (``skulens reindex``), in one transaction: a failure leaves the catalogue as it was."""
         with self._write() as conn:
             known = {r[0] for r in conn.execute("SELECT id FROM images")}
             if known != {iid for iid, _, _ in images}:
@@ -228,6 +237,9 @@ class CatalogStore(FeatureTable):
                 for region, vec in vectors.items():
                     conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
                                  (image_id, region, np.ascontiguousarray(vec, np.float32).tobytes()))
+            for image_id, local in (keypoints or {}).items():
+                conn.execute("INSERT OR REPLACE INTO keypoints(image_id, data) VALUES (?, ?)",
+                             (image_id, local.to_bytes()))
             for key, value in ((EMBEDDER_KEY, embedder), (EMBEDDER_WEIGHTS_KEY, weights),
                                (INDEX_REGIONS_KEY, regions)):
                 conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))

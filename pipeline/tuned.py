@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from core.naming import float_model_name
+from core.types import SIGNALS
 from pipeline.store import CatalogStore
 
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
@@ -35,4 +36,9 @@ def tuned_weights(store: CatalogStore, embedder_name: str | None, photos: bool =
     """The record ``skulens tune`` saved for ranking ``embedder_name``'s vectors (see :func:`tuned_keys`);
     ``photos``: for a gallery that holds shop photos besides the catalogue pictures (G2's)."""
     raw = next(filter(None, map(store.get_meta, tuned_keys(embedder_name, photos))), None)
-    return json.loads(raw) if raw else None
+    if not raw:
+        return None
+    record = json.loads(raw)
+    # weights tuned before a signal existed give it none (as they were measured)
+    record["weights"] = {s: float(record["weights"].get(s, 0.0)) for s in SIGNALS}
+    return record

@@ -201,7 +201,7 @@ def reindex(
 ) -> None:
     """Re-embed the catalogue with another embedder, at another input size (`--input-size`), or in the
     catalogue regions the settings now name (`SKULENS_FUSION__INDEX_REGIONS`); boxes, colours and
-    words are kept; one transaction. Searches then follow the catalogue's embedder and size. At a new
+    words are kept, the keypoints of the verify signal made anew; one transaction. Searches then follow the catalogue's embedder and size. At a new
     input size, the ONNX forms the embedder has at the size it was trained at (260 px unless `embedder
     train --input-size` said otherwise) are made for it first (the int8 one calibrated on the
     catalogue's images)."""

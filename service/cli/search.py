@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from core.types import SIGNALS
 from service.cli import common
 from service.cli.common import err, out
 
@@ -22,7 +23,7 @@ def search(
     text: Annotated[Optional[str], typer.Option("--text", help="typed words to match too")] = None,
     k: Annotated[int, typer.Option("--k", min=1, max=1000, help="number of SKUs")] = 10,
     all_objects: Annotated[bool, typer.Option("--all-objects", help="one result group per detected object")] = False,
-    weights: Annotated[Optional[str], typer.Option(help="e.g. embedding=0.7,colour=0.1,tags=0.1,text=0.1")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="e.g. embedding=0.6,text=0.2,verify=0.2 (signals left out keep their defaults)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object (a list with --all-objects)")] = False,
 ) -> None:
     """Search the catalogue by photo and/or text."""
@@ -52,11 +53,11 @@ def _print_group(group: dict, index: int | None) -> None:
     tags = ", ".join(t["label"] for t in q.get("tags", [])[:3]) or "-"
     out.print(f"[bold]{head}[/bold]  words: {words}  tags: {tags}  colours: {' '.join(q.get('palette', {}).get('hex', []))}",
               highlight=False)
-    table = Table("#", "sku", "score", "embedding", "colour", "tags", "text", "title")
+    table = Table("#", "sku", "score", *SIGNALS, "title")
     for rank, r in enumerate(group["results"], 1):
         s = r["signals"]
-        table.add_row(str(rank), r["sku"], f"{r['score']:.3f}", f"{s['embedding']:.3f}", f"{s['colour']:.3f}",
-                      f"{s['tags']:.3f}", f"{s['text']:.3f}", r["title"][:40])
+        table.add_row(str(rank), r["sku"], f"{r['score']:.3f}", *(f"{s.get(n, 0.0):.3f}" for n in SIGNALS),
+                      r["title"][:40])
     out.print(table)
     t = q.get("timings_ms", {})
     out.print("timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()), highlight=False)

@@ -1,7 +1,7 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SIGNALS = ["embedding", "colour", "tags", "text"];
+  const SIGNALS = ["embedding", "colour", "tags", "text", "verify"];
 
   function renderResults(group) {
     const grid = $("results");

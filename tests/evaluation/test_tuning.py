@@ -10,7 +10,7 @@ from evaluation.tuning import objective, ranks_for_grid, simplex_grid, tune_weig
 
 def test_simplex_grid_sums_to_one():
     grid = simplex_grid(0.25)
-    assert grid.shape == (35, 4)  # C(4 + 3, 3)
+    assert grid.shape == (70, 5)  # C(5 + 3, 4): five signals
     assert np.allclose(grid.sum(axis=1), 1.0) and (grid >= 0).all()
     with pytest.raises(ValueError):
         simplex_grid(0.3)
@@ -36,7 +36,7 @@ def test_tune_finds_the_informative_signal():
     rng = np.random.default_rng(0)
     signals, relevant = [], []
     for _ in range(50):
-        m = rng.uniform(0, 1, size=(10, 4))
+        m = rng.uniform(0, 1, size=(10, 5))
         r = int(rng.integers(10))
         m[r, 3] = 1.0  # text always finds it; the other signals are noise
         signals.append(m)
@@ -46,3 +46,5 @@ def test_tune_finds_the_informative_signal():
     assert fit["recall@1"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         tune_weights(signals, [None] * 50)
+    held, _ = tune_weights(signals, relevant, step=0.1, without=("text",))
+    assert held["text"] == 0.0 and sum(held.values()) == pytest.approx(1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from core.errors import InvalidInputError
 from core.results import Candidate
 from core.settings import IndexSettings
-from core.types import SIGNALS, Box, ObjectFeatures, OcrText, Palette, Tags
+from core.types import SIGNALS, Box, LocalFeatures, ObjectFeatures, OcrText, Palette, Tags
 from fusion.faiss_index import FaissIndex
 from fusion.ranker import (
     CatalogView,
@@ -23,6 +24,7 @@ from fusion.ranker import (
     parse_weights,
     query_tokens,
     tag_similarity,
+    verify_top,
 )
 from fusion.text import TextScorer, tokenize
 
@@ -158,7 +160,8 @@ def test_rank_puts_the_identical_vector_first_and_fuses_a_weighted_mean() -> Non
     assert top.signals["colour"] == pytest.approx(1.0) and top.signals["tags"] == pytest.approx(1.0)
     for m in matches:
         assert set(m.signals) == set(SIGNALS) and all(0.0 <= v <= 1.0 for v in m.signals.values())
-        expected = sum(weights[s] * m.signals[s] for s in SIGNALS) / sum(weights.values())
+        expected = sum(weights.get(s, 0.0) * m.signals[s] for s in SIGNALS) / sum(weights.values())
+        assert m.signals["verify"] == 0.0  # no verifier: nothing checked
         assert m.score == pytest.approx(expected, abs=1e-3)
     two = _rank(view, _query({"full": _unit((0, 1))}), k=2)
     assert len(two) == 2 and two[0].sku == "red-mug"
@@ -275,7 +278,7 @@ WEIGHTS = st.fixed_dictionaries({s: st.floats(0, 5) for s in SIGNALS}).filter(la
 
 
 @settings(max_examples=200, deadline=None)
-@given(KNOBS, st.sampled_from(SIGNALS), st.floats(0, 1), WEIGHTS)
+@given(KNOBS, st.sampled_from(("embedding", "colour", "tags", "text")), st.floats(0, 1), WEIGHTS)
 def test_fused_score_is_monotone_in_each_signal(base: dict, signal: str, step: float, weights: dict) -> None:
     raised = dict(base)
     if signal == "embedding":
@@ -294,3 +297,59 @@ def test_fused_score_is_monotone_in_each_signal(base: dict, signal: str, step: f
     assert all(b.signals[s] == a.signals[s] for s in SIGNALS if s != signal)
     assert b.score >= a.score - 1e-6  # float32 tag scores may wobble by an ulp
     assert 0.0 <= a.score <= 1.0 and 0.0 <= b.score <= 1.0 and not math.isnan(a.score)
+
+
+# -- the verify signal ---------------------------------------------------------------------------------------------
+
+class CountingVerifier:
+    """Inliers = the candidate's number of keypoints (a fake: the real one is tested on real photos)."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.checked: list[int] = []
+
+    def features(self, image):  # pragma: no cover - not used here
+        raise AssertionError
+
+    def inliers(self, query: LocalFeatures, candidate: LocalFeatures) -> int:
+        self.checked.append(len(candidate))
+        return len(candidate)
+
+    def score(self, inliers: int) -> float:
+        return min(1.0, inliers / 40)
+
+
+def _keypoints(n: int) -> LocalFeatures:
+    return LocalFeatures(np.zeros((n, 2), np.float32), np.zeros((n, 128), np.uint8))
+
+
+def test_verify_top_checks_only_the_best_rows_by_the_other_signals() -> None:
+    m = np.array([[0.9, 0, 0, 0, 0.7], [0.5, 0, 0, 0, 0], [0.8, 0, 0, 0, 0]])
+    asked: list[int] = []
+    out = verify_top(m, {"embedding": 1.0, "verify": 1.0}, 2, lambda row: asked.append(row) or 0.5)
+    assert asked == [0, 2] and out[:, 4].tolist() == [0.5, 0.0, 0.5]  # a stale column is cleared
+    assert verify_top(m, {"embedding": 1.0, "verify": 0.0}, 2, lambda row: 1 / 0)[:, 4].tolist() == [0, 0, 0]
+    assert m[0, 4] == 0.7  # the input is left alone
+
+
+def test_rank_verifies_the_top_candidates_and_explains_it() -> None:
+    view = _view()
+    counts = {1: 40, 2: 20, 3: 8, 5: 10}  # image id -> the candidate picture's keypoints (4: none stored)
+    view.local_features = lambda image_id: _keypoints(counts[image_id]) if image_id in counts else None
+    verifier = CountingVerifier()
+    ranker = FusionRanker(colour_scale=20.0, merchant_tag_weight=0.5, verifier=verifier, verify_top_k=2)
+    query = dataclasses.replace(_query({"full": _unit((0, 2))}), local=_keypoints(50))
+    tokens = query_tokens((), (), None)
+    weights = {**DEFAULTS, "verify": 1.0}
+    matches = ranker.rank(view, query, tokens, gather_candidates(view, query, tokens, 10, 10), weights, 10)
+    assert len(verifier.checked) == 2  # the two best by the other signals, no more
+    checked = [m for m in matches if m.signals["verify"] > 0]
+    assert matches[0].sku == "red-mug" and matches[0].signals["verify"] == 1.0  # 40 inliers: full score
+    assert len(checked) == 2 and all(m.signals["verify"] == pytest.approx(counts[m.image_id] / 40) for m in checked)
+    verifier.checked.clear()
+    ranker.rank(view, query, tokens, gather_candidates(view, query, tokens, 10, 10), DEFAULTS, 10)
+    assert verifier.checked == []  # no weight, no work
+    bare = dataclasses.replace(query, local=None)
+    ranker.rank(view, bare, tokens, gather_candidates(view, bare, tokens, 10, 10), weights, 10)
+    assert verifier.checked == []  # a query without keypoints is not checked

@@ -9,7 +9,7 @@ from core.results import Analysis
 from core.settings import ColourSettings
 from core.types import Box, Mask, OcrText, Tags
 from features.colour_kmeans import KMeansColourExtractor
-from pipeline.analysis import Analyzer, Stages, catalogue_regions, is_packshot
+from pipeline.analysis import Analyzer, Stages, catalogue_regions, is_packshot, main_first
 
 H, W = 60, 80
 
@@ -233,3 +233,66 @@ def test_packshots_are_told_from_photos_by_their_plain_border() -> None:
     assert catalogue_regions(shelf, regions, False) == regions
     assert catalogue_regions(packshot, regions, True) == regions
     assert catalogue_regions(packshot, ("full", "crop"), False) == ("full", "crop")
+
+
+class SlowReader:
+    """Reads in a thread of its own: records which thread, and can fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.threads: list[str] = []
+
+    def warmup(self) -> None:
+        pass
+
+    def read(self, image: np.ndarray) -> OcrText:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("reader broke")
+        return OcrText(("ARLA",), [0.9])
+
+
+def test_parallel_ocr_reads_beside_the_embedder_with_the_same_result() -> None:
+    import threading
+
+    reader = SlowReader()
+    stages = Stages(FakeEmbedder(), KMeansColourExtractor(ColourSettings(k=3)), FakeDetector([RED]), FakeRemover(),
+                    reader)
+    serial = Analyzer(stages).analyse(picture(), ("full", "crop"))
+    parallel = Analyzer(stages, parallel_ocr=True).analyse(picture(), ("full", "crop"))
+    assert reader.threads[0] == threading.current_thread().name and reader.threads[1].startswith("skulens-ocr")
+    assert parallel.objects[0].ocr.tokens == serial.objects[0].ocr.tokens == ("ARLA",)
+    assert set(parallel.timings) == set(serial.timings) >= {"ocr", "embed"}
+    for region in ("full", "crop"):
+        assert np.array_equal(parallel.objects[0].vectors[region], serial.objects[0].vectors[region])
+
+
+def test_parallel_ocr_error_reaches_the_caller() -> None:
+    stages = Stages(FakeEmbedder(), KMeansColourExtractor(ColourSettings(k=3)), FakeDetector([RED]), None,
+                    SlowReader(fail=True))
+    with pytest.raises(RuntimeError, match="reader broke"):
+        Analyzer(stages, parallel_ocr=True).analyse(picture(), ("crop",))
+
+
+SLIVER = Box(0, 0, 80, 6, 0.9, "object")  # a confident strip of shelf edge
+CARTON = Box(20, 8, 60, 58, 0.6, "object")  # the large product the shopper framed
+
+
+def test_main_object_by_evidence_beats_a_confident_sliver() -> None:
+    assert main_first([SLIVER, CARTON], W, H, "confidence") == [SLIVER, CARTON]
+    assert main_first([SLIVER, CARTON], W, H, "evidence") == [CARTON, SLIVER]  # 0.6*sqrt(.42) > 0.9*sqrt(.1)
+    small_doubt = Box(20, 8, 60, 58, 0.1, "object")
+    assert main_first([SLIVER, small_doubt], W, H, "evidence")[0] == SLIVER  # size alone does not win
+    assert main_first([], W, H, "evidence") == [] and main_first([CARTON], W, H, "evidence") == [CARTON]
+    with pytest.raises(ValueError, match="main_object"):
+        main_first([SLIVER, CARTON], W, H, "biggest")
+
+
+def test_the_main_object_is_analysed_and_listed_first() -> None:
+    analyzer, _, _ = make([SLIVER, CARTON], main_object="evidence")
+    result = analyzer.analyse(picture(), ("crop",))
+    assert result.boxes == [CARTON, SLIVER] and result.objects[0].box == CARTON
+    analyzer, _, _ = make([SLIVER, CARTON])
+    assert analyzer.analyse(picture(), ("crop",)).objects[0].box == SLIVER

@@ -116,7 +116,7 @@ def test_the_feature_cache_key_follows_the_embedder_name_not_its_runtime():
     def key(name: str, **embedder) -> str:
         settings = Settings()
         settings = settings.model_copy(update={"embedder": settings.embedder.model_copy(update=embedder)})
-        return pipeline_fingerprint(settings, SimpleNamespace(embedder=SimpleNamespace(name=name), detector=None))
+        return pipeline_fingerprint(settings, SimpleNamespace(embedder=SimpleNamespace(name=name), detector=None, geometry=None))
 
     base = key("efficientnet-lite2-imagenet")
     assert key("efficientnet-lite2-imagenet", runtime="onnx") == base  # float runtimes: the same vectors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -12,7 +13,7 @@ import pytest
 
 from core.catalog import NewImage, Product
 from core.errors import InvalidInputError, NotFoundError, StorageError
-from core.types import OcrText, Palette, Tags
+from core.types import SIGNALS, LocalFeatures, OcrText, Palette, Tags
 from pipeline.store import SCHEMA_VERSION, CatalogStore
 
 DIM = 8
@@ -64,6 +65,21 @@ def test_write_product_round_trips_every_field(store):
         assert s.ocr.tokens == im.ocr.tokens and s.tags.labels == im.tags.labels
         np.testing.assert_allclose(s.ocr.confidences, im.ocr.confidences)
         np.testing.assert_allclose(s.tags.scores, im.tags.scores)
+
+
+def test_keypoints_are_stored_with_their_image_and_go_with_it(store):
+    rng = np.random.default_rng(3)
+    local = LocalFeatures(rng.uniform(0, 300, (20, 2)).astype(np.float32), rng.integers(0, 255, (20, 128), np.uint8))
+    with_kp = dataclasses.replace(image("a"), local=local)
+    first = store.write_product(SHOE, [with_kp, image("b")], replace_images=True)
+    a, b = first.image_ids
+    got = store.local_features(a)
+    assert got is not None and np.array_equal(got.descriptors, local.descriptors)
+    np.testing.assert_allclose(got.points, local.points, atol=0.25)  # kept as float16
+    assert store.local_features(b) is None  # an image indexed without keypoints
+    store.write_product(SHOE, [image("b")], replace_images=True)
+    assert store.local_features(a) is None  # deleted with its image
+    assert store.local_features(999) is None
 
 
 def test_replace_images_keeps_unchanged_removes_others_adds_new(store):
@@ -276,6 +292,12 @@ def test_schema_1_is_upgraded_with_colour_words_in_the_text_index(tmp_path):
     store.close()
 
 
+def _given(record: dict) -> dict[str, float]:
+    """The weights a tuned record gives (those it leaves out weigh 0: they are filled in as such)."""
+    assert set(record["weights"]) == set(SIGNALS)
+    return {s: w for s, w in record["weights"].items() if w}
+
+
 def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_ones(store):
     import json
 
@@ -283,13 +305,13 @@ def test_tuned_weights_follow_the_embedder_then_its_float_model_then_the_plain_o
 
     assert tuned_weights(store, "ft-v3") is None
     store.set_meta(tuned_key(None), json.dumps({"weights": {"embedding": 1.0}}))
-    assert tuned_weights(store, "ft-v3")["weights"] == {"embedding": 1.0}  # nothing of its own: the plain ones
+    assert _given(tuned_weights(store, "ft-v3")) == {"embedding": 1.0}  # nothing of its own: the plain ones
     store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
-    assert tuned_weights(store, "ft-v3")["weights"] == {"embedding": 0.9, "text": 0.1}
-    assert tuned_weights(store, "ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # its float model's
-    assert tuned_weights(store, "ft-v3-int8-0a1b2c3d")["weights"] == {"embedding": 0.9, "text": 0.1}
-    assert tuned_weights(store, "ft-v2-int8")["weights"] == {"embedding": 1.0}
-    assert tuned_weights(store, None)["weights"] == {"embedding": 1.0}
+    assert _given(tuned_weights(store, "ft-v3")) == {"embedding": 0.9, "text": 0.1}
+    assert _given(tuned_weights(store, "ft-v3-int8")) == {"embedding": 0.9, "text": 0.1}  # its float model's
+    assert _given(tuned_weights(store, "ft-v3-int8-0a1b2c3d")) == {"embedding": 0.9, "text": 0.1}
+    assert _given(tuned_weights(store, "ft-v2-int8")) == {"embedding": 1.0}
+    assert _given(tuned_weights(store, None)) == {"embedding": 1.0}
 
 
 def test_weights_tuned_with_shop_photos_come_first_for_a_gallery_with_photos(store):
@@ -300,8 +322,8 @@ def test_weights_tuned_with_shop_photos_come_first_for_a_gallery_with_photos(sto
     store.set_meta(tuned_key("ft-v3"), json.dumps({"weights": {"embedding": 0.9, "text": 0.1}}))
     store.set_meta(tuned_key(None, photos=True), json.dumps({"weights": {"embedding": 1.0}}))
     # an embedder's own catalogue-only weights beat ImageNet's weights learnt with photos
-    assert tuned_weights(store, "ft-v3", photos=True)["weights"] == {"embedding": 0.9, "text": 0.1}
+    assert _given(tuned_weights(store, "ft-v3", photos=True)) == {"embedding": 0.9, "text": 0.1}
     store.set_meta(tuned_key("ft-v3", photos=True), json.dumps({"weights": {"embedding": 0.8, "colour": 0.2}}))
-    assert tuned_weights(store, "ft-v3-int8", photos=True)["weights"] == {"embedding": 0.8, "colour": 0.2}
-    assert tuned_weights(store, "ft-v3-int8")["weights"] == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
-    assert tuned_weights(store, None) is None and tuned_weights(store, None, photos=True)["weights"] == {"embedding": 1.0}
+    assert _given(tuned_weights(store, "ft-v3-int8", photos=True)) == {"embedding": 0.8, "colour": 0.2}
+    assert _given(tuned_weights(store, "ft-v3-int8")) == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
+    assert tuned_weights(store, None) is None and _given(tuned_weights(store, None, photos=True)) == {"embedding": 1.0}
