@@ -82,8 +82,9 @@ class OcrSettings(BaseModel):
                                                          "tallest first")
     angle_classifier: bool = Field(False, description="rapidocr: turn upside-down lines with PP-OCR's angle "
                                                       "classifier before reading them")
-    parallel: bool = Field(True, description="read text in a thread of its own while the object is masked, "
-                                             "coloured and embedded")
+    parallel: bool = Field(False, description="read text in a thread of its own while the object is masked, "
+                                              "coloured and embedded (pays with cores to spare; on 2 cores the "
+                                              "stages slow each other down more than they overlap)")
     languages: str = Field("eng", description="tesseract: its languages, e.g. 'eng+swe'")
     max_side: int = Field(1600, description="tesseract: images are scaled down to this longest side first")
     upscale_to: int = Field(1000, description="tesseract: small images are scaled up to this longest side first")
@@ -126,11 +127,11 @@ class Weights(BaseModel):
     queries, ImageNet embedder, 2026-12-06; docs/evaluation.md): a catalogue without weights of its own
     ranks with them."""
 
-    embedding: float = Field(0.70, ge=0)
-    colour: float = Field(0.05, ge=0)
+    embedding: float = Field(0.60, ge=0)
+    colour: float = Field(0.15, ge=0)
     tags: float = Field(0.0, ge=0)
-    text: float = Field(0.05, ge=0)
-    verify: float = Field(0.20, ge=0)
+    text: float = Field(0.10, ge=0)
+    verify: float = Field(0.15, ge=0)
 
     @field_validator("verify")
     @classmethod

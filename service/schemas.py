@@ -54,6 +54,8 @@ class Signals(BaseModel):
     colour: float
     tags: float
     text: float
+    verify: float = Field(description="geometric verification: keypoints of the photo's object that the SKU's "
+                                      "picture explains; 0 for candidates not among the few checked")
 
 
 class MatchOut(BaseModel):

@@ -254,8 +254,8 @@ def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engin
     from pipeline.tuned import tuned_key
 
     name = real_stages.embedder.name
-    catalogue_weights = {"embedding": 0.6, "colour": 0.4, "tags": 0.0, "text": 0.0}
-    photo_weights = {"embedding": 1.0, "colour": 0.0, "tags": 0.0, "text": 0.0}
+    catalogue_weights = {"embedding": 0.6, "colour": 0.4, "tags": 0.0, "text": 0.0, "verify": 0.0}
+    photo_weights = {"embedding": 1.0, "colour": 0.0, "tags": 0.0, "text": 0.0, "verify": 0.0}
     engine.store.set_meta(tuned_key(name), json.dumps({"weights": catalogue_weights}))
     engine.store.set_meta(tuned_key(name, photos=True), json.dumps({"weights": photo_weights, "sku_images": 3}))
     engine.close()

@@ -60,7 +60,7 @@ def test_search_json_has_query_analysis_and_all_signals(indexed, tmp_path):
     assert {"detect", "colour", "ocr", "embed", "rank"} <= set(q["timings_ms"])
     assert doc["results"][0]["sku"] == "RED-APPLE"
     for r in doc["results"]:
-        assert set(r["signals"]) == {"embedding", "colour", "tags", "text"}
+        assert set(r["signals"]) == {"embedding", "colour", "tags", "text", "verify"}
         assert Path(r["image"]).is_file()
 
 

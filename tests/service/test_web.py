@@ -87,8 +87,8 @@ def test_shopper_uploads_a_photo_and_sees_explained_results(server, page, tmp_pa
     page.wait_for_selector(".card", timeout=120_000)
     first = page.locator(".card").first
     assert first.get_attribute("data-sku") == "OATLY-OAT"
-    assert first.locator(".signals dt").all_inner_texts() == ["embedding", "colour", "tags", "text"]
-    assert first.locator(".bar").count() == 4
+    assert first.locator(".signals dt").all_inner_texts() == ["embedding", "colour", "tags", "text", "verify"]
+    assert first.locator(".bar").count() == 5
     assert page.locator("#boxes .box").count() >= 1
     page.wait_for_function("document.querySelector('.card img').naturalWidth > 0", timeout=30_000)
     with page.expect_response(lambda r: r.url.endswith("/v1/search")) as searched:
