@@ -13,7 +13,7 @@ CATALOG ?= ../shared/datasets/grocery/catalog
 
 setup: system venv models
 
-# Debian packages: Tesseract OCR (the pipeline's one system dependency) and Chromium (the
+# Debian packages: Tesseract OCR (the second OCR engine, `SKULENS_OCR__ENGINE=tesseract`) and Chromium (the
 # headless browser the web-page tests drive; the service itself does not need it).
 system:
 	@missing=""; \
