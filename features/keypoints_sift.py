@@ -5,20 +5,17 @@ the printed details of the shopper's carton (the flavour's name, its fruit, the 
 line up with only one catalogue picture under a single perspective transform.  SIFT keypoints
 (scale- and rotation-invariant, unlike the ORB ones near-duplicates use: a shelf photo and a
 packshot differ in scale and viewpoint) are matched by Lowe's ratio test and a homography is
-fitted by RANSAC (OpenCV's USAC); the inliers are the evidence.  Catalogue images' features are computed once, at
-index time, and kept in the catalogue (:meth:`core.types.LocalFeatures.to_bytes`).
+fitted by RANSAC (OpenCV's USAC); the inliers are the evidence.  Catalogue images' features are
+computed once, at index time, and kept in the catalogue (:meth:`core.types.LocalFeatures.to_bytes`).
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 
 from core.settings import VerifySettings
 from core.types import LocalFeatures, check_image
 
-log = logging.getLogger(__name__)
 
 class SiftVerifier:
     """``features(image)`` once per image; ``inliers(query, candidate)`` per pair to check."""

@@ -112,10 +112,10 @@ class RapidOcrReader:
             "Global.text_score": 0.0,  # words are filtered by their own confidence below
             "Det.model_path": str(model_path(DETECTION_MODEL, cache)),
             "Det.limit_type": "max",
-            "Det.limit_side_len": max(self.settings.det_side, 32),
+            "Det.limit_side_len": self.settings.det_side,
             "Rec.model_path": str(model_path(RECOGNITION_MODEL, cache)),
             "Rec.rec_img_shape": [3, 48, _REC_WIDTH],
-            "Rec.rec_batch_num": max(self.settings.max_lines, 1),
+            "Rec.rec_batch_num": self.settings.max_lines,
         }
         if self.settings.angle_classifier:
             params["Cls.model_path"] = str(model_path(ANGLE_MODEL, cache))

@@ -102,7 +102,7 @@ class TextScorer:
 
     def matches(self, token: str) -> dict[str, float]:
         """Catalogue words ``token`` matches fuzzily (not itself), each with its IDF times the
-        words' similarity (:func:`word_similarity`)."""
+        words' similarity (rapidfuzz's ratio, or :func:`part_similarity` for prefixes and compounds)."""
         return dict(self._lookup(token)[1])
 
     # -- internals ---------------------------------------------------------------
