@@ -42,6 +42,9 @@ class DetectorSettings(BaseModel):
     confidence: float = 0.25
     iou: float = 0.5
     image_size: int | None = Field(None, ge=32, description="input size; default: the size the weights were trained at (else 640)")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="'auto': on a CPU, the weights' ONNX export in onnxruntime when `skulens models fetch` "
+        "made a current one, else torch; 'onnx' insists on the export")
     max_boxes: int = 10
     main_object: Literal["evidence", "confidence"] = Field(
         "evidence", description="which box is the shopper's product: 'evidence' ranks boxes by confidence x the "

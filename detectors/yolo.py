@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,20 @@ def _box_mask(full: np.ndarray, box: Box, width: int, height: int) -> Mask:
     return Mask(np.clip(np.asarray(part, np.float32), 0.0, 1.0))
 
 
+@contextmanager
+def quiet_ultralytics():
+    """Ultralytics logs its steps at INFO on its own handler (an export step by step, the ONNX backend
+    it builds on the first prediction): warnings only."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
 class YoloDetector:
     def __init__(self, settings: DetectorSettings, models: ModelSettings) -> None:
         if settings.weights is None:
@@ -82,6 +97,7 @@ class YoloDetector:
         self._model = None
         self._device = "cpu"
         self._image_size = settings.image_size or 640
+        self._runtime: tuple[str, Path | None, dict] | None = None  # ("torch" | "onnx", export, its sidecar)
 
     @property
     def name(self) -> str:
@@ -92,7 +108,31 @@ class YoloDetector:
             st = path.stat()
         except OSError:
             return f"yolo:{path}"
-        return f"yolo:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        # onnxruntime's boxes differ from torch's by a pixel or so: features made by one are not the other's
+        runtime = ":onnx" if self.runtime == "onnx" else ""
+        return f"yolo:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}{runtime}"
+
+    @property
+    def runtime(self) -> str:
+        """'torch' or 'onnx': which one runs the weights (the setting, resolved once)."""
+        return self._resolve_runtime()[0]
+
+    def _resolve_runtime(self) -> tuple[str, Path | None, dict]:
+        if self._runtime is None:
+            path = Path(str(self.settings.weights)).expanduser()
+            wanted, found = self.settings.runtime, None
+            if wanted != "torch" and path.suffix == ".pt" and path.is_file():
+                from detectors.yolo_export import current_export
+
+                found = current_export(path, self.models, self.settings.image_size)
+                # on a GPU torch is the faster: 'auto' takes the export on a CPU only
+                if found is not None and wanted == "auto" and resolve_device(self.models.device) != "cpu":
+                    found = None
+            if wanted == "onnx" and found is None and path.suffix == ".pt":
+                raise ModelNotFoundError(f"no current ONNX export of {path.name} (detector.runtime=onnx): "
+                                         "run `skulens models fetch`")
+            self._runtime = ("onnx", found[0], found[1]) if found else ("torch", None, {})
+        return self._runtime
 
     @property
     def own_masks(self) -> bool:
@@ -111,14 +151,18 @@ class YoloDetector:
                     raise ModelNotFoundError(f"YOLO weights not found: {path}")
                 from ultralytics import YOLO
 
+                runtime, export, meta = self._resolve_runtime()
                 try:
-                    self._model = YOLO(str(path))
+                    if export is not None:  # ultralytics runs it in onnxruntime
+                        self._model = YOLO(str(export), task=meta.get("task"))
+                    else:
+                        self._model = YOLO(str(path))
                 except Exception as exc:  # ultralytics raises many kinds on a bad file
-                    raise SkulensError(f"cannot load YOLO weights {path}: {exc}") from exc
+                    raise SkulensError(f"cannot load YOLO weights {export or path}: {exc}") from exc
                 self._device = resolve_device(self.models.device)
-                trained = (getattr(self._model, "overrides", None) or {}).get("imgsz")
+                trained = meta.get("input_size") or (getattr(self._model, "overrides", None) or {}).get("imgsz")
                 self._image_size = self.settings.image_size or (trained if isinstance(trained, int) else 640)
-                log.info("loaded YOLO %s on %s", path.name, self._device)
+                log.info("loaded YOLO %s on %s (%s)", path.name, self._device, runtime)
         return self._model
 
     def detect(self, image: np.ndarray) -> list[Box]:
@@ -128,8 +172,9 @@ class YoloDetector:
 
         threads = torch.get_num_threads()
         # ultralytics expects BGR numpy arrays
-        results = model.predict(image[:, :, ::-1], imgsz=self._image_size, conf=self.settings.confidence,
-                                iou=self.settings.iou, device=self._device, verbose=False)
+        with quiet_ultralytics():  # its first call builds the predictor, and says so
+            results = model.predict(image[:, :, ::-1], imgsz=self._image_size, conf=self.settings.confidence,
+                                    iou=self.settings.iou, device=self._device, verbose=False)
         if torch.get_num_threads() != threads:
             # its first call on CPU sets torch to one thread fewer than the cores, process-wide,
             # which would slow every other stage (and itself); give the process its threads back

@@ -1,6 +1,7 @@
-"""The ONNX forms of an embedder, as the edges (the CLI) ask for them: where they live, whether they
-are current, and making them.  The work is :mod:`features.embed_export`'s; it is imported only when
-called, so importing this module loads no model runtime."""
+"""The ONNX forms of an embedder and of the detector, as the edges (the CLI) ask for them: where they
+live, whether they are current, and making them.  The work is :mod:`features.embed_export`'s and
+:mod:`detectors.yolo_export`'s; each is imported only when called, so importing this module loads
+no model runtime."""
 
 from __future__ import annotations
 
@@ -52,3 +53,17 @@ def export_for_size(trained: TrainedEmbedder | None, models: ModelSettings, runt
     from features.embed_export import export_for_size as export
 
     return export(trained, models, runtime, size, calibration)
+
+
+def detector_export(weights: Path, models: ModelSettings) -> Path:
+    """Where the ONNX form of the detector's ``weights`` lives (the model cache)."""
+    from detectors.yolo_export import onnx_path as path
+
+    return path(weights, models)
+
+
+def export_detector(weights: Path, models: ModelSettings, size: int | None = None) -> Path:
+    """Export the detector's ``weights`` to ONNX unless a current export is there; its path."""
+    from detectors.yolo_export import export_detector as export
+
+    return export(weights, models, size)

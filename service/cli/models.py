@@ -39,6 +39,24 @@ def models_fetch(
             exported = ensure_exported(None, settings.models, embedder_input_size(settings))
         if exported is not None:
             err.print(f"[green]ok[/green] {settings.embedder.model} (ONNX, exported here): {exported}")
+    detector = _detector_weights(settings)
+    if detector is not None:  # its ONNX form, which the default runtime ('auto') uses on a CPU
+        from pipeline.exports import export_detector
+
+        with err.status("exporting the detector to ONNX..."):
+            path = export_detector(detector, settings.models, settings.detector.image_size)
+        err.print(f"[green]ok[/green] detector {detector.name} (ONNX): {path}")
+
+
+def _detector_weights(settings) -> Path | None:
+    """The YOLO weights the settings run, when they are a .pt file an ONNX form can be made of."""
+    from pipeline.build import SHIPPED_DETECTOR
+
+    det = settings.detector
+    if det.backend not in ("auto", "yolo") or det.runtime == "torch":
+        return None
+    weights = Path(det.weights).expanduser() if det.weights else SHIPPED_DETECTOR
+    return weights if weights.suffix == ".pt" and weights.is_file() else None
 
 
 @app.command("list")
@@ -57,6 +75,13 @@ def models_list() -> None:
     table.add_row("efficientnet-lite2 (ONNX form, exported by `models fetch`; used when present)",
                   "yes" if onnx.is_file() else "no", "yes", "Apache-2.0", str(onnx))
 
+    detector = _detector_weights(common.settings())
+    if detector is not None:
+        from pipeline.exports import detector_export
+
+        export = detector_export(detector, common.settings().models)
+        table.add_row("product detector (ONNX form, exported by `models fetch`; used on a CPU when present)",
+                      "yes" if export.is_file() else "no", "yes", "AGPL-3.0", str(export))
     named = common.settings().detector.weights
     table.add_row("product detector (shipped, card: MODEL_CARD.md beside it)",
                   "yes" if SHIPPED_DETECTOR.is_file() else "no", "" if named else "yes",

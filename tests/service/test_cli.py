@@ -196,3 +196,4 @@ def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
 def test_models_list_names_the_product_detector(tmp_path):
     listed = skulens("models", "list", data=tmp_path / "data").stdout
     assert "product detector (shipped" in listed and "AGPL-3.0" in listed
+    assert "product detector (ONNX form" in listed  # the export `models fetch` makes of it
