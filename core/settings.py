@@ -79,7 +79,7 @@ class OcrSettings(BaseModel):
         "indexed with")
     min_confidence: float = Field(0.5, description="drop words read with less confidence than this")
     min_length: int = 2
-    det_side: int = Field(320, ge=32, le=2048, description="rapidocr: the object's region is scaled to this longest "
+    det_side: int = Field(480, ge=32, le=2048, description="rapidocr: the object's region is scaled to this longest "
                                                           "side to find text lines")
     max_lines: int = Field(12, ge=1, le=200, description="rapidocr: at most this many text lines are read, the "
                                                          "tallest first")
