@@ -8,6 +8,7 @@ Nothing here downloads: a missing file raises :class:`ModelNotFoundError` naming
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,19 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium", "ppocr-det", "ppocr-rec", "ppocr-cls")
+
+
+def read_sidecar(model_file: Path) -> dict | None:
+    """The ``.json`` sidecar of an exported model file (what it was made from and for), or None when
+    the file or its sidecar is missing or the sidecar is not JSON."""
+    side = Path(model_file).with_suffix(".json")
+    if not Path(model_file).is_file() or not side.is_file():
+        return None
+    try:
+        found = json.loads(side.read_text())
+    except json.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def sha256_file(path: Path) -> str:

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from core.errors import SkulensError
-from core.models import sha256_file
+from core.models import read_sidecar, sha256_file
 from core.settings import ModelSettings
 from detectors.yolo import quiet_ultralytics
 
@@ -37,14 +37,8 @@ def current_export(weights: Path, models: ModelSettings, size: int | None,
     at, their training size) and its sidecar, else None."""
     digest = source_sha256 or sha256_file(weights)
     path = onnx_path(weights, models, digest)
-    side = path.with_suffix(".json")
-    if not path.is_file() or not side.is_file():
-        return None
-    try:
-        meta = json.loads(side.read_text())
-    except json.JSONDecodeError:
-        return None
-    if meta.get("source_sha256") != digest or (size is not None and meta.get("input_size") != size):
+    meta = read_sidecar(path)
+    if meta is None or meta.get("source_sha256") != digest or (size is not None and meta.get("input_size") != size):
         return None
     return path, meta
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InvalidInputError, MissingDependencyError
-from core.models import sha256_file
+from core.models import read_sidecar, sha256_file
 from core.naming import NATIVE_INPUT_SIZE as INPUT_SIZE
 
 log = logging.getLogger(__name__)
@@ -151,11 +151,7 @@ def open_session(path: Path, device: str, threads: int = 0):
 def onnx_sidecar_ok(onnx: Path, source_sha256: str, size: int = INPUT_SIZE) -> bool:
     """Whether ``onnx`` was exported from the weights with this checksum for ``size``-pixel inputs
     (its ``.json`` sidecar says so; sidecars from before the input size was recorded are 260 px)."""
-    side = onnx.with_suffix(".json")
-    if not onnx.is_file() or not side.is_file():
-        return False
-    try:
-        found = json.loads(side.read_text())
-    except json.JSONDecodeError:
+    found = read_sidecar(onnx)
+    if found is None:
         return False
     return found.get("source_sha256") == source_sha256 and found.get("input_size", INPUT_SIZE) == size
