@@ -50,3 +50,7 @@ class ConflictError(SkulensError):
 
 class StorageError(SkulensError):
     """The data directory is unusable (locked, corrupt, unwritable)."""
+
+
+class DataDirectoryBusyError(StorageError):
+    """Another process writes to the data directory (one writer per data directory)."""

@@ -118,6 +118,9 @@ class VectorIndex(Protocol):
     def save(self, path: Path, generation: int) -> None:
         """Write the index atomically, stamped with the catalogue database's generation."""
 
+    def ids(self) -> np.ndarray:
+        """Every id it holds, sorted."""
+
     def __len__(self) -> int: ...
 
 @runtime_checkable

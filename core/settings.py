@@ -123,6 +123,10 @@ class IndexSettings(BaseModel):
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     use_gpu: Literal["auto", "never"] = "auto"
+    save_interval_s: float = Field(
+        30.0, ge=0, description="a changed index file is written at most this often, in the background, and when "
+        "the catalogue is closed (0: after every write); the database holds every vector, and an index opened "
+        "after a crash catches up from it")
 
 
 class Weights(BaseModel):

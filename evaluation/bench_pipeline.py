@@ -75,7 +75,7 @@ def bench_indexing(settings: Settings, catalog: Path, limit: int | None = None,
                     per_stage.setdefault(stage, []).append(ms)
                 images += 1
             engine.add_product(entry.product, [(p.name, read_image_bytes(p, settings.images)) for p in entry.images],
-                               replace_images=True, save=False)
+                               replace_images=True)
             if progress:
                 progress(i, len(entries))
         engine.save()

@@ -54,6 +54,7 @@ class FaissIndex:
         self._deleted: set[int] = set()  # HNSW tombstones
         self._use_gpu = _gpu_available(settings)
         self._gpu = None
+        self.generation: int | None = None  # the database generation it was saved at (see load)
 
     # -- construction -------------------------------------------------------------
     def _empty(self, kind: str, train: np.ndarray | None = None):
@@ -151,6 +152,22 @@ class FaissIndex:
                 return self._index
         return self._gpu
 
+    def ids(self) -> np.ndarray:
+        """Every id the index holds (tombstoned HNSW ids left out), sorted."""
+        if self.kind == "ivf":
+            invlists = self._index.invlists
+            parts = [np.zeros(0, np.int64)]
+            for lst in range(invlists.nlist):
+                size = invlists.list_size(lst)
+                if size:
+                    parts.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).astype(np.int64))
+            held = np.concatenate(parts)
+        else:
+            held = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        if self._deleted:
+            held = held[~np.isin(held, np.fromiter(self._deleted, np.int64, len(self._deleted)))]
+        return np.sort(held)
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
 
@@ -165,17 +182,19 @@ class FaissIndex:
         stamp = {"generation": generation, "kind": self.kind, "dim": self.dim, "ntotal": int(self._index.ntotal),
                  "deleted": sorted(self._deleted)}
         _write_json_atomic(path.with_suffix(".json"), stamp)
+        self.generation = generation
 
     @classmethod
-    def load(cls, path: Path, settings: IndexSettings, generation: int, dim: int) -> "FaissIndex | None":
-        """The saved index if its stamp matches ``generation`` and ``dim``, else None."""
+    def load(cls, path: Path, settings: IndexSettings, generation: int | None, dim: int) -> "FaissIndex | None":
+        """The saved index if its stamp matches ``generation`` (None: whichever it was saved at) and
+        ``dim``, else None.  Its stamp's generation is in :attr:`generation`."""
         path = Path(path)
         stamp_path = path.with_suffix(".json")
         if not path.is_file() or not stamp_path.is_file():
             return None
         try:
             stamp = json.loads(stamp_path.read_text())
-            if stamp.get("generation") != generation or stamp.get("dim") != dim:
+            if (generation is not None and stamp.get("generation") != generation) or stamp.get("dim") != dim:
                 return None
             raw = faiss.read_index(str(path))
         except (ValueError, RuntimeError, OSError) as exc:
@@ -186,6 +205,7 @@ class FaissIndex:
         index = cls(dim, settings, stamp.get("kind", "flat"))
         index._index = raw
         index._deleted = set(stamp.get("deleted", []))
+        index.generation = stamp.get("generation")
         return index
 
 

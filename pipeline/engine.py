@@ -2,8 +2,8 @@
 
 Owns the SQLite store (source of truth), the FAISS index built from the stored vectors,
 and the in-memory view the ranker reads.  Every change to a product changes the index in
-place and is visible to the next search; the index file is saved after each change (or
-batch) and rebuilt from the database whenever its stamp does not match.
+place and is visible to the next search; the index file is written in the background
+(:mod:`pipeline.index_file`) and, on open, catches up with the database.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.catalog import NewImage, Product, WriteResult
-from core.errors import InvalidImageError
+from core.errors import InvalidImageError, NotFoundError, StorageError
 from core.filters import SearchFilters
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
@@ -32,6 +32,7 @@ from fusion.ranker import (
     parse_weights,
     query_tokens,
 )
+from pipeline import writer_lock
 from pipeline.analysis import (
     Analyzer,
     Stages,
@@ -48,6 +49,7 @@ from pipeline.compat import (
 )
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
+from pipeline.index_file import IndexFile, open_index
 from pipeline.store import CatalogStore
 from pipeline.tuned import tuned_weights
 
@@ -70,14 +72,30 @@ def pipeline_fingerprint(settings: Settings, stages: Stages, *parts: object) -> 
 
 
 class Engine:
-    def __init__(self, settings: Settings, stages: Stages, feature_cache=None, reembedding: bool = False) -> None:
+    def __init__(self, settings: Settings, stages: Stages, feature_cache=None, reembedding: bool = False,
+                 read_only: bool = False) -> None:
         """``feature_cache``: where analyses are cached by content hash (default: the catalogue database).
 
-        ``reembedding``: open a catalogue made by another embedder, to re-embed it (``skulens reindex``)."""
+        ``reembedding``: open a catalogue made by another embedder, to re-embed it (``skulens reindex``).
+        ``read_only``: search only, beside the process that writes (no writer lock; the catalogue as it
+        was when opened, and no writes).  Otherwise the engine holds the data directory's writer lock
+        (:mod:`pipeline.writer_lock`) until :meth:`close`."""
         self.settings = settings
         self.stages = stages
+        self.read_only = read_only
         self.data = Path(settings.data)
+        if read_only and not (self.data / "catalog.sqlite3").is_file():
+            raise NotFoundError(f"no catalogue in {self.data}: index one first (`skulens --data {self.data} index ...`)")
         self.data.mkdir(parents=True, exist_ok=True)
+        self._writer = None if read_only else writer_lock.acquire(self.data)
+        try:
+            self._open(feature_cache, reembedding)
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self, feature_cache, reembedding: bool) -> None:
+        settings, stages = self.settings, self.stages
         self.store = CatalogStore(self.data / "catalog.sqlite3")
         self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"
@@ -86,7 +104,6 @@ class Engine:
         self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight, stages.geometry,
                                    settings.verify.top_k)
         self._lock = threading.RLock()
-        self._dirty = False
         if not reembedding:
             check_embedder(self.store, stages.embedder, self.data)
             check_regions(self.store, settings.fusion, stages.embedder, self.data)
@@ -96,24 +113,17 @@ class Engine:
         tuned = tuned_weights(self.store, stages.embedder.name, photos=images > products)
         self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
         self.sku_images = int((tuned or {}).get("sku_images") or settings.fusion.sku_images)
-        self.live = LiveView(self.store, self._open_index(), settings.fusion.text_scale)
+        index, stale = open_index(self.index_path, self.store, settings.index, stages.embedder.dim)
+        self.live = LiveView(self.store, index, settings.fusion.text_scale)
+        self.index_file = IndexFile(self.index_path, self.store, settings.index, lambda: self.view.index, self._lock,
+                                    read_only=self.read_only)
+        if stale:
+            self.index_file.changed()
 
     @property
     def view(self) -> CatalogView:
         """What the ranker reads of the catalogue (kept in step with each write by :attr:`live`)."""
         return self.live.view
-
-    def _open_index(self) -> FaissIndex:
-        dim, gen = self.stages.embedder.dim, self.store.generation()
-        index = FaissIndex.load(self.index_path, self.settings.index, gen, dim)
-        if index is not None and len(index) == self.store.count()[2]:
-            return index
-        ids, vecs, _ = self.store.vectors(dim)
-        if self.index_path.exists():
-            log.warning("vector index out of date with the database; rebuilding it from %d stored vectors", len(ids))
-        index = FaissIndex.build(dim, self.settings.index, ids, vecs)
-        index.save(self.index_path, gen)
-        return index
 
     # -- analysis ---------------------------------------------------------------------
     def decode(self, data: bytes, name: str = "image") -> np.ndarray:
@@ -181,17 +191,16 @@ class Engine:
         return self._lock
 
     def add_product(self, product: Product, images: list[tuple[str, bytes]], replace_images: bool = False,
-                    source_hash: str | None = None, save: bool = True) -> WriteResult:
+                    source_hash: str | None = None) -> WriteResult:
         """Analyse ``(name, bytes)`` images and store the product with them, in one transaction.
 
         An image that fails to decode raises :class:`InvalidImageError` before anything is written.
         """
+        self._writable()
         new = [self._prepare_image(name, data) for name, data in images]
         with self._lock:
             result = self.store.write_product(product, new, replace_images, source_hash)
             self._apply(result, product.sku)
-            if save:
-                self.save()
         return result
 
     def _prepare_image(self, name: str, data: bytes) -> NewImage:
@@ -224,29 +233,31 @@ class Engine:
         """Store every image's new vectors and tags (``(image id, {region: vector}, Tags)``, from
         :func:`pipeline.reembed.reembed`) as made by this pipeline's embedder, and its new keypoints
         (``{image id: LocalFeatures}``), and rebuild the index."""
+        self._writable()
         emb = self.stages.embedder
         with self._lock:
             self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", embedder_reference(emb, self.data),
                                           json.dumps(regions_record(self.settings.fusion)), keypoints)
             ids, vecs, _ = self.store.vectors(emb.dim)
             index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
-            index.save(self.index_path, self.store.generation())
             self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
+            self.index_file.changed()
+            self.index_file.flush()
 
     def remove_product(self, sku: str) -> None:
+        self._writable()
         with self._lock:
             files = [im.file for im in self.store.images(sku)]
             removed = self.store.delete_product(sku)
             self._apply(WriteResult(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), removed), sku)
-            self.save()
             self._drop_unused_files(files)
 
     def remove_image(self, sku: str, image_id: int) -> None:
+        self._writable()
         with self._lock:
             files = [im.file for im in self.store.images(sku) if im.id == image_id]
             removed = self.store.delete_image(sku, image_id)
             self._apply(WriteResult(np.zeros(0, np.int64), np.zeros((0, 0), np.float32), removed), sku)
-            self.save()
             self._drop_unused_files(files)
 
     def _drop_unused_files(self, files: list[str]) -> None:
@@ -257,8 +268,8 @@ class Engine:
     def _apply(self, result: WriteResult, sku: str) -> None:
         """Bring the vector index and the in-memory view up to date with one committed write."""
         self.live.apply(result, sku)
-        self._dirty = True
         self._maybe_change_kind()
+        self.index_file.changed()
 
     def _maybe_change_kind(self) -> None:
         index = self.view.index
@@ -269,12 +280,22 @@ class Engine:
             self.view.index = FaissIndex.build(self.stages.embedder.dim, self.settings.index, ids, vecs)
 
     def save(self) -> None:
-        """Persist the FAISS index if it changed (atomic; stamped with the database generation)."""
-        with self._lock:
-            if self._dirty:
-                self.view.index.save(self.index_path, self.store.generation())
-                self._dirty = False
+        """Write the vector index file now if it changed (atomic; stamped with the database generation).
+        Writes save it in the background anyway; this is for the end of a batch."""
+        self.index_file.flush()
 
     def close(self) -> None:
-        self.save()
-        self.store.close()
+        try:
+            self.index_file.close()
+            self.store.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._writer is not None:
+            writer_lock.release(self._writer)
+            self._writer = None
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StorageError(f"the catalogue in {self.data} was opened read-only (for searching): it cannot change")

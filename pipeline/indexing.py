@@ -14,8 +14,6 @@ from pipeline.images import read_image_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 30.0
-
 
 @dataclass
 class IndexReport:
@@ -29,17 +27,14 @@ def index_catalog(engine: Engine, source: CatalogSource,
                   progress: Callable[[str], None] | None = None) -> IndexReport:
     """Index every entry; an entry whose metadata and image bytes are unchanged is skipped."""
     report = IndexReport(skipped=list(source.skipped))
-    start = last_save = time.monotonic()
+    start = time.monotonic()
     try:
         for entry in source.entries:
             _index_one(engine, entry, report)
             if progress:
                 progress(entry.product.sku)
-            if time.monotonic() - last_save > SAVE_EVERY_S:
-                engine.save()
-                last_save = time.monotonic()
     finally:
-        engine.save()
+        engine.save()  # the index file is written in the background meanwhile
     report.seconds = time.monotonic() - start
     return report
 
@@ -69,5 +64,5 @@ def _index_one(engine: Engine, entry: CatalogEntry, report: IndexReport) -> None
     if not good:
         report.skipped.append(Skipped(sku, "no usable image"))
         return
-    engine.add_product(entry.product, good, replace_images=True, source_hash=source_hash, save=False)
+    engine.add_product(entry.product, good, replace_images=True, source_hash=source_hash)
     report.indexed.append(sku)

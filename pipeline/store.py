@@ -302,6 +302,24 @@ class CatalogStore(FeatureTable):
             np.zeros((0, dim), np.float32)
         return ids, vecs, [(r[2], r[3], r[4]) for r in rows]
 
+    def vector_ids(self) -> np.ndarray:
+        """Every stored vector's id, sorted."""
+        rows = self._read().execute("SELECT id FROM vectors ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), np.int64, len(rows))
+
+    def vectors_by_id(self, ids: np.ndarray, dim: int) -> np.ndarray:
+        """The vectors of ``ids``, in their order (every id must be stored)."""
+        found: dict[int, bytes] = {}
+        ids = np.asarray(ids, np.int64)
+        for start in range(0, len(ids), 500):  # SQLite caps a statement's parameters
+            chunk = ids[start:start + 500].tolist()
+            marks = ",".join("?" * len(chunk))
+            found.update(self._read().execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk))
+        if len(found) != len(ids):
+            raise StorageError(f"{len(ids) - len(found)} of the vectors asked for are not stored")
+        out = np.frombuffer(b"".join(found[i] for i in ids.tolist()), np.float32)
+        return out.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
+
     def vector_regions(self) -> set[str]:
         """The regions the stored vectors are of."""
         return {r[0] for r in self._read().execute("SELECT DISTINCT region FROM vectors")}

@@ -27,13 +27,14 @@ def settings() -> Settings:
     return state.settings or Settings()
 
 
-def engine():
-    """An engine over the data directory, with the stages the settings ask for (close it after use)."""
+def engine(read_only: bool = False):
+    """An engine over the data directory, with the stages the settings ask for (close it after use).
+    ``read_only``: for searching beside a process that writes (``skulens serve``)."""
     from pipeline.build import build_stages
     from pipeline.engine import Engine
 
     current = settings()
-    return Engine(current, build_stages(current))
+    return Engine(current, build_stages(current), read_only=read_only)
 
 
 def progress_bar() -> tuple[Progress, Callable[[str, int, int], None]]:

@@ -32,7 +32,7 @@ def search(
 
     settings = common.settings()
     data = read_image_bytes(image, settings.images) if image is not None else None
-    engine = common.engine()
+    engine = common.engine(read_only=True)  # beside `skulens serve` on the same data directory too
     try:
         result = engine.search(data, text, k, weights, all_objects, name=image.name if image else "query")
         doc = result_json(result, engine, all_objects)

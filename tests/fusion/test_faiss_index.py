@@ -224,3 +224,12 @@ def test_flat_search_equals_brute_force_inner_product(n, dim, seed, k, data):
         np.testing.assert_allclose(sims[q, :hits], [truth[i][q] for i in row], atol=1e-5)  # the ids' own scores
         best = np.sort([t[q] for t in truth.values()])[::-1][:hits]
         np.testing.assert_allclose(sims[q, :hits], best, atol=1e-5)  # the best scores, ties in any order
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ids_are_the_ids_it_holds_after_adds_and_removes(kind):
+    index = build(kind)
+    index.remove(IDS[:7])
+    np.testing.assert_array_equal(index.ids(), np.sort(IDS[7:]))
+    index.add(IDS[:2], VECS[:2])
+    np.testing.assert_array_equal(index.ids(), np.sort(np.concatenate([IDS[:2], IDS[7:]])))

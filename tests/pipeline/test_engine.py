@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ConflictError, InvalidImageError, NotFoundError
+from core.errors import ConflictError, InvalidImageError, NotFoundError, StorageError
 from core.settings import Settings
 from core.types import SIGNALS
 from pipeline.catalog_source import read_catalog
@@ -268,3 +268,20 @@ def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engin
     assert with_photos.default_weights == photo_weights and with_photos.sku_images == 3
     assert top(with_photos, "LIME")[0] == "LIME"  # its two images vote
     with_photos.close()
+
+
+def test_a_read_only_engine_searches_beside_the_writer_and_refuses_writes(engine, settings, real_stages):
+    reader = Engine(settings, real_stages, read_only=True)
+    try:
+        assert top(reader, "ARLA-MILK") == top(engine, "ARLA-MILK")
+        with pytest.raises(StorageError, match="read-only"):
+            reader.remove_product("ARLA-MILK")
+    finally:
+        reader.close()
+    assert "ARLA-MILK" in [p.sku for p in engine.store.list_products()]
+    assert not (settings.data / "index" / "vectors.faiss.tmp").exists()
+
+
+def test_a_read_only_engine_needs_a_catalogue(tmp_path, real_stages):
+    with pytest.raises(NotFoundError, match="no catalogue"):
+        Engine(Settings(data=tmp_path / "nothing"), real_stages, read_only=True)

@@ -1,0 +1,124 @@
+"""The vector index's file in the data directory: opened by catching up with the database, saved in
+the background.
+
+The database is the source of truth.  A write changes the in-memory index at once and only marks
+the file out of date; a saver thread writes it at most every ``index.save_interval_s`` seconds (and
+:meth:`IndexFile.flush` or closing writes it at once), so a write's cost does not grow with the
+catalogue.  On open, the saved index (whatever generation it was saved at) catches up with the
+database: vectors stored since are added, vectors deleted since are removed.  Vector ids are never
+reused (``AUTOINCREMENT``), so comparing the two id sets is exact.  A file that cannot be read, or
+one that has drifted too far to be worth patching, is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from core.protocols import VectorIndex
+from core.settings import IndexSettings
+from fusion.faiss_index import FaissIndex, choose_kind
+from pipeline.store import CatalogStore
+
+log = logging.getLogger(__name__)
+
+REBUILD_SHARE = 0.5
+"""Catching up that would add or remove more than this share of the stored vectors rebuilds instead."""
+
+
+def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: int) -> tuple[FaissIndex, bool]:
+    """The index of every stored vector, and whether it differs from the file (so needs saving)."""
+    index = FaissIndex.load(path, settings, None, dim)
+    if index is not None and index.generation == store.generation():
+        return index, False  # saved after the last write: nothing to do
+    stored = store.vector_ids()
+    if index is not None and index.kind == choose_kind(settings, len(stored)):
+        held = index.ids()
+        missing = np.setdiff1d(stored, held, assume_unique=True)
+        extra = np.setdiff1d(held, stored, assume_unique=True)
+        if len(missing) + len(extra) <= max(1000, REBUILD_SHARE * len(stored)):
+            index.remove(extra)
+            if len(missing):
+                index.add(missing, store.vectors_by_id(missing, dim))
+            if len(missing) or len(extra):
+                log.info("vector index caught up with the database: %d vectors added, %d removed",
+                         len(missing), len(extra))
+            return index, True
+    if path.exists():
+        log.warning("vector index %s cannot catch up with the database; rebuilding it from %d stored vectors",
+                    path, len(stored))
+    ids, vecs, _ = store.vectors(dim)
+    return FaissIndex.build(dim, settings, ids, vecs), True
+
+
+class IndexFile:
+    """Keeps ``path`` close behind the live index that ``current()`` returns.
+
+    ``lock`` is the one every change to the index is made under: a save holds it, so it never writes
+    an index halfway through a change."""
+
+    def __init__(self, path: Path, store: CatalogStore, settings: IndexSettings,
+                 current: Callable[[], VectorIndex], lock: threading.RLock, read_only: bool = False) -> None:
+        """``read_only``: never write the file (another process owns it)."""
+        self.path = Path(path)
+        self.store = store
+        self.interval = settings.save_interval_s
+        self.read_only = read_only
+        self._current = current
+        self._lock = lock
+        self._dirty = False
+        self._last_save = time.monotonic()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def changed(self) -> None:
+        """The live index changed: save it within ``save_interval_s`` (at once when that is 0)."""
+        if self.read_only:
+            return
+        with self._lock:
+            self._dirty = True
+        if self.interval <= 0:
+            self.flush()
+            return
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="skulens-index-saver", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write the index now if it changed since it was last written."""
+        with self._lock:
+            if self._dirty:
+                started = time.perf_counter()
+                self._current().save(self.path, self.store.generation())
+                self._dirty = False
+                log.debug("vector index saved in %.0f ms", (time.perf_counter() - started) * 1000)
+            self._last_save = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the saver and write what it had not yet."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            wait = self._last_save + self.interval - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return  # close() writes it
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a full disk must not kill the saver: the next change tries again
+                log.exception("cannot save the vector index %s; the database still holds every vector", self.path)
