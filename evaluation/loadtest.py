@@ -106,12 +106,33 @@ def manifest_for(images: list[tuple[str, Path]]) -> tuple[bytes, list[tuple[str,
     return buf.getvalue().encode(), parts
 
 
-def import_catalog(server: Server, images: list[tuple[str, Path]]) -> dict:
+def submit_import(server: Server, images: list[tuple[str, Path]]) -> dict:
+    """Queue a bulk import; returns the job as ``POST /v1/import`` answered it."""
     manifest, parts = manifest_for(images)
     with server.client(write=True) as c:
         res = c.post("/v1/import", files=[("manifest", ("catalog.csv", manifest, "text/csv")), *parts])
         res.raise_for_status()
         return res.json()
+
+
+def wait_job(server: Server, url: str, timeout_s: float = 3600) -> dict:
+    """Poll a job until it has ended; returns it."""
+    end = time.monotonic() + timeout_s
+    with server.client(write=True) as c:
+        while time.monotonic() < end:
+            job = c.get(url).json()
+            if job["state"] in ("done", "failed", "interrupted"):
+                return job
+            time.sleep(0.5)
+    raise SkulensError(f"the job {url} did not end within {timeout_s:.0f} s")
+
+
+def import_catalog(server: Server, images: list[tuple[str, Path]]) -> dict:
+    """Import and wait for the job to end; returns its final state."""
+    job = wait_job(server, submit_import(server, images)["url"])
+    if job["state"] != "done":
+        raise SkulensError(f"the import job {job['id']} ended {job['state']}: {job['error']}")
+    return job
 
 
 # -- load -------------------------------------------------------------------------------------
@@ -196,7 +217,7 @@ def run_load(server: Server, photos: list[Path], searches: int, clients: int, me
 class KillResult:
     acknowledged: int
     missing: list[str]
-    imported_before_kill: int
+    imported_after_restart: int
     import_rows: int
     db_vectors: int
     index_vectors: int
@@ -204,11 +225,13 @@ class KillResult:
     search_results: int
     kill_after_s: float
     import_done_before_kill: bool
+    import_job_state: str | None = None  # the acknowledged import's state after the restart (None: never acknowledged)
+    import_job_note: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.missing and self.db_vectors == self.index_vectors and self.search_status == 200 \
-            and self.search_results > 0
+            and self.search_results > 0 and self.import_job_state in (None, "done")
 
 
 def run_kill(server: Server, import_images: list[tuple[str, Path]], merchant_image: Path, query: Path,
@@ -234,10 +257,12 @@ def run_kill(server: Server, import_images: list[tuple[str, Path]], merchant_ima
                 n += 1
 
     import_done = threading.Event()
+    queued: list[dict] = []
 
     def importer() -> None:
         try:
-            import_catalog(server, import_images)
+            queued.append(submit_import(server, import_images))
+            wait_job(server, queued[0]["url"])
             import_done.set()
         except httpx.HTTPError:
             pass  # killed mid-import: expected
@@ -252,6 +277,7 @@ def run_kill(server: Server, import_images: list[tuple[str, Path]], merchant_ima
     for t in threads:
         t.join(120)
     server.start()
+    job_after = wait_job(server, queued[0]["url"]) if queued else None  # an acknowledged import resumes
     with server.client() as c:
         missing = []
         for sku in acknowledged:
@@ -269,7 +295,8 @@ def run_kill(server: Server, import_images: list[tuple[str, Path]], merchant_ima
         res = c.post("/v1/search", files={"file": (query.name, query.read_bytes(), "image/jpeg")})
         n_results = len(res.json().get("results", [])) if res.status_code == 200 else 0
     return KillResult(len(acknowledged), missing, imported, len(import_images), ready["vectors"],
-                      ready["index_vectors"], res.status_code, n_results, kill_after_s, done_before_kill)
+                      ready["index_vectors"], res.status_code, n_results, kill_after_s, done_before_kill,
+                      None if job_after is None else job_after["state"], None if job_after is None else job_after["note"])
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -295,15 +322,16 @@ def load_markdown(load: LoadResult | None, kill: KillResult | None, catalogue: i
         out += [
             f"Kill: SIGKILL {kill.kill_after_s:g} s into a bulk import of {kill.import_rows} images while a "
             "merchant client made writes one by one; then restart.\n",
-            "| acknowledged writes | missing after restart | imported before the kill | DB vectors | index vectors "
-            "| search after restart |",
-            "|---|---|---|---|---|---|",
-            f"| {kill.acknowledged} | {len(kill.missing)} | {kill.imported_before_kill} of {kill.import_rows} | "
+            "| acknowledged writes | missing after restart | import job after restart | imported | DB vectors "
+            "| index vectors | search after restart |",
+            "|---|---|---|---|---|---|---|",
+            f"| {kill.acknowledged} | {len(kill.missing)} | {kill.import_job_state or 'never acknowledged'} "
+            f"({kill.import_job_note or 'no note'}) | {kill.imported_after_restart} of {kill.import_rows} | "
             f"{kill.db_vectors} | {kill.index_vectors} | {kill.search_status}, {kill.search_results} results |",
             "",
             ("The import had already finished when the server was killed: use a later --kill-after or a larger "
              "catalogue.\n" if kill.import_done_before_kill else ""),
-            "Result: " + ("every acknowledged write survived; index and database agree; search works."
+            "Result: " + ("every acknowledged write survived, the acknowledged import finished after the restart; index and database agree; search works."
                           if kill.ok else "**FAILED**: " + ", ".join(kill.missing[:5])),
         ]
     return "\n".join(out) + "\n"

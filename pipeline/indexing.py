@@ -24,9 +24,13 @@ class IndexReport:
 
 
 def index_catalog(engine: Engine, source: CatalogSource,
-                  progress: Callable[[str], None] | None = None) -> IndexReport:
-    """Index every entry; an entry whose metadata and image bytes are unchanged is skipped."""
-    report = IndexReport(skipped=list(source.skipped))
+                  progress: Callable[[str], None] | None = None, report: IndexReport | None = None) -> IndexReport:
+    """Index every entry; an entry whose metadata and image bytes are unchanged is skipped.
+
+    ``progress(sku)`` is called after each entry (an exception there stops between entries, with
+    everything indexed so far kept); ``report``: fill this one (so a caller can read it as it grows)."""
+    if report is None:
+        report = IndexReport(skipped=list(source.skipped))
     start = time.monotonic()
     try:
         for entry in source.entries:

@@ -23,6 +23,8 @@ from core.errors import SkulensError
 from core.settings import Settings
 from pipeline.build import build_stages
 from pipeline.engine import Engine
+from pipeline.imports import KIND, import_handler
+from pipeline.jobs import JobRunner, JobStore
 from service.errors import add_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics
@@ -45,13 +47,22 @@ def _lifespan(settings: Settings, engine_factory: EngineFactory):
         engine = await anyio.to_thread.run_sync(engine_factory, settings)
         app.state.engine = engine
         app.state.ready = threading.Event()
+        app.state.jobs = await anyio.to_thread.run_sync(_job_runner, engine)
         threading.Thread(target=_warm, args=(app, engine), name="skulens-warmup", daemon=True).start()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(app.state.jobs.close)
             await anyio.to_thread.run_sync(engine.close)
 
     return lifespan
+
+
+def _job_runner(engine: Engine) -> JobRunner:
+    """The data directory's job runner, with the jobs a previous process left unfinished queued again."""
+    runner = JobRunner(JobStore(engine.data / "jobs.sqlite3"), engine.data / "jobs", {KIND: import_handler(engine)})
+    runner.resume()
+    return runner
 
 
 def _warm(app: FastAPI, engine: Engine) -> None:

@@ -166,18 +166,31 @@ class ProductPage(BaseModel):
     limit: int
 
 
-class ImportRow(BaseModel):
-    item: str = Field(description="the SKU, or the manifest line that could not be read")
-    status: str = Field(description="indexed | unchanged | skipped")
-    reason: str | None = None
+class RowErrorOut(BaseModel):
+    item: str = Field(description="the SKU, 'SKU: image file', or the manifest line that could not be read")
+    reason: str
 
 
-class ImportReport(BaseModel):
-    rows: list[ImportRow]
-    indexed: int
-    unchanged: int
-    skipped: int
-    seconds: float
+class JobOut(BaseModel):
+    id: str
+    kind: str = Field(description="'import'")
+    state: str = Field(description="queued | running | done | failed | interrupted")
+    total: int = Field(description="rows in the job's input")
+    done: int = Field(description="rows done so far")
+    counts: dict[str, int] = Field(description="rows by outcome: indexed, unchanged, skipped")
+    errors: list[RowErrorOut] = Field(description="the rows or images that were skipped, and why (the first 1000)")
+    created_at: float = Field(description="Unix time")
+    started_at: float | None = None
+    finished_at: float | None = None
+    rate: float | None = Field(None, description="rows per second so far")
+    eta_s: float | None = Field(None, description="seconds left at that rate, while running")
+    error: str | None = Field(None, description="why the job failed or was cut short")
+    note: str | None = Field(None, description="e.g. that it was resumed after a restart")
+    url: str = Field(description="where to poll it")
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
 
 
 class Health(BaseModel):

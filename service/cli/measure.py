@@ -200,7 +200,7 @@ def _load_run(data: Path, cat_images: list[Path], query_photos: list[Path], sear
     server.start()
     try:
         report = import_catalog(server, [(p.stem, p) for p in cat_images])
-        err.print(f"imported {report['indexed']} products; {searches} searches from {clients} clients...")
+        err.print(f"imported {report['counts']['indexed']} products; {searches} searches from {clients} clients...")
         result = run_load(server, query_photos, searches, clients, cat_images[0])
     finally:
         server.stop()

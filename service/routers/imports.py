@@ -1,24 +1,42 @@
-"""Bulk import: a CSV manifest and the images it names, in one request."""
+"""Bulk import as a job: a CSV manifest and the images it names in one request, answered at once
+with the job; ``GET /v1/jobs/{id}`` follows it."""
 
 from __future__ import annotations
 
 import pathlib
-import tempfile
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 
 from core.errors import ImageTooLargeError, InvalidInputError
-from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped, read_catalog
-from pipeline.engine import Engine
-from pipeline.indexing import index_catalog
+from pipeline.imports import KIND, prepare_import
+from pipeline.jobs import Job, JobRunner
 from service import schemas as s
-from service.deps import ERROR_RESPONSES, engine_of, infer, read_upload, settings_of
+from service.deps import ERROR_RESPONSES, read_upload, settings_of
 
 write = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
 
+JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="the id the import answered with")]
 
-@write.post("/v1/import", response_model=s.ImportReport)
+
+def jobs_of(request: Request) -> JobRunner:
+    return request.app.state.jobs
+
+
+def job_json(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "state": job.state, "total": job.total, "done": job.done,
+            "counts": job.counts, "errors": [{"item": e.item, "reason": e.reason} for e in job.errors],
+            "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+            "rate": None if job.rate is None else round(job.rate, 3),
+            "eta_s": None if job.eta_s is None else round(job.eta_s, 1),
+            "error": job.error, "note": job.note, "url": f"/v1/jobs/{job.id}"}
+
+
+@write.post("/v1/import", status_code=202, response_model=s.JobOut,
+            responses={202: {"description": "the import is queued; poll its url"}})
 async def bulk_import(
     request: Request,
     manifest: Annotated[UploadFile, File(description="a CSV manifest: sku,image,title,brand,category,tags,"
@@ -26,7 +44,8 @@ async def bulk_import(
     file: Annotated[list[UploadFile] | None, File(description="the images the manifest names, by file name")]
     = None,
 ):
-    engine = engine_of(request)
+    """Queue an import: the manifest and images are on disk when this answers, and the job runs in
+    the background (one at a time); a row naming an image that was not uploaded is skipped."""
     service = settings_of(request).service
     files = file or []
     raw = await manifest.read(service.max_manifest_bytes + 1)
@@ -40,30 +59,18 @@ async def bulk_import(
         if not name:
             raise InvalidInputError("every uploaded image needs a file name (the manifest names it)")
         uploads[name] = await read_upload(request, f)
-    return await infer(request, lambda: run_import(engine, raw, uploads))
+    runner = jobs_of(request)
+    job = await anyio.to_thread.run_sync(lambda: runner.submit(KIND, lambda folder: prepare_import(folder, raw, uploads)))
+    return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
-def run_import(engine: Engine, manifest: bytes, uploads: dict[str, bytes]) -> dict:
-    """Index a CSV manifest whose images were uploaded with it; a row naming anything else is skipped."""
-    with tempfile.TemporaryDirectory(prefix="skulens-import-") as tmp:
-        root = pathlib.Path(tmp)
-        for name, data in uploads.items():
-            (root / name).write_bytes(data)
-        if not manifest.strip():
-            raise InvalidInputError("the manifest is empty (expected a header with 'sku' and 'image')")
-        (root / "manifest.csv").write_bytes(manifest)
-        source = read_catalog(root / "manifest.csv")
-        kept = CatalogSource(skipped=list(source.skipped))
-        for entry in source.entries:
-            outside = [p for p in entry.images if p.parent != root or p.name not in uploads]
-            if outside:
-                kept.skipped.append(Skipped(entry.product.sku, "image not uploaded with the manifest: "
-                                            + ", ".join(sorted({p.name for p in outside}))))
-            else:
-                kept.entries.append(CatalogEntry(entry.product, entry.images))
-        report = index_catalog(engine, kept)
-    rows = [{"item": sku, "status": "indexed", "reason": None} for sku in report.indexed]
-    rows += [{"item": sku, "status": "unchanged", "reason": None} for sku in report.unchanged]
-    rows += [{"item": sk.item, "status": "skipped", "reason": sk.reason} for sk in report.skipped]
-    return {"rows": rows, "indexed": len(report.indexed), "unchanged": len(report.unchanged),
-            "skipped": len(report.skipped), "seconds": round(report.seconds, 2)}
+@write.get("/v1/jobs/{job_id}", response_model=s.JobOut)
+def get_job(request: Request, job_id: JobId):
+    """A job's state, progress (rows done, rate, time left) and the rows it skipped."""
+    return job_json(jobs_of(request).store.get(job_id))
+
+
+@write.get("/v1/jobs", response_model=s.JobList)
+def list_jobs(request: Request):
+    """The 20 most recent jobs, newest first."""
+    return {"items": [job_json(j) for j in jobs_of(request).store.recent(20)]}

@@ -61,6 +61,7 @@
       skulens.status(e.message, true);
     }
   });
+  document.addEventListener("skulens:catalogue-changed", load);
   $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
   $("next").addEventListener("click", () => { offset += PAGE; load(); });
   load();

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -41,10 +42,22 @@ def client(real_stages, tmp_path_factory):
         files = [("manifest", ("catalog.csv", manifest, "text/csv"))]
         files += [("file", (f"{sku}.jpg", (folder / f"{sku}.jpg").read_bytes(), "image/jpeg")) for sku in CATALOGUE]
         res = c.post("/v1/import", files=files, headers=W)
-        assert res.status_code == 200, res.text
-        assert res.json()["indexed"] == len(CATALOGUE)
+        assert res.status_code == 202, res.text
+        assert res.headers["location"] == res.json()["url"]
+        job = finished_job(c, res.json()["url"])
+        assert job["state"] == "done" and job["counts"]["indexed"] == len(CATALOGUE), job
         c.app.state.ready.wait(120)
         yield c
+
+
+def finished_job(client, url: str, timeout_s: float = 300) -> dict:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        job = client.get(url, headers=W).json()
+        if job["state"] in ("done", "failed", "interrupted"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {url} did not end")
 
 
 def photo(sku: str, fmt: str = "JPEG") -> bytes:
@@ -55,15 +68,20 @@ def photo(sku: str, fmt: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-def test_import_reports_per_row_and_skips_what_was_not_uploaded(client):
+def test_import_job_reports_per_row_and_skips_what_was_not_uploaded(client):
     manifest = b"sku,image,title\nGHOST,missing.jpg,Not uploaded\nESCAPE,../../etc/passwd,Nope\n,x.jpg,no sku\n"
     res = client.post("/v1/import", files=[("manifest", ("m.csv", manifest, "text/csv"))], headers=W)
-    assert res.status_code == 200, res.text
-    body = res.json()
-    assert body["indexed"] == 0 and body["skipped"] == 3
-    reasons = {r["item"].split(" ")[0]: r["reason"] for r in body["rows"]}
+    assert res.status_code == 202, res.text
+    assert res.json()["state"] in ("queued", "running", "done") and res.json()["total"] == 3
+    job = finished_job(client, res.json()["url"])
+    assert job["state"] == "done" and job["done"] == 3, job
+    assert job["counts"] == {"indexed": 0, "unchanged": 0, "skipped": 3}
+    reasons = {r["item"].split(" ")[0]: r["reason"] for r in job["errors"]}
     assert "not uploaded" in reasons["GHOST"] and "not uploaded" in reasons["ESCAPE"]
     assert client.get("/v1/products/GHOST", headers=R).status_code == 404
+    assert job["id"] in [j["id"] for j in client.get("/v1/jobs", headers=W).json()["items"]]
+    assert client.get("/v1/jobs/0123456789abcdef", headers=W).status_code == 404
+    assert client.get(job["url"], headers=R).status_code == 403  # jobs are the merchant's
 
 
 def test_search_ranks_the_right_product_first_with_every_signal(client):

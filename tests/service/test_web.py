@@ -129,6 +129,28 @@ def test_merchant_adds_and_deletes_a_product(server, page, tmp_path):
     assert "Deleted BLUE-CUP" in page.inner_text("#status")
 
 
+def test_merchant_imports_a_catalogue_and_follows_the_job(server, page, tmp_path):
+    url, _ = server
+    image = tmp_path / "mug.jpg"
+    image.write_bytes(jpeg_bytes(product_image((200, 120, 20), "MUG", "box")))
+    manifest = tmp_path / "shop.csv"
+    manifest.write_text("sku,image,title\nORANGE-MUG,mug.jpg,Orange mug\nNO-PHOTO,absent.jpg,Never uploaded\n")
+    page.on("dialog", lambda d: d.accept())
+    page.goto(url + "/merchant")
+    page.set_input_files("input[name=manifest]", str(manifest))
+    page.set_input_files("input[name=import-images]", str(image))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#import-summary').textContent.startsWith('Imported')",
+                           timeout=120_000)
+    summary = page.inner_text("#import-summary")
+    assert "1 indexed" in summary and "1 skipped" in summary, summary
+    assert "NO-PHOTO" in page.inner_text("#import-errors") and "not uploaded" in page.inner_text("#import-errors")
+    assert page.evaluate("document.querySelector('#import-progress').value") == 2
+    page.locator("#products li[data-sku='ORANGE-MUG']").wait_for(timeout=30_000)  # the list reloads
+    page.screenshot(path=str(tmp_path / "import.png"), full_page=True)
+    assert page.request.delete(url + "/v1/products/ORANGE-MUG").ok
+
+
 def test_merchant_finds_duplicate_listings_and_checks_a_photo(server, page, tmp_path):
     import numpy as np
     from PIL import Image
