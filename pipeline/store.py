@@ -1,8 +1,8 @@
 """The catalogue on disk: one SQLite database (WAL) in the data directory.
 
 Tables: ``products``; ``images`` (file, content hash, palette, OCR words, tags, boxes);
-``vectors`` (one embedding per image region, the source of truth the FAISS index is built
-from); ``keypoints`` (the main box's SIFT features per image, for the verify signal); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
+``vectors`` (one embedding per image region in float16, the source of truth the FAISS index is
+built from; catalogues written before hold float32, read as well); ``keypoints`` (the main box's SIFT features per image, for the verify signal); ``products_fts`` (FTS5 over titles, brands, descriptions, tags, OCR words and the
 colour words of the images' palettes);
 ``features`` (per-image analysis cached by content hash, :mod:`pipeline.database`); ``meta`` (schema
 version, embedder, tuned weights (:mod:`pipeline.tuned`), and a generation number bumped by every write
@@ -57,6 +57,27 @@ CREATE TABLE IF NOT EXISTS keypoints (
 """
 _FTS = """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
     title, brand, category, tags, description, ocr, colours, tokenize = 'unicode61 remove_diacritics 2')"""
+
+
+def encode_vector(vec: np.ndarray) -> bytes:
+    """A vector as stored: float16 (half the bytes of float32; cosines move by about 1e-4)."""
+    return np.ascontiguousarray(vec, np.float16).tobytes()
+
+
+def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
+    """Stored vectors as float32 ``(N, dim)``: float16 blobs, or the float32 ones of catalogues
+    written before vectors were stored in float16."""
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    sizes = {len(b) for b in blobs}
+    if sizes == {2 * dim}:
+        return np.frombuffer(b"".join(blobs), np.float16).reshape(len(blobs), dim).astype(np.float32)
+    if sizes == {4 * dim}:
+        return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dim).copy()
+    if not sizes <= {2 * dim, 4 * dim}:
+        raise StorageError(f"stored vectors of {sorted(sizes)} bytes do not fit dimension {dim}")
+    return np.stack([np.frombuffer(b, np.float16 if len(b) == 2 * dim else np.float32).astype(np.float32)
+                     for b in blobs])
 
 
 class CatalogStore(FeatureTable):
@@ -166,8 +187,8 @@ class CatalogStore(FeatureTable):
                 vecs.extend(im.vectors[r] for r in im.vectors)
             self._refresh_fts(conn, product.sku)
         dim = len(vecs[0]) if vecs else 0
-        return WriteResult(np.asarray(ids, np.int64), np.asarray(vecs, np.float32).reshape(len(ids), dim),
-                           removed, tuple(image_ids))
+        stored = decode_vectors([encode_vector(v) for v in vecs], dim)  # as a restart will read them back
+        return WriteResult(np.asarray(ids, np.int64), stored, removed, tuple(image_ids))
 
     def _insert_image(self, conn: sqlite3.Connection, sku: str, im: NewImage, now: float) -> tuple[int, list[int]]:
         cur = conn.execute(
@@ -181,9 +202,8 @@ class CatalogStore(FeatureTable):
             conn.execute("INSERT INTO keypoints(image_id, data) VALUES (?, ?)", (iid, im.local.to_bytes()))
         vids = []
         for region, vec in im.vectors.items():
-            blob = np.ascontiguousarray(vec, np.float32).tobytes()
             vids.append(int(conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
-                                         (iid, region, blob)).lastrowid or 0))
+                                         (iid, region, encode_vector(vec))).lastrowid or 0))
         return iid, vids
 
     def _delete_images(self, conn: sqlite3.Connection, image_ids: list[int]) -> np.ndarray:
@@ -236,7 +256,7 @@ class CatalogStore(FeatureTable):
                 conn.execute("UPDATE images SET tags = ? WHERE id = ?", (json.dumps(tags.to_json()), image_id))
                 for region, vec in vectors.items():
                     conn.execute("INSERT INTO vectors(image_id, region, vector) VALUES (?,?,?)",
-                                 (image_id, region, np.ascontiguousarray(vec, np.float32).tobytes()))
+                                 (image_id, region, encode_vector(vec)))
             for image_id, local in (keypoints or {}).items():
                 conn.execute("INSERT OR REPLACE INTO keypoints(image_id, data) VALUES (?, ?)",
                              (image_id, local.to_bytes()))
@@ -298,9 +318,7 @@ class CatalogStore(FeatureTable):
         rows = self._read().execute("SELECT v.id, v.vector, v.image_id, i.sku, v.region FROM vectors v"
                                   " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
         ids = np.asarray([r[0] for r in rows], np.int64)
-        vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim) if rows else \
-            np.zeros((0, dim), np.float32)
-        return ids, vecs, [(r[2], r[3], r[4]) for r in rows]
+        return ids, decode_vectors([r[1] for r in rows], dim), [(r[2], r[3], r[4]) for r in rows]
 
     def vector_ids(self) -> np.ndarray:
         """Every stored vector's id, sorted."""
@@ -317,8 +335,7 @@ class CatalogStore(FeatureTable):
             found.update(self._read().execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk))
         if len(found) != len(ids):
             raise StorageError(f"{len(ids) - len(found)} of the vectors asked for are not stored")
-        out = np.frombuffer(b"".join(found[i] for i in ids.tolist()), np.float32)
-        return out.reshape(len(ids), dim) if len(ids) else np.zeros((0, dim), np.float32)
+        return decode_vectors([found[i] for i in ids.tolist()], dim)
 
     def vector_regions(self) -> set[str]:
         """The regions the stored vectors are of."""
@@ -327,7 +344,8 @@ class CatalogStore(FeatureTable):
     def region_vectors(self, region: str, dim: int) -> dict[int, np.ndarray]:
         """Image id -> its vector of one region (e.g. ``full``)."""
         rows = self._read().execute("SELECT image_id, vector FROM vectors WHERE region = ?", (region,)).fetchall()
-        return {r[0]: np.frombuffer(r[1], np.float32).reshape(dim) for r in rows}
+        vecs = decode_vectors([r[1] for r in rows], dim)
+        return {r[0]: vec for r, vec in zip(rows, vecs)}
 
     def vector_owners_all(self) -> list[tuple[int, int, str, str]]:
         """(vector id, image id, sku, region) of every vector, in id order, without the vectors."""
