@@ -169,7 +169,9 @@ class FaissIndex:
         return np.sort(held)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self._index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim))
+        """The stored vectors of ``ids`` (every one must be held), in their order."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+        return self._index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: Path, generation: int) -> None:

@@ -11,6 +11,8 @@ the rest).  The fused score is the weighted mean of the five, so it is monotone 
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -114,12 +116,12 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
         # ask for more when some catalogue regions will be filtered out
         spare = 3 if gallery_regions is not None else 1
         sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)))
-        for sim, vid in zip(sims.ravel(), ids.ravel()):
-            owner = view.vector_owner.get(int(vid))
+        owners = view.vector_owner
+        for s, vid in zip(np.clip(sims, 0.0, 1.0).ravel().tolist(), ids.ravel().tolist()):
+            owner = owners.get(vid)
             if owner is None or (gallery_regions is not None and owner[2] not in gallery_regions):
                 continue
             image_id, sku, _ = owner
-            s = float(np.clip(sim, 0.0, 1.0))
             if sku not in found or s > found[sku].embedding:
                 found[sku] = Candidate(sku, image_id, s)
         if found and ((pooling == "mean" and len(q) > 1) or sku_images > 1):
@@ -205,6 +207,12 @@ def apply_filters(view: CatalogView, query: ObjectFeatures | None, candidates: d
     return kept
 
 
+@functools.lru_cache(maxsize=4096)
+def _label_words(label: str) -> frozenset[str]:
+    """A tag label's words (tags are the embedder's few thousand labels: worth remembering)."""
+    return frozenset(tokenize(label))
+
+
 def tag_similarity(query: Tags, image: Tags, merchant_words: frozenset[str], merchant_weight: float) -> float:
     """Histogram intersection of the two tag distributions (each renormalised over its
     top labels), or the share of query tag mass whose words the merchant's tags contain."""
@@ -218,7 +226,7 @@ def tag_similarity(query: Tags, image: Tags, merchant_words: frozenset[str], mer
     merchant = 0.0
     if merchant_words:
         merchant = sum(float(p) for label, p in zip(query.labels, q)
-                       if merchant_words.intersection(tokenize(label))) * merchant_weight
+                       if not merchant_words.isdisjoint(_label_words(label))) * merchant_weight
     return float(np.clip(max(inter, merchant), 0.0, 1.0))
 
 

@@ -49,9 +49,11 @@ def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: in
                 log.info("vector index caught up with the database: %d vectors added, %d removed",
                          len(missing), len(extra))
             return index, True
-    if path.exists():
-        log.warning("vector index %s cannot catch up with the database; rebuilding it from %d stored vectors",
-                    path, len(stored))
+    if index is not None:
+        log.info("vector index %s is too far behind the database (or of another kind) to catch up; "
+                 "rebuilding it from %d stored vectors", path, len(stored))
+    elif path.exists():
+        log.warning("vector index %s cannot be read; rebuilding it from %d stored vectors", path, len(stored))
     ids, vecs, _ = store.vectors(dim)
     return FaissIndex.build(dim, settings, ids, vecs), True
 
