@@ -12,7 +12,6 @@ the rest).  The fused score is the weighted mean of the five, so it is monotone 
 from __future__ import annotations
 
 import functools
-
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -26,6 +25,7 @@ from core.results import Candidate
 from core.types import SIGNALS, LocalFeatures, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
 from fusion.text import TextScorer, fts_match_expression, tokenize
+from fusion.vector_owners import VectorOwners
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ class CatalogView:
     """What the ranker reads of the catalogue, kept in memory by the engine."""
 
     index: VectorIndex
-    vector_owner: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # id -> (image id, sku, region)
-    sku_vectors: dict[str, list[int]] = field(default_factory=dict)
+    vector_owner: VectorOwners = field(default_factory=VectorOwners)  # id -> (image id, sku, region); each SKU's ids
     images: dict[int, ImageInfo] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
     merchant_tags: dict[str, frozenset[str]] = field(default_factory=dict)  # normalised tag words
@@ -117,11 +116,13 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
         spare = 3 if gallery_regions is not None else 1
         sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)))
         owners = view.vector_owner
-        for s, vid in zip(np.clip(sims, 0.0, 1.0).ravel().tolist(), ids.ravel().tolist()):
-            owner = owners.get(vid)
-            if owner is None or (gallery_regions is not None and owner[2] not in gallery_regions):
-                continue
-            image_id, sku, _ = owner
+        held, images, skus, regions = owners.lookup(ids.ravel())
+        if gallery_regions is not None:
+            held &= np.isin(regions, owners.region_codes(gallery_regions))
+        names = owners.sku_names
+        for s, image_id, code in zip(np.clip(sims, 0.0, 1.0).ravel()[held].tolist(), images[held].tolist(),
+                                     skus[held].tolist()):
+            sku = names[code]
             if sku not in found or s > found[sku].embedding:
                 found[sku] = Candidate(sku, image_id, s)
         if found and ((pooling == "mean" and len(q) > 1) or sku_images > 1):
@@ -142,26 +143,36 @@ def pooled_candidates(view: CatalogView, q: np.ndarray, skus: Sequence[str],
         raise InvalidInputError(f"expected region pooling 'max' or 'mean', got {pooling!r}")
     if sku_images < 1:
         raise InvalidInputError(f"expected sku_images >= 1, got {sku_images}")
-    owned = [[v for v in view.sku_vectors.get(sku, [])
-              if gallery_regions is None or view.vector_owner[v][2] in gallery_regions] for sku in skus]
-    flat = np.asarray([v for vids in owned for v in vids], np.int64)
+    owned = [_owned(view, sku, gallery_regions) for sku in skus]
+    flat = np.concatenate([ids for ids, _ in owned]) if owned else np.zeros(0, np.int64)
     stored = np.asarray(view.index.reconstruct(flat), np.float32) if len(flat) else np.zeros((0, q.shape[1]))
     sims = np.clip(stored @ q.T, 0.0, 1.0)  # (vectors, query regions)
     out, start = [], 0
-    for sku, vids in zip(skus, owned):
-        if not vids:
+    for sku, (vids, images) in zip(skus, owned):
+        if not len(vids):
             out.append(Candidate(sku, None, 0.0))
             continue
         block = sims[start:start + len(vids)]
         start += len(vids)
         best = int(np.argmax(block.max(axis=1)))
-        per_region = top_images_mean(block, [view.vector_owner[v][0] for v in vids], sku_images)
+        per_region = top_images_mean(block, images, sku_images)
         score = float(per_region.mean()) if pooling == "mean" else float(per_region.max())
-        out.append(Candidate(sku, view.vector_owner[vids[best]][0], score))
+        out.append(Candidate(sku, int(images[best]), score))
     return out
 
 
-def top_images_mean(sims: np.ndarray, image_ids: Sequence[int], k: int) -> np.ndarray:
+def _owned(view: CatalogView, sku: str, gallery_regions: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A SKU's vector ids (of ``gallery_regions`` only, when given) and their images' ids."""
+    owners = view.vector_owner
+    vids = owners.of_sku(sku)
+    _, images, _, regions = owners.lookup(vids)
+    if gallery_regions is not None:
+        keep = np.isin(regions, owners.region_codes(gallery_regions))
+        vids, images = vids[keep], images[keep]
+    return vids, images
+
+
+def top_images_mean(sims: np.ndarray, image_ids: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
     """``sims``: cosines ``(vectors, query regions)`` of one SKU's vectors, owned by ``image_ids``.
     Per query region: the mean of its ``k`` best images' cosines, each image taken by its best
     vector (``k`` = 1: the best cosine)."""
@@ -181,9 +192,8 @@ def exact_candidates(view: CatalogView, query: ObjectFeatures | None, skus: Sequ
     if query is None:
         out = {}
         for sku in skus:
-            vids = [v for v in view.sku_vectors.get(sku, [])
-                    if gallery_regions is None or view.vector_owner[v][2] in gallery_regions]
-            out[sku] = Candidate(sku, view.vector_owner[vids[0]][0] if vids else None, 0.0)
+            _, images = _owned(view, sku, gallery_regions)
+            out[sku] = Candidate(sku, int(images[0]) if len(images) else None, 0.0)
         return out
     q = query_vectors(query, query_regions)
     return {c.sku: c for c in pooled_candidates(view, q, skus, gallery_regions, pooling, sku_images)}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from core.catalog import Product, WriteResult
 from core.colours import colour_names
 from core.errors import NotFoundError
@@ -29,9 +31,11 @@ class LiveView:
 
     def _load(self) -> None:
         view = self.view
-        for vid, image_id, sku, region in self.store.vector_owners_all():
-            view.vector_owner[vid] = (image_id, sku, region)
-            view.sku_vectors.setdefault(sku, []).append(vid)
+        rows = self.store.vector_owners_all()
+        if rows:
+            vids, images, skus, regions = zip(*rows)
+            view.vector_owner.extend(vids, images, skus, regions)
+        del rows
         for im in self.store.images():
             view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
         docs = self.store.text_documents()
@@ -48,9 +52,9 @@ class LiveView:
         view.sku_tokens[product.sku] = new
         view.titles[product.sku] = product.title or product.sku
         view.merchant_tags[product.sku] = merchant_words(product.tags)
-        colours = {c for vid in view.sku_vectors.get(product.sku, ())
-                   if (info := view.images.get(view.vector_owner[vid][0])) is not None
-                   for c in colour_names(info.palette)}
+        _, image_ids, _, _ = view.vector_owner.lookup(view.vector_owner.of_sku(product.sku))
+        colours = {c for image_id in set(image_ids.tolist())
+                   if (info := view.images.get(image_id)) is not None for c in colour_names(info.palette)}
         view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, colours)
 
     def _refresh_scorer(self) -> None:
@@ -61,10 +65,8 @@ class LiveView:
         """Bring the vector index and the view up to date with one committed write to ``sku``."""
         view = self.view
         view.index.remove(result.removed_ids)
-        for vid in result.removed_ids.tolist():
-            owner = view.vector_owner.pop(vid, None)
-            if owner is not None:
-                view.images.pop(owner[0], None)
+        for image_id, _, _ in view.vector_owner.remove(result.removed_ids):
+            view.images.pop(image_id, None)
         if len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
         try:
@@ -77,7 +79,7 @@ class LiveView:
 
     def _forget(self, sku: str) -> None:
         view = self.view
-        view.sku_vectors.pop(sku, None)
+        view.vector_owner.remove(view.vector_owner.of_sku(sku))
         self._df.subtract(view.sku_tokens.pop(sku, frozenset()))
         view.titles.pop(sku, None)
         view.merchant_tags.pop(sku, None)
@@ -87,8 +89,12 @@ class LiveView:
         view, sku = self.view, product.sku
         for im in self.store.images(sku):
             view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
-        rows = self.store.vector_owners(sku)
-        for vid, image_id, region in rows:
-            view.vector_owner[vid] = (image_id, sku, region)
-        view.sku_vectors[sku] = [r[0] for r in rows]
+        owners, rows = view.vector_owner, self.store.vector_owners(sku)
+        stored = np.asarray([r[0] for r in rows], np.int64)
+        owners.remove(np.setdiff1d(owners.of_sku(sku), stored))  # none, unless the view missed a write
+        held, _, _, _ = owners.lookup(stored)
+        new = [r for r, h in zip(rows, held.tolist()) if not h]
+        if new:
+            vids, images, regions = zip(*new)
+            owners.extend(vids, images, [sku] * len(new), regions)
         self._set_product(product, self.store.text_documents_of(sku))

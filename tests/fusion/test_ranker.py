@@ -126,8 +126,7 @@ def _view(fts=None) -> CatalogView:
         for image_id, vec, lab, tag in images:
             vid = image_id * 10
             index.add(np.asarray([vid]), vec[None])
-            view.vector_owner[vid] = (image_id, sku, "full")
-            view.sku_vectors.setdefault(sku, []).append(vid)
+            view.vector_owner.extend([vid], [image_id], [sku], ["full"])
             view.images[image_id] = ImageInfo(sku, _palette(lab), _tags(**{tag: 1.0}))
     df: dict[str, int] = {}
     for toks in view.sku_tokens.values():
