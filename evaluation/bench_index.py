@@ -237,7 +237,7 @@ def _measure(method: str, built: _Built, work: _Workload) -> IndexBenchRow:
     dup_hit = float(np.mean([len(found[j]) > 0 and found[j][0] == work.dup_of[j] for j in dups])) if len(dups) else _NAN
     ms = np.asarray(times) * 1e3
     n, dim = work.database.shape
-    params = f"{built.params}, rss+{built.rss_mb:.0f} MB, dup@1={dup_hit:.2f}"
+    params = f"{built.params}, rss+{built.rss_mb:.0f} MB" + ("" if math.isnan(dup_hit) else f", dup@1={dup_hit:.2f}")
     return IndexBenchRow(method, n, dim, built.build_s, built.memory_mb, float(np.percentile(ms, 50)),
                          float(np.percentile(ms, 95)), recall, params)
 
@@ -277,8 +277,12 @@ def bench_vector_indexes(
     methods: Sequence[str] = METHODS,
     progress: Callable[[str], None] | None = None,
     time_budget_s: float | None = None,
+    data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[IndexBenchRow]:
-    """One row per (size, method), sizes in the order given; see the module docstring."""
+    """One row per (size, method), sizes in the order given; see the module docstring.
+
+    ``data(n)``: the (database, queries) unit vectors at size ``n`` (e.g. real embeddings,
+    :mod:`evaluation.real_vectors`) instead of random ones; ``dim`` and ``n_queries`` are then theirs."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown or n_queries < 1 or dim < 1 or not all(n >= K for n in sizes):
         raise ValueError(f"expected methods among {METHODS}, n_queries and dim >= 1 and sizes >= {K}, "
@@ -288,8 +292,13 @@ def bench_vector_indexes(
     start, rows = time.perf_counter(), []
     spent: dict[str, tuple[int, float]] = {}  # method -> (n, seconds) at the largest size measured
     for n in sizes:
-        say(f"n={n}: generating {n} x {dim} vectors and the exact top-{K} of {n_queries} queries")
-        work = _workload(n, dim, n_queries, seed)
+        if data is None:
+            say(f"n={n}: generating {n} x {dim} vectors and the exact top-{K} of {n_queries} queries")
+            work = _workload(n, dim, n_queries, seed)
+        else:
+            database, queries = data(n)
+            say(f"n={n}: {len(database)} x {database.shape[1]} vectors, the exact top-{K} of {len(queries)} queries")
+            work = _Workload(database, queries, _ground_truth(database, queries), np.full(len(queries), -1, np.int64))
         for method in methods:
             left = None if time_budget_s is None else time_budget_s - (time.perf_counter() - start)
             why = (_annoy_missing() if method == "annoy" else None) or _too_slow(method, n, spent, left)

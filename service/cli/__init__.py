@@ -15,7 +15,7 @@ import typer
 
 from core.errors import SkulensError
 from core.settings import Settings
-from service.cli import catalogue, dedup, detector, embedder, measure, models, search
+from service.cli import catalogue, dedup, detector, embedder, measure, models, scale, search
 from service.cli.common import err, state
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ app.command("gallery-csv")(measure.gallery_csv)
 app.command("tune")(measure.tune)
 app.command("bench")(measure.bench)
 app.command("bench-service")(measure.bench_service)
+app.command("bench-scale")(scale.bench_scale)
 app.command("serve")(search.serve)
 app.command("dedup")(dedup.dedup)
 app.command("dedup-eval")(dedup.dedup_eval)

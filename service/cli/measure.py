@@ -119,6 +119,13 @@ def bench(
     index_limit: Annotated[Optional[int], typer.Option(min=1, help="index only the first N catalogue entries")] = None,
     vectors: Annotated[str, typer.Option(help="vector-index sizes, comma-separated; '' to skip")] = "10000,100000,1000000",
     vector_budget_s: Annotated[float, typer.Option(help="skip index builds that would take longer than this")] = 900.0,
+    vector_data: Annotated[Optional[list[Path]], typer.Option(
+        help="image folders whose embeddings (with Fashion-MNIST's) make the vector benchmark's database, "
+             "grown between real neighbours past their count; without it, random unit vectors")] = None,
+    vector_queries: Annotated[Optional[Path], typer.Option(
+        help="with --vector-data: real query photos, kept out of the database")] = None,
+    fashion_mnist: Annotated[bool, typer.Option(help="with --vector-data: add Fashion-MNIST's 70,000 photos "
+                                                     "(Debian's dataset-fashion-mnist)")] = True,
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Speed: per-stage and end-to-end query latency, indexing throughput, vector indexes side by side."""
@@ -136,7 +143,12 @@ def bench(
             result = bench_indexing(settings, catalog, index_limit, lambda d, t: update("indexing", d, t))
             update_section(benchmarks, "speed-index", "Speed: indexing", bench_markdown(None, result)[1])
         sizes = [int(x) for x in vectors.split(",") if x.strip()]
-        if sizes:
+        if sizes and vector_data:
+            if vector_queries is None:
+                raise SkulensError("--vector-data needs --vector-queries: real photos to search with")
+            _bench_real_vectors(settings, sizes, vector_data, vector_queries, fashion_mnist, vector_budget_s,
+                                benchmarks, update)
+        elif sizes:
             _bench_vectors(sizes, vector_budget_s, benchmarks)
     err.print(f"updated {benchmarks}")
 
@@ -153,6 +165,32 @@ def _bench_vectors(sizes: list[int], vector_budget_s: float, benchmarks: Path) -
             "first) is closer to what product look-ups see. skulens uses exact search up to 50,000 "
             "vectors and IVF beyond.\n\n")
     update_section(benchmarks, "speed-vectors", "Speed: vector index alone (random unit vectors, d=1280)",
+                   note + rows_to_markdown(rows))
+
+
+def _bench_real_vectors(settings, sizes: list[int], folders: list[Path], queries: Path, with_fashion_mnist: bool,
+                        vector_budget_s: float, benchmarks: Path, update) -> None:
+    """The vector indexes on real embeddings grown to each of ``sizes`` (evaluation.real_vectors)."""
+    from evaluation.bench_index import bench_vector_indexes, rows_to_markdown
+    from evaluation.benchmarks_md import update_section
+    from evaluation.real_vectors import grow, real_sets
+    from pipeline.build import build_stages
+    from pipeline.database import FeatureCache
+
+    embedder = build_stages(settings).embedder
+    cache = FeatureCache(settings.data / "eval" / "vectors.sqlite3")
+    real, asked = real_sets(folders, [queries], embedder, cache, with_fashion_mnist, update)
+    rows = bench_vector_indexes(sizes, progress=lambda msg: err.print(msg, highlight=False),
+                                time_budget_s=vector_budget_s, data=lambda n: (grow(real, n), asked))
+    sources = ", ".join(f"`{f}`" for f in folders) + (" and Fashion-MNIST's 60,000 train images" if with_fashion_mnist
+                                                       else "")
+    note = (f"Single queries (batch 1) on **real embeddings** ({embedder.name}, whole image): {len(real):,} "
+            f"real vectors of the product photos under {sources}; a size above that is filled by "
+            "interpolating between real neighbours (evaluation/real_vectors.py), a size below is a random "
+            f"subset. {len(asked)} real query photos kept out of the database (`{queries}`"
+            + (" and 100 Fashion-MNIST test images" if with_fashion_mnist else "") + "). Recall@10 is against "
+            "exact search over the same vectors.\n\n")
+    update_section(benchmarks, "speed-vectors-real", "Speed: vector index alone (real embeddings)",
                    note + rows_to_markdown(rows))
 
 

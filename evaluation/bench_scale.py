@@ -1,0 +1,180 @@
+"""``skulens bench-scale``: the engine on catalogues of 1k to 1M images built from real embeddings.
+
+Analysing a million photos is days of CPU, so the catalogues are assembled: a few dozen real
+images (catalogue pictures and shopper photos) are analysed once by the real pipeline, and each
+catalogue image is a copy of one of them (its palette, words, tags, boxes and keypoints) whose
+vectors are real embeddings grown to the size (:mod:`evaluation.real_vectors`), three images a
+product.  The rows are written through the catalogue store's own ``write_product``.  What is then
+measured goes through the product's code paths:
+
+- **start-up**: opening the engine with no index file (the index is built from the database) and
+  again with the file the first open saved; the resident memory the catalogue adds (from before
+  the first open to after the second; models were loaded before) and the process's whole;
+- **disk**: the database and the index file, per image;
+- **writes**: adding a product with one image (its analysis cached, so the write is what is timed:
+  the database transaction, the index and the in-memory view) and deleting it, p50 and p95;
+- **searches**: the ranking part of a photo search (candidates, five signals, verification) for
+  real shopper photos analysed beforehand; the analysis does not depend on the catalogue's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from core.catalog import NewImage, Product
+from core.errors import InvalidInputError
+from core.settings import Settings
+from pipeline.analysis import Stages
+from pipeline.engine import Engine
+from pipeline.store import CatalogStore
+
+log = logging.getLogger(__name__)
+
+IMAGES_PER_PRODUCT = 3
+MARKER = ".bench-scale"
+WRITES = 20
+
+
+@dataclass(frozen=True)
+class ScaleRow:
+    images: int
+    vectors: int
+    index_kind: str
+    assemble_s: float
+    open_cold_s: float
+    open_warm_s: float
+    memory_mb: float  # resident memory the catalogue added: before the first open to after the second
+    rss_mb: float  # the process's resident memory then, models included
+    db_bytes_per_image: float
+    index_bytes_per_image: float
+    write_ms_p50: float
+    write_ms_p95: float
+    delete_ms_p50: float
+    rank_ms_p50: float
+    rank_ms_p95: float
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def templates(engine: Engine, paths: Sequence[Path]) -> list[tuple[NewImage, str]]:
+    """Each real image analysed for the index by the real pipeline, with its title."""
+    out = []
+    for path in paths:
+        image = engine._prepare_image(path.name, path.read_bytes())
+        out.append((image, path.stem.replace("-", " ").replace("_", " ")))
+    return out
+
+
+def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: np.ndarray, n_images: int,
+             progress: Callable[[int, int], None] | None = None) -> int:
+    """Write ``n_images`` copies of the templates, each with its own grown vectors; returns the
+    number of vectors written."""
+    used, next_vec = 0, 0
+    for start in range(0, n_images, IMAGES_PER_PRODUCT):
+        count = min(IMAGES_PER_PRODUCT, n_images - start)
+        images = []
+        for k in range(start, start + count):
+            model, _ = models[k % len(models)]
+            regions = list(model.vectors)
+            vecs = {r: vectors[(next_vec + j) % len(vectors)] for j, r in enumerate(regions)}
+            next_vec += len(regions)
+            images.append(dataclasses.replace(model, sha256=f"{k:064x}", vectors=vecs))
+        title = models[start % len(models)][1]
+        store.write_product(Product(f"SCALE-{start // IMAGES_PER_PRODUCT:07d}", f"{title} {start // 3}",
+                                    tags=("scale",)), images, replace_images=False)
+        used += count
+        if progress and (start // IMAGES_PER_PRODUCT) % 500 == 0:
+            progress(used, n_images)
+    return next_vec
+
+
+def bench_size(settings: Settings, stages: Stages, n_images: int, vectors: np.ndarray, template_paths: Sequence[Path],
+               query_paths: Sequence[Path], progress: Callable[[str], None]) -> ScaleRow:
+    """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured."""
+    folder = Path(settings.data)
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).is_file():
+            raise InvalidInputError(f"{folder} is not empty and was not made by bench-scale: not touching it")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by skulens bench-scale; removed by its next run\n")
+    engine = Engine(settings, stages)
+    models = templates(engine, template_paths)
+    queries = [p.read_bytes() for p in query_paths]
+    for data in queries:  # analysed once; the timed searches below reuse the analyses
+        engine.search(data, use_cache=True)
+    engine.close()
+
+    progress(f"{n_images:,} images: writing the catalogue")
+    t0 = time.perf_counter()
+    store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
+    n_vectors = assemble(store, models, vectors, n_images)
+    store.close()
+    assemble_s = time.perf_counter() - t0
+
+    progress(f"{n_images:,} images: opening (index built from the database)")
+    shutil.rmtree(folder / "index", ignore_errors=True)  # the empty catalogue's: built afresh below
+    gc.collect()
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    engine = Engine(settings, stages)
+    open_cold = time.perf_counter() - t0
+    engine.close()
+    del engine
+    gc.collect()
+    t0 = time.perf_counter()
+    engine = Engine(settings, stages)
+    open_warm = time.perf_counter() - t0
+    rss = _rss_mb()
+    memory = rss - rss0
+    try:
+        db = sum(p.stat().st_size for p in Path(settings.data).glob("catalog.sqlite3*"))
+        idx = engine.index_path.stat().st_size
+
+        progress(f"{n_images:,} images: writes and searches")
+        image = template_paths[0].read_bytes()
+        engine.add_product(Product("SCALE-WARM", "warm-up"), [("w.jpg", image)])  # analysis into the cache
+        engine.remove_product("SCALE-WARM")
+        writes, deletes = [], []
+        for i in range(WRITES):
+            t0 = time.perf_counter()
+            engine.add_product(Product(f"SCALE-NEW-{i}", f"new product {i}"), [("n.jpg", image)])
+            writes.append(time.perf_counter() - t0)
+        for i in range(WRITES):
+            t0 = time.perf_counter()
+            engine.remove_product(f"SCALE-NEW-{i}")
+            deletes.append(time.perf_counter() - t0)
+        ranks = [engine.search(data, use_cache=True).timings["rank"] for data in queries]
+        kind, held = engine.view.index.kind, len(engine.view.index)
+    finally:
+        engine.close()
+    ms = 1e3
+    return ScaleRow(n_images, held or n_vectors, kind, assemble_s, open_cold, open_warm, memory, rss,
+                    db / n_images, idx / n_images, float(np.percentile(writes, 50)) * ms,
+                    float(np.percentile(writes, 95)) * ms, float(np.percentile(deletes, 50)) * ms,
+                    float(np.percentile(ranks, 50)), float(np.percentile(ranks, 95)))
+
+
+def scale_markdown(rows: Sequence[ScaleRow]) -> str:
+    head = ("| images | vectors | index | open, index built s | open, index file s | memory added MB | process RSS MB "
+            "| DB bytes/image | index bytes/image | write p50 / p95 ms | delete p50 ms | rank p50 / p95 ms "
+            "| assembled in s |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        lines.append(f"| {r.images:,} | {r.vectors:,} | {r.index_kind} | {r.open_cold_s:.1f} | {r.open_warm_s:.1f} "
+                     f"| {r.memory_mb:.0f} | {r.rss_mb:.0f} | {r.db_bytes_per_image:,.0f} | {r.index_bytes_per_image:,.0f} "
+                     f"| {r.write_ms_p50:.1f} / {r.write_ms_p95:.1f} | {r.delete_ms_p50:.1f} "
+                     f"| {r.rank_ms_p50:.1f} / {r.rank_ms_p95:.1f} | {r.assemble_s:.0f} |")
+    return "\n".join(lines) + "\n"
