@@ -221,14 +221,24 @@ def test_all_objects_gives_one_group_per_box(engine):
     assert {"RED-APPLE", "ARLA-MILK"} <= firsts
 
 
-def test_catalogue_images_get_teacher_masks_and_query_photos_the_detectors(settings, real_stages):
-    """With a segmenting detector (the shipped one), indexing masks each box with IS-Net
-    (``background.at_index``), while a query keeps the detector's mask; both are cached apart."""
+def test_catalogue_images_keep_the_detectors_masks_unless_at_index_asks_for_teacher_masks(settings, real_stages):
+    """With a segmenting detector (the shipped one), indexing keeps its masks by default; with
+    ``background.at_index`` each box is masked by IS-Net instead, while a query keeps the detector's
+    mask; the two analyses are cached apart."""
     if not getattr(real_stages.detector, "own_masks", False):
         pytest.skip("the default detector gives no masks of its own")
     data = jpeg_bytes(product_image(*CATALOGUE["ARLA-MILK"], size=320))
     regions = settings.fusion.index_regions
+    assert settings.background.at_index is False
     eng = Engine(settings, real_stages)
+    try:
+        _, indexed, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
+        assert indexed.boxes and "background" not in indexed.timings
+    finally:
+        eng.close()
+    teacher = settings.model_copy(update={"data": settings.data.parent / "teacher",
+                                          "background": settings.background.model_copy(update={"at_index": True})})
+    eng = Engine(teacher, real_stages)
     try:
         _, indexed, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
         _, query, _ = eng.analyse(data, "a.jpg", regions, use_cache=True)
@@ -236,14 +246,6 @@ def test_catalogue_images_get_teacher_masks_and_query_photos_the_detectors(setti
         assert "background" not in query.timings
         _, again, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
         assert again.timings == indexed.timings  # the index analysis, from the cache
-    finally:
-        eng.close()
-    own = settings.model_copy(update={"data": settings.data.parent / "own",
-                                      "background": settings.background.model_copy(update={"at_index": False})})
-    eng = Engine(own, real_stages)
-    try:
-        _, indexed, _ = eng.analyse(data, "a.jpg", regions, use_cache=True, for_index=True)
-        assert "background" not in indexed.timings
     finally:
         eng.close()
 
