@@ -18,18 +18,21 @@ products_app = typer.Typer(help="Catalogue upkeep: list, show, add, remove produ
 
 def index(catalog: Annotated[Path, typer.Argument(help="folder of <sku>.jpg (+ .txt/.json), folder of <sku>/ folders, or a CSV manifest")]) -> None:
     """Index a catalogue; re-running it updates changed SKUs only."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from pipeline.catalog_source import read_catalog
     from pipeline.indexing import index_catalog
 
     source = read_catalog(catalog)
     engine = common.engine()
     try:
-        with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      TextColumn("{task.fields[sku]}"), console=err, disable=not err.is_terminal) as bar:
-            task = bar.add_task("index", total=len(source.entries), sku="")
-            report = index_catalog(engine, source, lambda sku: bar.update(task, advance=1, sku=sku))
+        bar, update = common.progress_bar()  # with rate and time left; plain lines every 10 s without a terminal
+        done = [0]
+
+        def step(_sku: str) -> None:
+            done[0] += 1
+            update("indexing products", done[0], len(source.entries))
+
+        with bar:
+            report = index_catalog(engine, source, step)
         products, images, vectors = engine.store.count()
     finally:
         engine.close()

@@ -4,6 +4,7 @@ the progress bar.  It imports none of the command modules."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
 from rich.console import Console
@@ -37,23 +38,44 @@ def engine(read_only: bool = False):
     return Engine(current, build_stages(current), read_only=read_only)
 
 
+LINE_EVERY_S = 10.0
+"""Without a terminal, a progress line at most this often (and at the end)."""
+
+
 def progress_bar() -> tuple[Progress, Callable[[str, int, int], None]]:
     """A rich progress bar on stderr (plain lines when stderr is not a terminal) and its
     ``update(stage, done, total)`` callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=err, disable=not err.is_terminal)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, disable=not err.is_terminal)
     tasks: dict[str, TaskID] = {}
+    started: dict[str, float] = {}
+    last_line = [0.0]
 
     def update(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
         if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done)
-        if not err.is_terminal and (done == total or done % 100 == 0):
-            err.print(f"{stage}: {done}/{total}", highlight=False)
+            tasks[stage] = bar.add_task(stage, total=total, rate="")
+            started[stage] = now
+        elapsed = now - started[stage]
+        rate = done / elapsed if elapsed > 0 and done else 0.0
+        bar.update(tasks[stage], completed=done, rate=f"{rate:.2f}/s" if rate else "")
+        if not err.is_terminal and (done == total or now - last_line[0] >= LINE_EVERY_S):
+            last_line[0] = now
+            left = f", about {_duration((total - done) / rate)} left" if rate and done < total else ""
+            err.print(f"{stage}: {done}/{total}" + (f", {rate:.2f}/s" if rate else "") + left, highlight=False)
 
     return bar, update
+
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def eval_stages(current: Settings, embedder: str | None = None):
