@@ -49,8 +49,16 @@ class CatalogView:
     sku_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
     facets: dict[str, ProductFacets] = field(default_factory=dict)
     text_scorer: TextScorer | None = None
+    # set when the catalogue's words changed: makes the scorer anew on the next text search (not per write)
+    stale_text_scorer: Callable[[], TextScorer] | None = None
     fts: Callable[[str, int], list[tuple[str, float]]] | None = None
     local_features: Callable[[int], LocalFeatures | None] | None = None  # an image's keypoints, by image id
+
+    def scorer(self) -> TextScorer | None:
+        """The text scorer, made anew first if the catalogue's words changed since."""
+        if self.stale_text_scorer is not None:
+            self.text_scorer, self.stale_text_scorer = self.stale_text_scorer(), None
+        return self.text_scorer
 
 
 def parse_weights(spec: str | dict | None, defaults: dict[str, float]) -> dict[str, float]:
@@ -288,9 +296,10 @@ class FusionRanker:
             signals["tags"] = np.asarray([
                 tag_similarity(query.tags, i.tags if i else Tags.empty(), view.merchant_tags.get(c.sku, frozenset()),
                                self.merchant_tag_weight) for c, i in zip(cands, infos)])
-        if tokens and view.text_scorer is not None:
+        scorer = view.scorer() if tokens else None
+        if scorer is not None:
             docs = [view.sku_tokens.get(c.sku, frozenset()) for c in cands]
-            signals["text"] = view.text_scorer.score_many(tokens, docs).astype(np.float64)
+            signals["text"] = scorer.score_many(tokens, docs).astype(np.float64)
         matrix = np.clip(np.stack([signals[name] for name in SIGNALS], axis=1), 0.0, 1.0)
         return cands, matrix
 

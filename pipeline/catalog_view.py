@@ -12,7 +12,6 @@ from collections import Counter
 import numpy as np
 
 from core.catalog import Product, WriteResult
-from core.colours import colour_names
 from core.errors import NotFoundError
 from core.filters import facets
 from core.protocols import VectorIndex
@@ -36,14 +35,14 @@ class LiveView:
             vids, images, skus, regions = zip(*rows)
             view.vector_owner.extend(vids, images, skus, regions)
         del rows
-        for im in self.store.images():
-            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
-        docs = self.store.text_documents()
+        for image_id, sku, palette, tags in self.store.image_signals():
+            view.images[image_id] = ImageInfo(sku, palette, tags)
+        texts = self.store.texts_and_colours()
         for product in self.store.list_products(limit=-1):
-            self._set_product(product, docs.get(product.sku, ""))
+            self._set_product(product, *texts.get(product.sku, ("", [])))
         self._refresh_scorer()
 
-    def _set_product(self, product: Product, document: str) -> None:
+    def _set_product(self, product: Product, document: str, colours: list[str]) -> None:
         view = self.view
         old = view.sku_tokens.get(product.sku, frozenset())
         new = frozenset(tokenize(document))
@@ -52,14 +51,17 @@ class LiveView:
         view.sku_tokens[product.sku] = new
         view.titles[product.sku] = product.title or product.sku
         view.merchant_tags[product.sku] = merchant_words(product.tags)
-        _, image_ids, _, _ = view.vector_owner.lookup(view.vector_owner.of_sku(product.sku))
-        colours = {c for image_id in set(image_ids.tolist())
-                   if (info := view.images.get(image_id)) is not None for c in colour_names(info.palette)}
-        view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, colours)
+        # the colour names of its images' palettes, as the full-text index holds them
+        view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, set(colours))
 
     def _refresh_scorer(self) -> None:
-        self._df = +self._df  # drop zero counts
-        self.view.text_scorer = TextScorer(self._df, len(self.view.sku_tokens), self.text_scale)
+        """The text statistics changed: the scorer is made anew when a search next needs it, so a
+        write does not pay for the whole vocabulary."""
+        def make() -> TextScorer:
+            self._df = +self._df  # drop zero counts
+            return TextScorer(self._df, len(self.view.sku_tokens), self.text_scale)
+
+        self.view.stale_text_scorer = make
 
     def apply(self, result: WriteResult, sku: str) -> None:
         """Bring the vector index and the view up to date with one committed write to ``sku``."""
@@ -97,4 +99,4 @@ class LiveView:
         if new:
             vids, images, regions = zip(*new)
             owners.extend(vids, images, [sku] * len(new), regions)
-        self._set_product(product, self.store.text_documents_of(sku))
+        self._set_product(product, *self.store.texts_and_colours(sku).get(sku, ("", [])))

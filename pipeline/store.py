@@ -309,6 +309,11 @@ class CatalogStore(FeatureTable):
                             OcrText.from_json(json.loads(r[7])), Tags.from_json(json.loads(r[8])),
                             json.loads(r[9])) for r in rows]
 
+    def image_signals(self) -> list[tuple[int, str, Palette, Tags]]:
+        """(image id, sku, palette, tags) of every image, in id order: what the ranker keeps in memory."""
+        rows = self._read().execute("SELECT id, sku, palette, tags FROM images ORDER BY id").fetchall()
+        return [(r[0], r[1], Palette.from_json(json.loads(r[2])), Tags.from_json(json.loads(r[3]))) for r in rows]
+
     def file_in_use(self, file: str) -> bool:
         return self._read().execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (file,)).fetchone() is not None
 
@@ -352,18 +357,13 @@ class CatalogStore(FeatureTable):
         return self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
                                   " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
 
-    def text_documents(self) -> dict[str, str]:
-        """SKU -> all its searchable text (metadata and OCR words)."""
+    def texts_and_colours(self, sku: str | None = None) -> dict[str, tuple[str, list[str]]]:
+        """SKU -> (all its searchable text, the colour names of its images' palettes)."""
         rows = self._read().execute(
             "SELECT p.sku, f.title, f.brand, f.category, f.tags, f.description, f.ocr, f.colours FROM products_fts f"
-            " JOIN products p ON p.rowid = f.rowid").fetchall()
-        return {r[0]: " ".join(x for x in r[1:] if x) for r in rows}
-
-    def text_documents_of(self, sku: str) -> str:
-        row = self._read().execute(
-            "SELECT f.title, f.brand, f.category, f.tags, f.description, f.ocr, f.colours FROM products_fts f"
-            " JOIN products p ON p.rowid = f.rowid WHERE p.sku = ?", (sku,)).fetchone()
-        return " ".join(x for x in row if x) if row else ""
+            " JOIN products p ON p.rowid = f.rowid" + (" WHERE p.sku = ?" if sku else ""),
+            (sku,) if sku else ()).fetchall()
+        return {r[0]: (" ".join(x for x in r[1:] if x), (r[7] or "").split()) for r in rows}
 
     def vector_owners(self, sku: str) -> list[tuple[int, int, str]]:
         """(vector id, image id, region) of one product's vectors."""

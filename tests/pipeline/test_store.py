@@ -114,7 +114,7 @@ def test_delete_product_removes_everything_and_returns_vector_ids(store):
     assert sorted(store.delete_product("SKU-1").tolist()) == added.tolist()
     assert store.count() == (1, 1, 2)
     assert store.images("SKU-1") == [] and store.fts_search("zebra", 10) == []
-    assert set(store.text_documents()) == {"SKU-2"}
+    assert set(store.texts_and_colours()) == {"SKU-2"}
     with pytest.raises(NotFoundError):
         store.get_product("SKU-1")
 
@@ -125,7 +125,7 @@ def test_delete_image_removes_its_vectors_and_ocr_words(store):
     removed = store.delete_image("SKU-1", result.image_ids[0])
     assert sorted(removed.tolist()) == result.added_ids[:2].tolist()
     assert store.count() == (1, 1, 2)
-    assert "zebra" not in store.text_documents_of("SKU-1") and store.fts_search("zebra", 10) == []
+    assert "zebra" not in store.texts_and_colours("SKU-1")["SKU-1"][0] and store.fts_search("zebra", 10) == []
 
 
 @pytest.mark.parametrize("delete", [lambda s: s.delete_product("NOPE"), lambda s: s.delete_image("SKU-1", 999),
@@ -188,13 +188,17 @@ def test_fts_search_bad_expression_raises_invalid_input(store, query):
         store.fts_search(query, 10)
 
 
-def test_text_documents_hold_metadata_and_ocr_words(store):
-    store.write_product(SHOE, [image("a", words=("MJÖLK", "1L"))], replace_images=True)
-    doc = store.text_documents_of("SKU-1")
-    assert store.text_documents() == {"SKU-1": doc}
+def test_texts_hold_metadata_and_ocr_words_and_the_palettes_colour_names(store):
+    from core.colours import colour_names
+
+    im = image("a", words=("MJÖLK", "1L"))
+    store.write_product(SHOE, [im], replace_images=True)
+    doc, colours = store.texts_and_colours("SKU-1")["SKU-1"]
+    assert store.texts_and_colours() == {"SKU-1": (doc, colours)}
     for word in ("Trail", "Arlagårdar", "outdoor", "Lightweight", "MJÖLK", "1L"):
         assert word in doc
-    assert store.text_documents_of("NOPE") == ""
+    assert colours == colour_names(im.palette) and all(c in doc for c in colours)
+    assert store.texts_and_colours("NOPE") == {}
 
 
 @pytest.mark.parametrize("kwargs", [{"sku": ""}, {"sku": "   "}, {"sku": "a/b"}, {"sku": " SKU"}, {"sku": "SKU "},
