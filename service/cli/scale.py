@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -54,12 +55,11 @@ def bench_scale(
         real, _ = real_sets(vector_data, [queries], stages.embedder, cache, fashion_mnist, update)
     rows = []
     for n in counts:
-        grown = grow(real, n * 4, seed=n)  # at most four regions an image
         size_settings = settings.model_copy(update={"data": settings.data / "bench-scale" / str(n)})
-        rows.append(bench_size(size_settings, stages, n, grown, _images(templates, n_templates),
-                               _images(queries, n_queries), lambda msg: err.print(msg, highlight=False)))
+        rows.append(bench_size(size_settings, stages, n, partial(grow, real, n * 4, seed=n),  # <= 4 regions
+                               _images(templates, n_templates), _images(queries, n_queries),
+                               lambda msg: err.print(msg, highlight=False)))
         err.print(f"{n:,} images: {rows[-1]}", highlight=False)
-        del grown
     note = (f"Catalogues assembled from {len(real):,} real whole-image embeddings ({stages.embedder.name}) of the "
             f"images under {', '.join(f'`{f}`' for f in vector_data)}"
             + (" and Fashion-MNIST" if fashion_mnist else "")

@@ -1,0 +1,35 @@
+"""bench-scale's assembly: copies of real analyses with vectors of their own, through the store's writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidInputError
+from core.settings import Settings
+from evaluation.bench_scale import MARKER, assemble, bench_size, scale_markdown
+from pipeline.store import CatalogStore
+from tests.pipeline.test_store import DIM, image
+
+
+def test_assembly_writes_three_images_a_product_each_with_its_own_vectors(tmp_path):
+    store = CatalogStore(tmp_path / "catalog.sqlite3")
+    models = [(image("a", words=("OATLY",)), "Oat drink"), (image("b", regions=("full",)), "Red apple")]
+    vectors = np.random.default_rng(0).normal(size=(20, DIM)).astype(np.float32)
+    written = assemble(store, models, vectors, 7)
+    assert written == 2 + 1 + 2 + 1 + 2 + 1 + 2  # a: full and crop, b: full only
+    products, images, stored = store.count()
+    assert (products, images, stored) == (3, 7, written)
+    ids, vecs, _ = store.vectors(DIM)
+    assert np.allclose(vecs, vectors[:written], atol=1e-2)  # float16 in the store
+    assert len({im.sha256 for im in store.images()}) == 7
+    assert [p.sku for p in store.list_products()] == ["SCALE-0000000", "SCALE-0000001", "SCALE-0000002"]
+    store.close()
+
+
+def test_a_folder_not_made_by_bench_scale_is_left_alone(tmp_path):
+    (tmp_path / "precious.txt").write_text("a shop's data")
+    with pytest.raises(InvalidInputError, match="not made by bench-scale"):
+        bench_size(Settings(data=tmp_path), None, 10, lambda: np.zeros((1, DIM)), [], [], print)  # type: ignore[arg-type]
+    assert (tmp_path / "precious.txt").read_text() == "a shop's data" and not (tmp_path / MARKER).exists()
+    assert "| images |" in scale_markdown([])
