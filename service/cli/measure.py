@@ -126,6 +126,8 @@ def bench(
         help="with --vector-data: real query photos, kept out of the database")] = None,
     fashion_mnist: Annotated[bool, typer.Option(help="with --vector-data: add Fashion-MNIST's 70,000 photos "
                                                      "(Debian's dataset-fashion-mnist)")] = True,
+    vector_methods: Annotated[str, typer.Option(help="vector-index methods to compare, comma-separated")] =
+    "numpy,flat,ivf,hnsw,annoy,ivf-sq8,ivf-pq",
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Speed: per-stage and end-to-end query latency, indexing throughput, vector indexes side by side."""
@@ -143,23 +145,28 @@ def bench(
             result = bench_indexing(settings, catalog, index_limit, lambda d, t: update("indexing", d, t))
             update_section(benchmarks, "speed-index", "Speed: indexing", bench_markdown(None, result)[1])
         sizes = [int(x) for x in vectors.split(",") if x.strip()]
+        methods = [m.strip() for m in vector_methods.split(",") if m.strip()]
+        from evaluation.bench_index import METHODS
+
+        if sizes and (not methods or set(methods) - set(METHODS)):
+            raise SkulensError(f"--vector-methods: expected some of {', '.join(METHODS)}, got {vector_methods!r}")
         if sizes and vector_data:
             if vector_queries is None:
                 raise SkulensError("--vector-data needs --vector-queries: real photos to search with")
             _bench_real_vectors(settings, sizes, vector_data, vector_queries, fashion_mnist, vector_budget_s,
-                                benchmarks, update)
+                                benchmarks, update, methods)
         elif sizes:
-            _bench_vectors(sizes, vector_budget_s, benchmarks)
+            _bench_vectors(sizes, vector_budget_s, benchmarks, methods)
     err.print(f"updated {benchmarks}")
 
 
-def _bench_vectors(sizes: list[int], vector_budget_s: float, benchmarks: Path) -> None:
+def _bench_vectors(sizes: list[int], vector_budget_s: float, benchmarks: Path, methods: list[str]) -> None:
     """The vector indexes alone, at each of ``sizes``, into their BENCHMARKS.md section."""
     from evaluation.bench_index import bench_vector_indexes, rows_to_markdown
     from evaluation.benchmarks_md import update_section
 
     rows = bench_vector_indexes(sizes, progress=lambda msg: err.print(msg, highlight=False),
-                                time_budget_s=vector_budget_s)
+                                time_budget_s=vector_budget_s, methods=methods)
     note = ("Single queries (batch 1). Recall@10 against exact search on structureless random vectors is "
             "the worst case for approximate indexes; `dup@1` (a noisy copy of a stored vector finds it "
             "first) is closer to what product look-ups see. skulens uses exact search up to 50,000 "
@@ -169,7 +176,7 @@ def _bench_vectors(sizes: list[int], vector_budget_s: float, benchmarks: Path) -
 
 
 def _bench_real_vectors(settings, sizes: list[int], folders: list[Path], queries: Path, with_fashion_mnist: bool,
-                        vector_budget_s: float, benchmarks: Path, update) -> None:
+                        vector_budget_s: float, benchmarks: Path, update, methods: list[str]) -> None:
     """The vector indexes on real embeddings grown to each of ``sizes`` (evaluation.real_vectors)."""
     from evaluation.bench_index import bench_vector_indexes, rows_to_markdown
     from evaluation.benchmarks_md import update_section
@@ -181,7 +188,7 @@ def _bench_real_vectors(settings, sizes: list[int], folders: list[Path], queries
     cache = FeatureCache(settings.data / "eval" / "vectors.sqlite3")
     real, asked = real_sets(folders, [queries], embedder, cache, with_fashion_mnist, update)
     rows = bench_vector_indexes(sizes, progress=lambda msg: err.print(msg, highlight=False),
-                                time_budget_s=vector_budget_s, data=lambda n: (grow(real, n), asked))
+                                time_budget_s=vector_budget_s, data=lambda n: (grow(real, n), asked), methods=methods)
     sources = ", ".join(f"`{f}`" for f in folders) + (" and Fashion-MNIST's 60,000 train images" if with_fashion_mnist
                                                        else "")
     note = (f"Single queries (batch 1) on **real embeddings** ({embedder.name}, whole image): {len(real):,} "
