@@ -87,7 +87,8 @@ class VectorOwners:
         end = self._n + len(ids)
         self._ids[self._n:end], self._images[self._n:end] = ids, np.asarray(images, np.int64)
         self._skus[self._n:end], self._regions[self._n:end] = sku_codes, region_codes
-        unsorted = self._n and ids.min() <= self._ids[self._n - 1] or np.any(np.diff(ids) <= 0)
+        ascending = not np.any(np.diff(ids) <= 0)
+        unsorted = not ascending or (self._n and ids[0] <= self._ids[self._n - 1])
         self._n = end
         if unsorted:  # not the usual case (ids only grow): keep the rows sorted
             order = np.argsort(self._ids[:end], kind="stable")
@@ -96,12 +97,12 @@ class VectorOwners:
                 arr[:end] = arr[:end][order]
         order = np.argsort(sku_codes, kind="stable")
         codes, starts = np.unique(sku_codes[order], return_index=True)
-        ascending = not np.any(np.diff(ids) <= 0)  # then each group is in id order already (stable sort)
         for code, group in zip(codes.tolist(), np.split(ids[order], starts[1:])):
             sku = self.sku_names[code]
             held = self._by_sku.get(sku)
             if held is not None:
                 group = np.union1d(held, group)
+            # a group of ascending ids is in id order already (the sort by SKU is stable)
             self._by_sku[sku] = group if ascending or held is not None else np.sort(group)
 
     def remove(self, ids: np.ndarray) -> list[tuple[int, str, str]]:

@@ -59,7 +59,6 @@ def import_handler(engine: Engine) -> Callable[[Path, Callable[[Progress], None]
     def run(folder: Path, report: Callable[[Progress], None]) -> Progress:
         source = uploaded_only(folder)
         done = IndexReport(skipped=list(source.skipped))
-
         progress = Progress(done=len(source.skipped))  # rows skipped before indexing are done
 
         def step(_sku: str) -> None:
@@ -77,4 +76,5 @@ def import_handler(engine: Engine) -> Callable[[Path, Callable[[Progress], None]
 def _fill(progress: Progress, report: IndexReport) -> None:
     progress.counts = {"indexed": len(report.indexed), "unchanged": len(report.unchanged),
                        "skipped": len(report.skipped)}
-    progress.errors = [RowError(s.item, s.reason) for s in report.skipped]
+    # the report's skipped rows only grow: add the new ones rather than copying all of them per row
+    progress.errors.extend(RowError(s.item, s.reason) for s in report.skipped[len(progress.errors):])
