@@ -100,10 +100,15 @@ class PairVerifier(Protocol):
         """Whether the two images differ too much to be copies, whatever else matched them."""
 
 
+class IndexSnapshotLike(Protocol):
+    def write(self, path: Path) -> None:
+        """The index file and its stamp, each by rename."""
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     kind: str
-    """'flat', 'ivf' or 'hnsw'."""
+    """'flat', 'ivf', 'ivf-sq8' or 'hnsw'."""
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
@@ -117,6 +122,9 @@ class VectorIndex(Protocol):
 
     def save(self, path: Path, generation: int) -> None:
         """Write the index atomically, stamped with the catalogue database's generation."""
+
+    def snapshot(self, generation: int) -> "IndexSnapshotLike":
+        """A copy in memory to :meth:`IndexSnapshotLike.write` later, outside the lock that changes the index."""
 
     def ids(self) -> np.ndarray:
         """Every id it holds, sorted."""

@@ -115,11 +115,14 @@ class EmbedderSettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
-    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
-        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF beyond"
+    kind: Literal["auto", "flat", "ivf", "ivf-sq8", "hnsw"] = Field(
+        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF with 8-bit codes (ivf-sq8) "
+        "beyond; 'ivf': IVF holding whole float32 vectors (4x the memory of ivf-sq8)"
     )
     ivf_threshold: int = 50_000
     nprobe: int = 16
+    rerank: int = Field(100, ge=1, description="candidates an ivf-sq8 search re-ranks with the exact vectors "
+                        "the database keeps")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     use_gpu: Literal["auto", "never"] = "auto"

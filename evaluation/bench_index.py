@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 
 K = 10
 METHODS = ("numpy", "flat", "ivf", "hnsw", "annoy", "ivf-sq8", "ivf-pq")
-COMPRESSED = {"ivf-sq8": "SQ8", "ivf-pq": "PQ64"}  # faiss codes: 1 byte a dimension; 64 bytes a vector
-RERANK = 100  # compressed indexes: this many candidates re-ranked exactly from the stored vectors
+COMPRESSED = {"ivf-pq": "PQ64"}  # not a FaissIndex kind: faiss codes of 64 bytes a vector
+RERANK = IndexSettings().rerank  # compressed indexes: this many candidates re-ranked exactly from the stored vectors
 ANNOY_TREES = 50
 _CHUNK = 50_000
 _NAN = float("nan")
@@ -184,11 +184,16 @@ def _build_numpy(database: np.ndarray) -> _Built:
 def _build_faiss(kind: str, database: np.ndarray) -> _Built:
     settings = IndexSettings(kind=kind, use_gpu="never")
     rss0, t0 = _rss_mb(), time.perf_counter()
-    index = FaissIndex.build(database.shape[1], settings, np.arange(len(database), dtype=np.int64), database)
+    # a compressed kind re-ranks from the exact vectors: the database array stands in for the float16
+    # vectors the catalogue keeps on disk
+    index = FaissIndex.build(database.shape[1], settings, np.arange(len(database), dtype=np.int64), database,
+                             exact=lambda ids: database[ids])
     build_s, rss = time.perf_counter() - t0, _rss_mb() - rss0
     raw = index._index  # the faiss index FaissIndex holds, for its parameters and size
     if kind == "ivf":
         params = f"nlist={raw.nlist}, nprobe={raw.nprobe}"
+    elif kind == "ivf-sq8":
+        params = f"nlist={raw.nlist}, nprobe={raw.nprobe}, codes SQ8, top {settings.rerank} re-ranked exactly"
     elif kind == "hnsw":
         hnsw = faiss.downcast_index(raw.index).hnsw
         params = f"M={settings.hnsw_m}, efSearch={hnsw.efSearch}, efConstruction={hnsw.efConstruction}"
@@ -220,7 +225,7 @@ def _build_annoy(database: np.ndarray) -> _Built:
 
 
 def _build_compressed(method: str, database: np.ndarray) -> _Built:
-    """An IVF index with compressed codes (not yet one of FaissIndex's kinds), searched for
+    """An IVF index with product-quantised codes (not one of FaissIndex's kinds), searched for
     :data:`RERANK` candidates that are re-ranked exactly against the stored vectors (the database
     array stands in for the float16 vectors the catalogue keeps on disk)."""
     n, dim = database.shape

@@ -1,8 +1,12 @@
 """FAISS vector index of catalogue embeddings (inner product on L2-normalised vectors).
 
-The index kind follows catalogue size: exact search (``flat``) for small catalogues, IVF
-beyond ``ivf_threshold`` vectors, or HNSW when asked.  Deletes remove ids in place (flat,
-IVF) or are filtered out of results and compacted later (HNSW, which cannot delete).  The
+The index kind follows catalogue size: exact search (``flat``) for small catalogues, IVF with 8-bit
+codes (``ivf-sq8``, a quarter of the float32 vectors' memory) beyond ``ivf_threshold`` vectors, or
+IVF with whole vectors (``ivf``) or HNSW when asked.  A compressed index searches for
+``rerank`` candidates and re-ranks them with the exact vectors, read from where the catalogue keeps
+them (its ``exact`` source: the database's float16 vectors), and gives those exact vectors back from
+:meth:`FaissIndex.reconstruct`.  Deletes remove ids in place (flat, IVF) or are filtered out of
+results and compacted later (HNSW, which cannot delete).  The
 index lives in CPU memory and on disk in CPU form; when faiss has GPU support and a GPU is
 visible, searches run on a GPU copy, with a logged fallback to the CPU otherwise.
 """
@@ -12,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +29,20 @@ from core.settings import IndexSettings
 log = logging.getLogger(__name__)
 
 TRAIN_POINTS_PER_LIST = 64
+ADD_CHUNK = 65_536
+IVF_CODES = {"ivf": "Flat", "ivf-sq8": "SQ8"}
+"""The IVF kinds and the codes (faiss index-factory names) their lists hold."""
+COMPRESSED = frozenset({"ivf-sq8"})
+"""Kinds whose codes only approximate the vectors: their candidates are re-ranked exactly."""
+
+ExactVectors = Callable[[np.ndarray], np.ndarray]
+"""Ids -> their exact float32 vectors, ``(len(ids), dim)``; an id no longer stored gives a row of zeros."""
 
 
 def choose_kind(settings: IndexSettings, count: int) -> str:
     if settings.kind != "auto":
         return settings.kind
-    return "ivf" if count >= settings.ivf_threshold else "flat"
+    return "ivf-sq8" if count >= settings.ivf_threshold else "flat"
 
 
 def _gpu_available(settings: IndexSettings) -> bool:
@@ -46,10 +60,13 @@ def _gpu_available(settings: IndexSettings) -> bool:
 class FaissIndex:
     """``add / remove / search`` over int64 ids; ``save`` and ``load`` are atomic."""
 
-    def __init__(self, dim: int, settings: IndexSettings, kind: str = "flat") -> None:
+    def __init__(self, dim: int, settings: IndexSettings, kind: str = "flat", exact: ExactVectors | None = None) -> None:
+        """``exact``: where a compressed kind reads the exact vectors of its candidates (without it, a
+        compressed index ranks by its codes)."""
         self.dim = dim
         self.settings = settings
         self.kind = kind
+        self.exact = exact
         self._index = self._empty(kind)
         self._deleted: set[int] = set()  # HNSW tombstones
         self._use_gpu = _gpu_available(settings)
@@ -64,10 +81,11 @@ class FaissIndex:
             hnsw = faiss.IndexHNSWFlat(self.dim, self.settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             hnsw.hnsw.efSearch = self.settings.hnsw_ef_search
             return faiss.IndexIDMap2(hnsw)
-        if kind == "ivf":
+        if kind in IVF_CODES:
             n = 0 if train is None else len(train)
             nlist = int(max(1, min(4 * np.sqrt(max(n, 1)), n // 39 if n >= 39 else 1)))
-            ivf: Any = faiss.index_factory(self.dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)  # an IndexIVF
+            ivf: Any = faiss.index_factory(self.dim, f"IVF{nlist},{IVF_CODES[kind]}",
+                                           faiss.METRIC_INNER_PRODUCT)  # an IndexIVF
             if train is not None and len(train):
                 # k-means needs tens of points per list, not the whole catalogue
                 cap = TRAIN_POINTS_PER_LIST * nlist
@@ -79,16 +97,18 @@ class FaissIndex:
             # ids stay ours, reconstruct works (DirectMap is missing from faiss's type stubs)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             return ivf
-        raise ValueError(f"expected index kind flat, ivf or hnsw, got {kind!r}")
+        raise ValueError(f"expected index kind flat, ivf, ivf-sq8 or hnsw, got {kind!r}")
 
     @classmethod
-    def build(cls, dim: int, settings: IndexSettings, ids: np.ndarray, vectors: np.ndarray) -> "FaissIndex":
+    def build(cls, dim: int, settings: IndexSettings, ids: np.ndarray, vectors: np.ndarray,
+              exact: ExactVectors | None = None) -> "FaissIndex":
         """A fresh index of the kind that fits ``len(vectors)``."""
         kind = choose_kind(settings, len(vectors))
-        index = cls(dim, settings, kind)
-        if kind == "ivf":
-            index._index = index._empty("ivf", train=_as_f32(vectors, dim))
-        index.add(ids, vectors)
+        index = cls(dim, settings, kind, exact)
+        if kind in IVF_CODES:
+            index._index = index._empty(kind, train=_as_f32(vectors, dim))
+        for start in range(0, len(vectors), ADD_CHUNK):  # bounded float32 copies of float16 input
+            index.add(ids[start:start + ADD_CHUNK], vectors[start:start + ADD_CHUNK])
         return index
 
     # -- the VectorIndex protocol ---------------------------------------------------
@@ -103,7 +123,7 @@ class FaissIndex:
         if not len(ids):
             return
         if not self._index.is_trained:  # an IVF built empty: train it on its first vectors
-            self._index = self._empty("ivf", train=vectors)
+            self._index = self._empty(self.kind, train=vectors)
         if self.kind == "hnsw" and not self._deleted.isdisjoint(ids.tolist()):
             self._compact()  # else the tombstoned old vectors of these ids would come back with them
         self._index.add_with_ids(vectors, ids)
@@ -134,6 +154,11 @@ class FaissIndex:
         k = max(1, int(k))
         if self._index.ntotal == 0:
             return np.zeros((len(vectors), k), np.float32), np.full((len(vectors), k), -1, np.int64)
+        if self.kind in COMPRESSED:
+            sims, ids = self._searcher().search(vectors, max(k, self.settings.rerank))
+            if self.exact is not None:
+                sims, ids = _rerank(vectors, sims, ids, self.exact)
+            return sims[:, :k], ids[:, :k]
         extra = min(len(self._deleted), 10 * k)
         sims, ids = self._searcher().search(vectors, k + extra)
         if self._deleted:
@@ -154,7 +179,7 @@ class FaissIndex:
 
     def ids(self) -> np.ndarray:
         """Every id the index holds (tombstoned HNSW ids left out), sorted."""
-        if self.kind == "ivf":
+        if self.kind in IVF_CODES:
             invlists = self._index.invlists
             parts = [np.zeros(0, np.int64)]
             for lst in range(invlists.nlist):
@@ -169,25 +194,31 @@ class FaissIndex:
         return np.sort(held)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` (every one must be held), in their order."""
+        """The stored vectors of ``ids`` (every one must be held), in their order: a compressed kind's
+        exact vectors from its ``exact`` source."""
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        return self._index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
+        if not len(ids):
+            return np.zeros((0, self.dim), np.float32)
+        if self.kind in COMPRESSED and self.exact is not None:
+            return self.exact(ids)
+        return self._index.reconstruct_batch(ids)
 
     # -- persistence ------------------------------------------------------------------
-    def save(self, path: Path, generation: int) -> None:
-        """Write the index, then its stamp; each by rename, so a crash leaves an old or a new pair."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self._index, str(tmp))
-        os.replace(tmp, path)
+    def snapshot(self, generation: int) -> "IndexSnapshot":
+        """The index as bytes in memory (a copy: fast, so it can be taken under the lock that changes
+        it), to be written to disk without that lock."""
         stamp = {"generation": generation, "kind": self.kind, "dim": self.dim, "ntotal": int(self._index.ntotal),
                  "deleted": sorted(self._deleted)}
-        _write_json_atomic(path.with_suffix(".json"), stamp)
+        return IndexSnapshot(faiss.serialize_index(self._index), stamp)
+
+    def save(self, path: Path, generation: int) -> None:
+        """Write the index, then its stamp; each by rename, so a crash leaves an old or a new pair."""
+        self.snapshot(generation).write(path)
         self.generation = generation
 
     @classmethod
-    def load(cls, path: Path, settings: IndexSettings, generation: int | None, dim: int) -> "FaissIndex | None":
+    def load(cls, path: Path, settings: IndexSettings, generation: int | None, dim: int,
+             exact: ExactVectors | None = None) -> "FaissIndex | None":
         """The saved index if its stamp matches ``generation`` (None: whichever it was saved at) and
         ``dim``, else None.  Its stamp's generation is in :attr:`generation`."""
         path = Path(path)
@@ -204,11 +235,46 @@ class FaissIndex:
             return None
         if raw.ntotal != stamp.get("ntotal"):
             return None
-        index = cls(dim, settings, stamp.get("kind", "flat"))
+        index = cls(dim, settings, stamp.get("kind", "flat"), exact)
         index._index = raw
         index._deleted = set(stamp.get("deleted", []))
         index.generation = stamp.get("generation")
         return index
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    data: np.ndarray  # faiss.serialize_index's bytes
+    stamp: dict
+
+    def write(self, path: Path) -> None:
+        """The index file, then its stamp; each by rename, so a crash leaves an old or a new pair."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(self.data.data)  # the array's buffer, not a copy
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _write_json_atomic(path.with_suffix(".json"), self.stamp)
+
+
+def _rerank(queries: np.ndarray, sims: np.ndarray, ids: np.ndarray, exact: ExactVectors) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's candidates re-scored with their exact vectors (read once for all rows) and sorted;
+    a candidate the source no longer holds is dropped."""
+    held = ids >= 0
+    unique, where = np.unique(ids[held], return_inverse=True)
+    vectors = np.asarray(exact(unique), np.float32) if len(unique) else np.zeros((0, queries.shape[1]), np.float32)
+    stored = np.any(vectors != 0, axis=1)
+    rows = np.nonzero(held)[0]
+    scores = np.full(ids.shape, -np.inf, np.float32)
+    scores[held] = np.einsum("ij,ij->i", vectors[where], queries[rows])
+    scores[held] = np.where(stored[where], scores[held], -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+    gone = ~np.isfinite(scores)
+    return np.where(gone, 0, scores).astype(np.float32), np.where(gone, -1, ids)
 
 
 def _as_f32(vectors: np.ndarray, dim: int) -> np.ndarray:

@@ -24,17 +24,11 @@ from core.protocols import GeometricVerifier, VectorIndex
 from core.results import Candidate
 from core.types import SIGNALS, LocalFeatures, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
+from fusion.image_signals import ImageSignals
 from fusion.text import TextScorer, fts_match_expression, tokenize
 from fusion.vector_owners import VectorOwners
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ImageInfo:
-    sku: str
-    palette: Palette
-    tags: Tags
 
 
 @dataclass
@@ -43,7 +37,7 @@ class CatalogView:
 
     index: VectorIndex
     vector_owner: VectorOwners = field(default_factory=VectorOwners)  # id -> (image id, sku, region); each SKU's ids
-    images: dict[int, ImageInfo] = field(default_factory=dict)
+    images: ImageSignals = field(default_factory=ImageSignals)  # image id -> its SKU, palette and tags
     titles: dict[str, str] = field(default_factory=dict)
     merchant_tags: dict[str, frozenset[str]] = field(default_factory=dict)  # normalised tag words
     sku_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -289,7 +283,7 @@ class FusionRanker:
         cands = list(candidates.values())
         signals = {name: np.zeros(len(cands), np.float64) for name in SIGNALS}
         signals["embedding"] = np.asarray([c.embedding for c in cands], np.float64)
-        infos = [view.images.get(c.image_id) if c.image_id is not None else None for c in cands]
+        infos = view.images.get_many([c.image_id for c in cands])
         if query is not None:
             palettes = [i.palette if i else Palette.empty() for i in infos]
             signals["colour"] = palette_similarities(query.palette, palettes, self.colour_scale)

@@ -15,7 +15,8 @@ from core.catalog import Product, WriteResult
 from core.errors import NotFoundError
 from core.filters import facets
 from core.protocols import VectorIndex
-from fusion.ranker import CatalogView, ImageInfo, merchant_words
+from fusion.image_signals import ImageInfo, ImageSignals
+from fusion.ranker import CatalogView, merchant_words
 from fusion.text import TextScorer, tokenize
 from pipeline.store import CatalogStore
 
@@ -24,23 +25,24 @@ class LiveView:
     def __init__(self, store: CatalogStore, index: VectorIndex, text_scale: float) -> None:
         self.store = store
         self.text_scale = text_scale
-        self.view = CatalogView(index=index, fts=store.fts_search, local_features=store.local_features)
+        self.view = CatalogView(index=index, images=ImageSignals(self._image_signals), fts=store.fts_search,
+                                local_features=store.local_features)
         self._df: Counter[str] = Counter()  # how many products each word appears in
         self._load()
 
     def _load(self) -> None:
         view = self.view
-        rows = self.store.vector_owners_all()
-        if rows:
+        for rows in self.store.vector_owners_all():
             vids, images, skus, regions = zip(*rows)
             view.vector_owner.extend(vids, images, skus, regions)
-        del rows
-        for image_id, sku, palette, tags in self.store.image_signals():
-            view.images[image_id] = ImageInfo(sku, palette, tags)
         texts = self.store.texts_and_colours()
         for product in self.store.list_products(limit=-1):
             self._set_product(product, *texts.get(product.sku, ("", [])))
         self._refresh_scorer()
+
+    def _image_signals(self, image_ids: list[int]) -> dict[int, ImageInfo]:
+        return {image_id: ImageInfo(sku, palette, tags)
+                for image_id, sku, palette, tags in self.store.image_signals(image_ids)}
 
     def _set_product(self, product: Product, document: str, colours: list[str]) -> None:
         view = self.view
@@ -67,8 +69,7 @@ class LiveView:
         """Bring the vector index and the view up to date with one committed write to ``sku``."""
         view = self.view
         view.index.remove(result.removed_ids)
-        for image_id, _, _ in view.vector_owner.remove(result.removed_ids):
-            view.images.pop(image_id, None)
+        view.images.forget(image_id for image_id, _, _ in view.vector_owner.remove(result.removed_ids))
         if len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
         try:
@@ -90,7 +91,7 @@ class LiveView:
     def _reload_product(self, product: Product) -> None:
         view, sku = self.view, product.sku
         for im in self.store.images(sku):
-            view.images[im.id] = ImageInfo(im.sku, im.palette, im.tags)
+            view.images.put(im.id, ImageInfo(im.sku, im.palette, im.tags))
         owners, rows = view.vector_owner, self.store.vector_owners(sku)
         stored = np.asarray([r[0] for r in rows], np.int64)
         owners.remove(np.setdiff1d(owners.of_sku(sku), stored))  # none, unless the view missed a write

@@ -23,7 +23,7 @@ from core.filters import SearchFilters
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
 from core.types import ObjectFeatures
-from fusion.faiss_index import FaissIndex, choose_kind
+from fusion.faiss_index import choose_kind
 from fusion.ranker import (
     CatalogView,
     FusionRanker,
@@ -49,7 +49,7 @@ from pipeline.compat import (
 )
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
-from pipeline.index_file import IndexFile, open_index
+from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.store import CatalogStore
 from pipeline.tuned import tuned_weights
 
@@ -238,8 +238,7 @@ class Engine:
         with self._lock:
             self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", embedder_reference(emb, self.data),
                                           json.dumps(regions_record(self.settings.fusion)), keypoints)
-            ids, vecs, _ = self.store.vectors(emb.dim)
-            index = FaissIndex.build(emb.dim, self.settings.index, ids, vecs)
+            index = build_index(self.store, self.settings.index, emb.dim)
             self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
             self.index_file.changed()
             self.index_file.flush()
@@ -273,11 +272,10 @@ class Engine:
 
     def _maybe_change_kind(self) -> None:
         index = self.view.index
-        if choose_kind(self.settings.index, len(index)) != index.kind:
-            ids, vecs, _ = self.store.vectors(self.stages.embedder.dim)
-            log.info("catalogue reached %d vectors: rebuilding the index as %s", len(ids),
-                     choose_kind(self.settings.index, len(ids)))
-            self.view.index = FaissIndex.build(self.stages.embedder.dim, self.settings.index, ids, vecs)
+        kind = choose_kind(self.settings.index, len(index))
+        if kind != index.kind:
+            log.info("catalogue reached %d vectors: rebuilding the index as %s", len(index), kind)
+            self.view.index = build_index(self.store, self.settings.index, self.stages.embedder.dim)
 
     def save(self) -> None:
         """Write the vector index file now if it changed (atomic; stamped with the database generation).

@@ -22,7 +22,7 @@ import numpy as np
 
 from core.protocols import VectorIndex
 from core.settings import IndexSettings
-from fusion.faiss_index import FaissIndex, choose_kind
+from fusion.faiss_index import ExactVectors, FaissIndex, choose_kind
 from pipeline.store import CatalogStore
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,20 @@ REBUILD_SHARE = 0.5
 """Catching up that would add or remove more than this share of the stored vectors rebuilds instead."""
 
 
+def exact_vectors(store: CatalogStore, dim: int) -> ExactVectors:
+    """A compressed index's source of exact vectors: the database's (float16) vectors."""
+    return lambda ids: store.vectors_by_id(ids, dim, missing_ok=True)
+
+
+def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> FaissIndex:
+    """A fresh index of every stored vector."""
+    ids, vecs = store.vectors_only(dim)
+    return FaissIndex.build(dim, settings, ids, vecs, exact=exact_vectors(store, dim))
+
+
 def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: int) -> tuple[FaissIndex, bool]:
     """The index of every stored vector, and whether it differs from the file (so needs saving)."""
-    index = FaissIndex.load(path, settings, None, dim)
+    index = FaissIndex.load(path, settings, None, dim, exact=exact_vectors(store, dim))
     if index is not None and index.generation == store.generation():
         return index, False  # saved after the last write: nothing to do
     stored = store.vector_ids()
@@ -54,15 +65,14 @@ def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: in
                  "rebuilding it from %d stored vectors", path, len(stored))
     elif path.exists():
         log.warning("vector index %s cannot be read; rebuilding it from %d stored vectors", path, len(stored))
-    ids, vecs, _ = store.vectors(dim)
-    return FaissIndex.build(dim, settings, ids, vecs), True
+    return build_index(store, settings, dim), True
 
 
 class IndexFile:
     """Keeps ``path`` close behind the live index that ``current()`` returns.
 
-    ``lock`` is the one every change to the index is made under: a save holds it, so it never writes
-    an index halfway through a change."""
+    ``lock`` is the one every change to the index is made under: a save holds it while it copies the
+    index into memory (never halfway through a change), not while it writes the copy to disk."""
 
     def __init__(self, path: Path, store: CatalogStore, settings: IndexSettings,
                  current: Callable[[], VectorIndex], lock: threading.RLock, read_only: bool = False) -> None:
@@ -73,6 +83,7 @@ class IndexFile:
         self.read_only = read_only
         self._current = current
         self._lock = lock
+        self._writing = threading.Lock()  # one write at a time, so an older copy never lands last
         self._dirty = False
         self._last_save = time.monotonic()
         self._wake = threading.Event()
@@ -95,13 +106,23 @@ class IndexFile:
 
     def flush(self) -> None:
         """Write the index now if it changed since it was last written."""
-        with self._lock:
-            if self._dirty:
+        with self._writing:
+            with self._lock:
+                self._last_save = time.monotonic()
+                if not self._dirty:
+                    return
                 started = time.perf_counter()
-                self._current().save(self.path, self.store.generation())
+                snapshot = self._current().snapshot(self.store.generation())
                 self._dirty = False
-                log.debug("vector index saved in %.0f ms", (time.perf_counter() - started) * 1000)
-            self._last_save = time.monotonic()
+                copied = time.perf_counter()
+            try:
+                snapshot.write(self.path)
+            except BaseException:
+                with self._lock:
+                    self._dirty = True
+                raise
+            log.debug("vector index copied in %.0f ms (writes waited that long) and saved in %.0f ms",
+                      (copied - started) * 1000, (time.perf_counter() - copied) * 1000)
 
     def close(self) -> None:
         """Stop the saver and write what it had not yet."""

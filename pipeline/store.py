@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -309,9 +310,14 @@ class CatalogStore(FeatureTable):
                             OcrText.from_json(json.loads(r[7])), Tags.from_json(json.loads(r[8])),
                             json.loads(r[9])) for r in rows]
 
-    def image_signals(self) -> list[tuple[int, str, Palette, Tags]]:
-        """(image id, sku, palette, tags) of every image, in id order: what the ranker keeps in memory."""
-        rows = self._read().execute("SELECT id, sku, palette, tags FROM images ORDER BY id").fetchall()
+    def image_signals(self, image_ids: Sequence[int]) -> list[tuple[int, str, Palette, Tags]]:
+        """(image id, sku, palette, tags) of those of ``image_ids`` that are stored: what the colour and
+        tag signals read of a search's candidates."""
+        rows = []
+        for start in range(0, len(image_ids), 500):  # SQLite caps a statement's parameters
+            chunk = list(image_ids[start:start + 500])
+            rows += self._read().execute(f"SELECT id, sku, palette, tags FROM images WHERE id IN "
+                                         f"({','.join('?' * len(chunk))})", chunk).fetchall()
         return [(r[0], r[1], Palette.from_json(json.loads(r[2])), Tags.from_json(json.loads(r[3]))) for r in rows]
 
     def file_in_use(self, file: str) -> bool:
@@ -330,17 +336,38 @@ class CatalogStore(FeatureTable):
         rows = self._read().execute("SELECT id FROM vectors ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
-    def vectors_by_id(self, ids: np.ndarray, dim: int) -> np.ndarray:
-        """The vectors of ``ids``, in their order (every id must be stored)."""
+    def vectors_only(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, vectors) in id order, read in chunks into one float32 array (no per-row owners)."""
+        count = self._read().execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        ids = np.zeros(count, np.int64)
+        out = np.zeros((count, dim), np.float32)
+        filled = 0
+        cursor = self._read().execute("SELECT id, vector FROM vectors ORDER BY id")
+        while filled < count and (rows := cursor.fetchmany(10_000)):
+            rows = rows[:count - filled]  # rows written since the count wait for the catch-up
+            ids[filled:filled + len(rows)] = [r[0] for r in rows]
+            out[filled:filled + len(rows)] = decode_vectors([r[1] for r in rows], dim)
+            filled += len(rows)
+        return ids[:filled], out[:filled]
+
+    def vectors_by_id(self, ids: np.ndarray, dim: int, missing_ok: bool = False) -> np.ndarray:
+        """The vectors of ``ids``, in their order (every id must be stored; with ``missing_ok``, one
+        that is not gives a row of zeros)."""
         found: dict[int, bytes] = {}
         ids = np.asarray(ids, np.int64)
         for start in range(0, len(ids), 500):  # SQLite caps a statement's parameters
             chunk = ids[start:start + 500].tolist()
             marks = ",".join("?" * len(chunk))
             found.update(self._read().execute(f"SELECT id, vector FROM vectors WHERE id IN ({marks})", chunk))
-        if len(found) != len(ids):
+        if len(found) != len(ids) and not missing_ok:
             raise StorageError(f"{len(ids) - len(found)} of the vectors asked for are not stored")
-        return decode_vectors([found[i] for i in ids.tolist()], dim)
+        if len(found) == len(ids):
+            return decode_vectors([found[i] for i in ids.tolist()], dim)
+        out = np.zeros((len(ids), dim), np.float32)
+        held = [j for j, i in enumerate(ids.tolist()) if i in found]
+        if held:
+            out[held] = decode_vectors([found[i] for i in ids[held].tolist()], dim)
+        return out
 
     def vector_regions(self) -> set[str]:
         """The regions the stored vectors are of."""
@@ -352,10 +379,13 @@ class CatalogStore(FeatureTable):
         vecs = decode_vectors([r[1] for r in rows], dim)
         return {r[0]: vec for r, vec in zip(rows, vecs)}
 
-    def vector_owners_all(self) -> list[tuple[int, int, str, str]]:
-        """(vector id, image id, sku, region) of every vector, in id order, without the vectors."""
-        return self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
-                                  " JOIN images i ON i.id = v.image_id ORDER BY v.id").fetchall()
+    def vector_owners_all(self, chunk: int = 100_000) -> Iterator[list[tuple[int, int, str, str]]]:
+        """(vector id, image id, sku, region) of every vector, in id order, without the vectors, in
+        lists of up to ``chunk`` rows."""
+        cursor = self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
+                                      " JOIN images i ON i.id = v.image_id ORDER BY v.id")
+        while rows := cursor.fetchmany(chunk):
+            yield rows
 
     def texts_and_colours(self, sku: str | None = None) -> dict[str, tuple[str, list[str]]]:
         """SKU -> (all its searchable text, the colour names of its images' palettes)."""

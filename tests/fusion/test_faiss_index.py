@@ -14,8 +14,8 @@ from core.settings import IndexSettings
 from fusion.faiss_index import FaissIndex, choose_kind
 
 DIM, N = 32, 500
-KINDS = ["flat", "ivf", "hnsw"]
-MIN_RECALL = {"flat": 1.0, "ivf": 0.95, "hnsw": 0.98}
+KINDS = ["flat", "ivf", "ivf-sq8", "hnsw"]
+MIN_RECALL = {"flat": 1.0, "ivf": 0.95, "ivf-sq8": 0.95, "hnsw": 0.98}
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -27,8 +27,23 @@ VECS = unit_vectors(N, DIM, seed=7)
 IDS = np.arange(N, dtype=np.int64) * 10 + 3  # ids unrelated to positions
 
 
+class StoredVectors:
+    """Where a compressed index reads exact vectors from (the catalogue database in the product)."""
+
+    def __init__(self, ids: np.ndarray = IDS, vecs: np.ndarray = VECS) -> None:
+        self.rows: dict[int, np.ndarray] = {}
+        self.put(ids, vecs)
+
+    def put(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        self.rows.update(zip(np.asarray(ids).tolist(), np.asarray(vecs, np.float32)))
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        zero = np.zeros(DIM, np.float32)
+        return np.stack([self.rows.get(i, zero) for i in ids.tolist()]) if len(ids) else np.zeros((0, DIM))
+
+
 def build(kind: str, ids: np.ndarray = IDS, vecs: np.ndarray = VECS, **kw: object) -> FaissIndex:
-    return FaissIndex.build(DIM, IndexSettings(kind=kind, **kw), ids, vecs)
+    return FaissIndex.build(DIM, IndexSettings(kind=kind, **kw), ids, vecs, exact=StoredVectors())
 
 
 def recall_at_1(index: FaissIndex, ids: np.ndarray, vecs: np.ndarray) -> float:
@@ -69,6 +84,7 @@ def test_re_added_id_answers_with_its_new_vector(kind):
     index = build(kind)
     index.remove(IDS[:1])
     index.add(IDS[:1], VECS[1:2])  # id 3 now holds vector 1
+    index.exact.put(IDS[:1], VECS[1:2])  # as the database does
     sims, found = index.search(VECS[:1], 3)
     assert IDS[0] not in found[0] or sims[0][found[0] == IDS[0]][0] < 0.9
     np.testing.assert_allclose(index.reconstruct(IDS[:1]), VECS[1:2], atol=1e-6)
@@ -104,7 +120,7 @@ def test_save_then_load_gives_identical_results(tmp_path, kind):
     index.remove(IDS[:7])
     path = tmp_path / "index" / "vectors.faiss"
     index.save(path, generation=12)
-    loaded = FaissIndex.load(path, IndexSettings(kind=kind), 12, DIM)
+    loaded = FaissIndex.load(path, IndexSettings(kind=kind), 12, DIM, exact=index.exact)
 
     assert loaded is not None and loaded.kind == kind and len(loaded) == len(index)
     for a, b in zip(index.search(VECS, 10), loaded.search(VECS, 10)):
@@ -139,7 +155,7 @@ def test_load_returns_none_for_a_stale_or_broken_index(tmp_path, spoil, generati
     assert FaissIndex.load(path, IndexSettings(), generation, dim) is None
 
 
-@pytest.mark.parametrize(("count", "kind"), [(50, "flat"), (99, "flat"), (100, "ivf"), (200, "ivf")])
+@pytest.mark.parametrize(("count", "kind"), [(50, "flat"), (99, "flat"), (100, "ivf-sq8"), (200, "ivf-sq8")])
 def test_build_picks_the_kind_by_size(count, kind):
     index = build("auto", IDS[:count], VECS[:count], ivf_threshold=100)
     assert index.kind == kind and len(index) == count
@@ -151,8 +167,8 @@ def test_build_picks_the_kind_by_size(count, kind):
     [
         ("auto", 100, 0, "flat"),
         ("auto", 100, 99, "flat"),
-        ("auto", 100, 100, "ivf"),
-        ("auto", 50_000, 10**6, "ivf"),
+        ("auto", 100, 100, "ivf-sq8"),
+        ("auto", 50_000, 10**6, "ivf-sq8"),
         ("flat", 100, 10**6, "flat"),
         ("ivf", 100, 1, "ivf"),
         ("hnsw", 100, 0, "hnsw"),
@@ -191,6 +207,33 @@ def test_reconstruct_returns_the_stored_vectors(kind):
     picked = np.array([0, 17, 250, N - 1])
     np.testing.assert_allclose(index.reconstruct(IDS[picked]), VECS[picked], atol=1e-6)
     assert index.reconstruct(IDS[:0]).shape == (0, DIM)
+
+
+def test_compressed_search_scores_candidates_with_their_exact_vectors():
+    index = build("ivf-sq8", rerank=50)
+    queries = unit_vectors(20, DIM, seed=11)
+    sims, found = index.search(queries, 10)
+    exact = queries @ VECS.T
+    for q in range(len(queries)):
+        np.testing.assert_allclose(sims[q], exact[q, (found[q] - 3) // 10], atol=1e-6)  # exact, not the codes'
+        assert np.all(np.diff(sims[q]) <= 0)
+        truth = np.argsort(-exact[q])[:10] * 10 + 3
+        assert len(set(found[q].tolist()) & set(truth.tolist())) >= 9
+
+
+def test_compressed_search_drops_candidates_the_database_no_longer_holds():
+    index = build("ivf-sq8")
+    gone = IDS[:1]
+    del index.exact.rows[int(gone[0])]  # deleted in the database, not yet in this (another process's) index
+    sims, found = index.search(VECS[:3], 5)
+    assert not np.isin(found, gone).any() and found.shape == (3, 5) and np.all(found >= 0)
+    np.testing.assert_allclose(sims[1:, 0], 1.0, atol=1e-5)
+
+
+def test_compressed_index_without_an_exact_source_ranks_by_its_codes():
+    index = FaissIndex.build(DIM, IndexSettings(kind="ivf-sq8"), IDS, VECS)
+    assert recall_at_1(index, IDS, VECS) >= 0.95
+    np.testing.assert_allclose(index.reconstruct(IDS[:5]), VECS[:5], atol=0.05)  # its codes, decoded
 
 
 @pytest.mark.gpu

@@ -15,10 +15,10 @@ from core.results import Candidate
 from core.settings import IndexSettings
 from core.types import SIGNALS, Box, LocalFeatures, ObjectFeatures, OcrText, Palette, Tags
 from fusion.faiss_index import FaissIndex
+from fusion.image_signals import ImageInfo
 from fusion.ranker import (
     CatalogView,
     FusionRanker,
-    ImageInfo,
     gather_candidates,
     merchant_words,
     parse_weights,
@@ -127,7 +127,7 @@ def _view(fts=None) -> CatalogView:
             vid = image_id * 10
             index.add(np.asarray([vid]), vec[None])
             view.vector_owner.extend([vid], [image_id], [sku], ["full"])
-            view.images[image_id] = ImageInfo(sku, _palette(lab), _tags(**{tag: 1.0}))
+            view.images.put(image_id, ImageInfo(sku, _palette(lab), _tags(**{tag: 1.0})))
     df: dict[str, int] = {}
     for toks in view.sku_tokens.values():
         for t in toks:
@@ -264,8 +264,8 @@ def _pair_view(knobs: list[dict]) -> tuple[CatalogView, dict[str, Candidate]]:
     cands = {}
     for image_id, (sku, k) in enumerate(zip("ab", knobs), start=1):
         p = k["tag"]
-        view.images[image_id] = ImageInfo(sku, _palette([50.0 + k["dist"], 0.0, 0.0]),
-                                          Tags(("mug", "zz"), [p, 1.0 - p]))
+        view.images.put(image_id, ImageInfo(sku, _palette([50.0 + k["dist"], 0.0, 0.0]),
+                                            Tags(("mug", "zz"), [p, 1.0 - p])))
         view.sku_tokens[sku] = frozenset(WORDS[: k["words"]])
         cands[sku] = Candidate(sku, image_id, k["emb"])
     return view, cands

@@ -15,8 +15,8 @@ import pytest
 
 from core.catalog import Product
 from core.settings import IndexSettings
-from fusion.faiss_index import FaissIndex
-from pipeline.index_file import IndexFile, open_index
+from fusion.faiss_index import FaissIndex, IndexSnapshot
+from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.store import CatalogStore
 from tests.pipeline.test_store import DIM, image
 
@@ -32,11 +32,10 @@ def neighbours(index: FaissIndex, queries: np.ndarray) -> np.ndarray:
 
 
 def fresh(store: CatalogStore, settings: IndexSettings) -> FaissIndex:
-    ids, vecs, _ = store.vectors(DIM)
-    return FaissIndex.build(DIM, settings, ids, vecs)
+    return build_index(store, settings, DIM)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivf-sq8", "hnsw"])
 def test_an_old_index_file_catches_up_with_the_database(tmp_path, kind):
     settings = IndexSettings(kind=kind)
     store = CatalogStore(tmp_path / "catalog.sqlite3")
@@ -99,6 +98,41 @@ def test_writes_mark_the_file_and_the_saver_writes_it_within_the_interval(tmp_pa
         time.sleep(0.05)
     assert saved.generation == store.generation() and len(saved) == store.count()[2] == 8
     saver.close()
+    store.close()
+
+
+def test_a_save_holds_the_lock_while_it_copies_the_index_not_while_it_writes_it(tmp_path, monkeypatch):
+    store = CatalogStore(tmp_path / "catalog.sqlite3")
+    write(store, "A")
+    index, _ = open_index(tmp_path / INDEX, store, IndexSettings(), DIM)
+    lock = threading.RLock()
+    saver = IndexFile(tmp_path / INDEX, store, IndexSettings(save_interval_s=60), lambda: index, lock)
+    writing, release = threading.Event(), threading.Event()
+    real_write = IndexSnapshot.write
+
+    def slow_write(self, path):  # a disk that takes its time
+        writing.set()
+        release.wait(10)
+        real_write(self, path)
+
+    monkeypatch.setattr(IndexSnapshot, "write", slow_write)
+    saver.changed()
+    flushing = threading.Thread(target=saver.flush)
+    flushing.start()
+    assert writing.wait(10)
+    got = lock.acquire(timeout=2)  # a write to the catalogue is not kept waiting by the disk
+    assert got
+    result = write(store, "B")  # changed after the copy: the next save writes it
+    index.add(result.added_ids, result.added_vectors)
+    saver.changed()
+    lock.release()
+    release.set()
+    flushing.join(10)
+    saved = FaissIndex.load(tmp_path / INDEX, IndexSettings(), None, DIM)
+    assert saved is not None and len(saved) == 4  # the copy taken before "B"
+    saver.close()
+    saved = FaissIndex.load(tmp_path / INDEX, IndexSettings(), None, DIM)
+    assert saved is not None and len(saved) == 8 and saved.generation == store.generation()
     store.close()
 
 

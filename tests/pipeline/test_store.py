@@ -335,3 +335,26 @@ def test_weights_tuned_with_shop_photos_come_first_for_a_gallery_with_photos(sto
     assert _given(tuned_weights(store, "ft-v3-int8", photos=True)) == {"embedding": 0.8, "colour": 0.2}
     assert _given(tuned_weights(store, "ft-v3-int8")) == {"embedding": 0.9, "text": 0.1}  # G1's stay G1's
     assert tuned_weights(store, None) is None and _given(tuned_weights(store, None, photos=True)) == {"embedding": 1.0}
+
+
+def test_image_signals_reads_only_the_images_asked_for(store):
+    store.write_product(SHOE, [image("a", labels=("boot",)), image("b")], replace_images=True)
+    store.write_product(Product("SKU-2"), [image("c")], replace_images=True)
+    ids = [im.id for im in store.images()]
+    rows = store.image_signals([ids[2], ids[0], 10_000])
+    assert sorted((r[0], r[1]) for r in rows) == [(ids[0], SHOE.sku), (ids[2], "SKU-2")]
+    first = next(r for r in rows if r[0] == ids[0])
+    assert first[3].labels == ("boot",) and np.allclose(first[2].weights, [0.25, 0.75])
+    assert store.image_signals([]) == []
+
+
+def test_vectors_are_read_in_chunks_and_by_id_with_missing_ones_as_zeros(store):
+    store.write_product(SHOE, [image("a"), image("b")], replace_images=True)
+    ids, vecs, _ = store.vectors(DIM)
+    only_ids, only = store.vectors_only(DIM)
+    assert np.array_equal(only_ids, ids) and np.array_equal(only, vecs)
+    gone = int(ids.max()) + 100
+    picked = store.vectors_by_id(np.array([ids[1], gone, ids[0]]), DIM, missing_ok=True)
+    assert np.array_equal(picked[[0, 2]], vecs[[1, 0]]) and not picked[1].any()
+    with pytest.raises(StorageError, match="not stored"):
+        store.vectors_by_id(np.array([gone]), DIM)
