@@ -34,6 +34,7 @@ import psutil
 from core.catalog import NewImage, Product
 from core.errors import InvalidInputError
 from core.settings import Settings
+from evaluation.real_vectors import Grown
 from pipeline.analysis import Stages
 from pipeline.engine import Engine
 from pipeline.store import CatalogStore
@@ -77,7 +78,7 @@ def templates(engine: Engine, paths: Sequence[Path]) -> list[tuple[NewImage, str
     return out
 
 
-def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: np.ndarray, n_images: int,
+def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: Grown, n_images: int,
              progress: Callable[[int, int], None] | None = None) -> int:
     """Write ``n_images`` copies of the templates, each with its own grown vectors; returns the
     number of vectors written."""
@@ -95,12 +96,12 @@ def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: n
         store.write_product(Product(f"SCALE-{start // IMAGES_PER_PRODUCT:07d}", f"{title} {start // 3}",
                                     tags=("scale",)), images, replace_images=False)
         used += count
-        if progress and (start // IMAGES_PER_PRODUCT) % 500 == 0:
+        if progress and (start // IMAGES_PER_PRODUCT) % 10_000 == 0:
             progress(used, n_images)
     return next_vec
 
 
-def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], np.ndarray],
+def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], Grown],
                template_paths: Sequence[Path], query_paths: Sequence[Path], progress: Callable[[str], None]) -> ScaleRow:
     """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured."""
     folder = Path(settings.data)
@@ -120,10 +121,9 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
     progress(f"{n_images:,} images: writing the catalogue")
     t0 = time.perf_counter()
     store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
-    vectors = make_vectors()
-    n_vectors = assemble(store, models, vectors, n_images)
+    n_vectors = assemble(store, models, make_vectors(), n_images,
+                         lambda done, total: progress(f"{n_images:,} images: writing the catalogue ({done:,})"))
     store.close()
-    del vectors  # not counted in the memory measured below
     assemble_s = time.perf_counter() - t0
 
     progress(f"{n_images:,} images: opening (index built from the database)")

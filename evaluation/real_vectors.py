@@ -103,25 +103,59 @@ def embed_cached(items: Sequence[tuple[str, Loader]], embedder: Embedder, cache:
     return np.delete(out, unreadable, axis=0) if unreadable else out
 
 
+BLOCK = 50_000
+
+
+class Grown:
+    """``n`` unit vectors grown from ``real`` (see the module docstring), made block by block on
+    demand, so a catalogue of millions of vectors never needs them all in memory at once.  Block
+    ``b`` depends only on ``seed`` and ``b``: the same vector comes back for the same index."""
+
+    def __init__(self, real: np.ndarray, n: int, seed: int = 0) -> None:
+        self.real = np.ascontiguousarray(real, np.float32)
+        self.n, self.seed = n, seed
+        self._cached: tuple[int, np.ndarray] | None = None
+        self._near: np.ndarray | None = None
+        if n > len(self.real):
+            knn = faiss.IndexFlatIP(self.real.shape[1])
+            knn.add(self.real)
+            self._near = knn.search(self.real, NEIGHBOURS + 1)[1]  # the first is the vector itself
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != i // BLOCK:
+            self._cached = (i // BLOCK, self.block(i // BLOCK))
+        return self._cached[1][i % BLOCK]
+
+    def block(self, b: int) -> np.ndarray:
+        """Rows ``b * BLOCK`` up to ``(b + 1) * BLOCK`` (fewer at the end)."""
+        start, stop = b * BLOCK, min(self.n, (b + 1) * BLOCK)
+        if self._near is None:  # a random subset of the real vectors
+            pick = np.sort(np.random.default_rng(self.seed).choice(len(self.real), self.n, replace=False))
+            return self.real[pick[start:stop]]
+        out = np.empty((max(0, stop - start), self.real.shape[1]), np.float32)
+        real_rows = max(0, min(stop, len(self.real)) - start)
+        out[:real_rows] = self.real[start:start + real_rows]
+        size = len(out) - real_rows
+        if size:
+            rng = np.random.default_rng([self.seed, b])
+            i = rng.integers(0, len(self.real), size)
+            j = self._near[i, rng.integers(1, NEIGHBOURS + 1, size)]
+            t = rng.uniform(0.1, 0.5, size).astype(np.float32)[:, None]
+            grown = (1 - t) * self.real[i] + t * self.real[j]
+            out[real_rows:] = grown / np.linalg.norm(grown, axis=1, keepdims=True)
+        return out
+
+
 def grow(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` unit vectors: a random subset of ``real``, or all of it and interpolations between
-    real neighbours (see the module docstring)."""
-    rng = np.random.default_rng(seed)
-    real = np.ascontiguousarray(real, np.float32)
-    if n <= len(real):
-        return real[np.sort(rng.choice(len(real), n, replace=False))]
-    knn = faiss.IndexFlatIP(real.shape[1])
-    knn.add(real)
-    _, near = knn.search(real, NEIGHBOURS + 1)  # the first is the vector itself
-    out = np.empty((n, real.shape[1]), np.float32)
-    out[:len(real)] = real
-    for start in range(len(real), n, 50_000):
-        size = min(50_000, n - start)
-        i = rng.integers(0, len(real), size)
-        j = near[i, rng.integers(1, NEIGHBOURS + 1, size)]
-        t = rng.uniform(0.1, 0.5, size).astype(np.float32)[:, None]
-        block = (1 - t) * real[i] + t * real[j]
-        out[start:start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    """``n`` unit vectors in one array: a random subset of ``real``, or all of it and interpolations
+    between real neighbours (see the module docstring and :class:`Grown`)."""
+    grown = Grown(real, n, seed)
+    out = np.empty((n, grown.real.shape[1]), np.float32)
+    for b in range(0, (n + BLOCK - 1) // BLOCK):
+        out[b * BLOCK:(b + 1) * BLOCK] = grown.block(b)
     return out
 
 

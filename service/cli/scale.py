@@ -39,7 +39,7 @@ def bench_scale(
     """Scale: start-up, memory, disk, write and search cost of catalogues of 1k-1M images (under <data>/bench-scale/)."""
     from evaluation.bench_scale import bench_size, scale_markdown
     from evaluation.benchmarks_md import update_section
-    from evaluation.real_vectors import grow, real_sets
+    from evaluation.real_vectors import Grown, real_sets
     from pipeline.build import build_stages
     from pipeline.database import FeatureCache
 
@@ -56,7 +56,7 @@ def bench_scale(
     rows = []
     for n in counts:
         size_settings = settings.model_copy(update={"data": settings.data / "bench-scale" / str(n)})
-        rows.append(bench_size(size_settings, stages, n, partial(grow, real, n * 4, seed=n),  # <= 4 regions
+        rows.append(bench_size(size_settings, stages, n, partial(Grown, real, n * 4, seed=n),  # <= 4 regions
                                _images(templates, n_templates), _images(queries, n_queries),
                                lambda msg: err.print(msg, highlight=False)))
         err.print(f"{n:,} images: {rows[-1]}", highlight=False)
