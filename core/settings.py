@@ -156,6 +156,12 @@ class Weights(BaseModel):
         return {s: float(getattr(self, s)) for s in SIGNALS}
 
 
+class IngestSettings(BaseModel):
+    workers: int = Field(2, ge=1, le=64, description="catalogue images analysed at once while earlier products are "
+                         "written (`skulens index`, imports); 1 analyses one product at a time")
+    ahead: int = Field(8, ge=1, le=1024, description="products analysed ahead of the one being written, at most")
+
+
 class FusionSettings(BaseModel):
     weights: Weights = Field(default_factory=Weights)
     candidates: int = Field(300, description="image neighbours FAISS returns per query region")
@@ -248,6 +254,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)

@@ -73,7 +73,7 @@ def templates(engine: Engine, paths: Sequence[Path]) -> list[tuple[NewImage, str
     """Each real image analysed for the index by the real pipeline, with its title."""
     out = []
     for path in paths:
-        image = engine._prepare_image(path.name, path.read_bytes())
+        image = engine.prepare_image(path.name, path.read_bytes())
         out.append((image, path.stem.replace("-", " ").replace("_", " ")))
     return out
 

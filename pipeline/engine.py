@@ -197,13 +197,21 @@ class Engine:
         An image that fails to decode raises :class:`InvalidImageError` before anything is written.
         """
         self._writable()
-        new = [self._prepare_image(name, data) for name, data in images]
+        return self.write_prepared(product, [self.prepare_image(name, data) for name, data in images],
+                                   replace_images, source_hash)
+
+    def write_prepared(self, product: Product, images: list[NewImage], replace_images: bool = False,
+                       source_hash: str | None = None) -> WriteResult:
+        """Store the product with images :meth:`prepare_image` made, in one transaction."""
+        self._writable()
         with self._lock:
-            result = self.store.write_product(product, new, replace_images, source_hash)
+            result = self.store.write_product(product, images, replace_images, source_hash)
             self._apply(result, product.sku)
         return result
 
-    def _prepare_image(self, name: str, data: bytes) -> NewImage:
+    def prepare_image(self, name: str, data: bytes) -> NewImage:
+        """Analyse one catalogue image (cached by content hash) and keep its file; writes nothing to the
+        catalogue, so several threads may prepare images at once."""
         regions = self.settings.fusion.index_regions
         image, analysis, sha = self.analyse(data, name, regions, use_cache=True, for_index=True)
         if self.stages.hasher is not None:  # for near-duplicate checks of later uploads

@@ -1,12 +1,16 @@
-"""Batch indexing of a catalogue source into an engine: changed SKUs only, bad items skipped."""
+"""Batch indexing of a catalogue source into an engine: changed SKUs only, bad items skipped; the
+next products are analysed in worker threads while the current one is written."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from core.catalog import NewImage
 from core.errors import SkulensError
 from pipeline.catalog_source import CatalogEntry, CatalogSource, Skipped
 from pipeline.engine import Engine
@@ -27,46 +31,81 @@ def index_catalog(engine: Engine, source: CatalogSource,
                   progress: Callable[[str], None] | None = None, report: IndexReport | None = None) -> IndexReport:
     """Index every entry; an entry whose metadata and image bytes are unchanged is skipped.
 
-    ``progress(sku)`` is called after each entry (an exception there stops between entries, with
-    everything indexed so far kept); ``report``: fill this one (so a caller can read it as it grows)."""
+    Entries are analysed ahead by ``ingest.workers`` threads (at most ``ingest.ahead`` of them
+    waiting) while this thread writes them one by one, in the source's order.  ``progress(sku)``
+    is called after each entry is written (an exception there stops between entries, with
+    everything written so far kept); ``report``: fill this one (so a caller can read it as it grows)."""
     if report is None:
         report = IndexReport(skipped=list(source.skipped))
     start = time.monotonic()
+    ingest = engine.settings.ingest
+    entries = iter(source.entries)
+    pool = ThreadPoolExecutor(ingest.workers, thread_name_prefix="skulens-ingest")
+    waiting: deque[Future[_Prepared]] = deque()
+
+    def submit() -> None:
+        entry = next(entries, None)
+        if entry is not None:
+            waiting.append(pool.submit(_prepare, engine, entry))
+
     try:
-        for entry in source.entries:
-            _index_one(engine, entry, report)
+        for _ in range(ingest.workers + ingest.ahead):
+            submit()
+        while waiting:
+            prepared = waiting.popleft().result()
+            submit()
+            _write(engine, prepared, report)
             if progress:
-                progress(entry.product.sku)
+                progress(prepared.entry.product.sku)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         engine.save()  # the index file is written in the background meanwhile
     report.seconds = time.monotonic() - start
     return report
 
 
-def _index_one(engine: Engine, entry: CatalogEntry, report: IndexReport) -> None:
+@dataclass
+class _Prepared:
+    entry: CatalogEntry
+    images: list[NewImage] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    source_hash: str | None = None
+    unchanged: bool = False
+
+
+def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
+    """Read and analyse one entry's images (in a worker thread: nothing is written to the catalogue)."""
     sku = entry.product.sku
+    out = _Prepared(entry)
     images: list[tuple[str, bytes]] = []
     for path in entry.images:
         try:
             images.append((path.name, read_image_bytes(path, engine.settings.images)))
         except SkulensError as exc:
-            report.skipped.append(Skipped(f"{sku}: {path.name}", str(exc)))
+            out.skipped.append(Skipped(f"{sku}: {path.name}", str(exc)))
     if not images:
-        report.skipped.append(Skipped(sku, "no readable image"))
-        return
-    source_hash = entry.source_hash([sha256_hex(data) for _, data in images])
-    if engine.store.source_hash(sku) == source_hash:
-        report.unchanged.append(sku)
-        return
-    good = []
-    for name, data in images:  # analyse one by one so a bad image is skipped, not the product
+        out.skipped.append(Skipped(sku, "no readable image"))
+        return out
+    out.source_hash = entry.source_hash([sha256_hex(data) for _, data in images])
+    if engine.store.source_hash(sku) == out.source_hash:
+        out.unchanged = True
+        return out
+    for name, data in images:  # one by one so a bad image is skipped, not the product
         try:
-            engine.analyse(data, name, engine.settings.fusion.index_regions, use_cache=True, for_index=True)
-            good.append((name, data))
+            out.images.append(engine.prepare_image(name, data))
         except SkulensError as exc:
-            report.skipped.append(Skipped(f"{sku}: {name}", str(exc)))
-    if not good:
-        report.skipped.append(Skipped(sku, "no usable image"))
-        return
-    engine.add_product(entry.product, good, replace_images=True, source_hash=source_hash)
-    report.indexed.append(sku)
+            out.skipped.append(Skipped(f"{sku}: {name}", str(exc)))
+    if not out.images:
+        out.skipped.append(Skipped(sku, "no usable image"))
+    return out
+
+
+def _write(engine: Engine, prepared: _Prepared, report: IndexReport) -> None:
+    report.skipped.extend(prepared.skipped)
+    sku = prepared.entry.product.sku
+    if prepared.unchanged:
+        report.unchanged.append(sku)
+    elif prepared.images:
+        engine.write_prepared(prepared.entry.product, prepared.images, replace_images=True,
+                              source_hash=prepared.source_hash)
+        report.indexed.append(sku)

@@ -287,3 +287,34 @@ def test_a_read_only_engine_searches_beside_the_writer_and_refuses_writes(engine
 def test_a_read_only_engine_needs_a_catalogue(tmp_path, real_stages):
     with pytest.raises(NotFoundError, match="no catalogue"):
         Engine(Settings(data=tmp_path / "nothing"), real_stages, read_only=True)
+
+
+def test_indexing_analyses_ahead_in_workers_and_writes_in_order(settings, real_stages, tmp_path):
+    folder = make_catalogue(tmp_path / "catalog")
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    source = read_catalog(folder)
+    order = [e.product.sku for e in source.entries]
+    ahead = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": 2, "ahead": 1})})
+    eng = Engine(ahead, real_stages)
+    try:
+        seen: list[str] = []
+
+        def stop_after_two(sku: str) -> None:
+            seen.append(sku)
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # a stop between entries
+
+        with pytest.raises(KeyboardInterrupt):
+            index_catalog(eng, source, stop_after_two)
+        assert seen == order[:2]
+        written = {p.sku for p in eng.store.list_products(limit=-1)}
+        assert written == set(order[:2]) - {"broken"}  # later entries analysed ahead are not written
+
+        seen.clear()
+        report = index_catalog(eng, read_catalog(folder), seen.append)
+        assert seen == order  # every entry, in the source's order
+        assert sorted(report.indexed) == sorted(set(CATALOGUE) - written) and sorted(report.unchanged) == sorted(written)
+        assert [s.item for s in report.skipped] == ["broken: broken.jpg", "broken"]
+        assert {p.sku for p in eng.store.list_products(limit=-1)} == set(CATALOGUE)
+    finally:
+        eng.close()
