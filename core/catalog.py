@@ -41,6 +41,16 @@ def check_sku(sku: str) -> str:
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """A stored image without its analysis."""
+
+    id: int
+    sku: str
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class StoredImage:
     id: int
     sku: str

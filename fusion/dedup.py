@@ -98,21 +98,30 @@ class PairChecks:
 
 
 def find_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: PairChecks | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> list[Pair]:
+               progress: Callable[[str, int, int], None] | None = None,
+               fresh: Sequence[int] | None = None) -> list[Pair]:
     """All near-duplicate pairs among ``items``, each with its cheapest matching layer.
 
-    Without ``checks`` only the exact, phash and visual layers run, unverified."""
+    Without ``checks`` only the exact, phash and visual layers run, unverified.  ``fresh``: only
+    pairs with at least one of these positions are looked for (the others were decided before):
+    exact and phash pairs are the same as a whole run's; the embedding candidates are each fresh
+    image's neighbours among all and each image's neighbours among the fresh ones, a superset of a
+    whole run's."""
     check_settings(settings)
+    new = None if fresh is None else np.zeros(len(items), bool)
+    if new is not None:
+        new[np.asarray(fresh, np.int64)] = True
     best: dict[tuple[int, int], Pair] = {}
     for pair in _exact_pairs(items):
-        best.setdefault((pair.a, pair.b), pair)
+        if new is None or new[pair.a] or new[pair.b]:
+            best.setdefault((pair.a, pair.b), pair)
     looked_at = set(best)
-    hashed = [(p, up) for p, up in _hash_pairs(items, settings) if (p.a, p.b) not in looked_at]
+    hashed = [(p, up) for p, up in _hash_pairs(items, settings, new) if (p.a, p.b) not in looked_at]
     looked_at.update((p.a, p.b) for p, _up in hashed)
     for pair in _confirmed(hashed, checks, progress):
         best.setdefault((pair.a, pair.b), pair)
     log.info("dedup: %d pairs from the exact and phash layers", len(best))
-    for pair in _visual_pairs(items, settings, checks, looked_at, progress):
+    for pair in _visual_pairs(items, settings, checks, looked_at, progress, new):
         best.setdefault((pair.a, pair.b), pair)
     log.info("dedup: %d pairs with the visual and keypoints layers", len(best))
     return sorted(best.values(), key=lambda p: (p.a, p.b))
@@ -173,15 +182,22 @@ def hash_neighbours(index, hashes: ImageHashes, settings: DedupSettings) -> dict
     return found
 
 
-def _hash_pairs(items: Sequence[DedupItem], settings: DedupSettings) -> list[tuple[Pair, bool]]:
-    """phash pairs, each with whether it matched upright (not as a mirror image or a turn)."""
+def _hash_pairs(items: Sequence[DedupItem], settings: DedupSettings,
+                new: np.ndarray | None = None) -> list[tuple[Pair, bool]]:
+    """phash pairs, each with whether it matched upright (not as a mirror image or a turn); with
+    ``new``, those with a new member (each looked up from it)."""
     index = hash_index(items)
-    pairs = []
+    pairs: dict[tuple[int, int], tuple[Pair, bool]] = {}
     for i, item in enumerate(items):
+        if new is not None and not new[i]:
+            continue
         for j, d in hash_neighbours(index, item.hashes, settings).items():
-            if j > i and hash_match(item.hashes, items[j].hashes, d, settings):
-                pairs.append((Pair(i, j, "phash", 1.0 - d / 64), is_upright(item.hashes, items[j].hashes, d)))
-    return pairs
+            if j == i or (new is None and j < i) or (new is not None and new[j] and j < i):
+                continue  # each pair once: from its first member, or from its only new one
+            a, b = min(i, j), max(i, j)
+            if hash_match(items[a].hashes, items[b].hashes, d, settings):
+                pairs[a, b] = (Pair(a, b, "phash", 1.0 - d / 64), is_upright(items[a].hashes, items[b].hashes, d))
+    return list(pairs.values())
 
 
 def is_upright(a: ImageHashes, b: ImageHashes, phash_distance: int) -> bool:
@@ -209,10 +225,11 @@ def colour_agrees(a: ImageHashes, b: ImageHashes, settings: DedupSettings) -> bo
 
 
 def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: PairChecks | None,
-                  known: set[tuple[int, int]], progress: Callable[[str, int, int], None] | None) -> list[Pair]:
+                  known: set[tuple[int, int]], progress: Callable[[str, int, int], None] | None,
+                  new: np.ndarray | None = None) -> list[Pair]:
     """Embedding neighbours: cosine >= visual_min_cosine is a copy unless the checks contradict it;
     from candidate_min_cosine up, the keypoint checks decide.  Pairs in ``known`` are not looked at again."""
-    candidates = visual_candidates(items, settings, progress)
+    candidates = visual_candidates(items, settings, progress, new)
     pairs = []
     for n, (a, b, cos) in enumerate(candidates, 1):
         if (a, b) in known:
@@ -229,12 +246,16 @@ def _visual_pairs(items: Sequence[DedupItem], settings: DedupSettings, checks: P
 
 
 def visual_candidates(items: Sequence[DedupItem], settings: DedupSettings,
-                      progress: Callable[[str, int, int], None] | None = None) -> list[tuple[int, int, float]]:
+                      progress: Callable[[str, int, int], None] | None = None,
+                      new: np.ndarray | None = None) -> list[tuple[int, int, float]]:
     """(a, b, whole-image cosine) with a < b: each image's ``neighbours`` nearest at >= candidate_min_cosine,
-    by the whole image and by the centre view; best first."""
+    by the whole image and by the centre view; best first.  With ``new``: each new image's neighbours
+    among all, and each image's neighbours among the new ones."""
     found: dict[tuple[int, int], float] = {}
     for view in ("vector", "centre"):
-        for a, b in _neighbours(items, view, settings, progress):
+        pairs = _neighbours(items, view, settings, progress) if new is None else \
+            _neighbours_of_new(items, view, settings, new, progress)
+        for a, b in pairs:
             found.setdefault((a, b), _cosine(items[a].vector, items[b].vector))
     return sorted(((a, b, s) for (a, b), s in found.items()), key=lambda t: -t[2])
 
@@ -248,20 +269,40 @@ def _neighbours(items: Sequence[DedupItem], view: str, settings: DedupSettings,
     have = [i for i, it in enumerate(items) if getattr(it, view) is not None]
     if len(have) < 2:
         return []
-    vecs = np.ascontiguousarray(np.stack([getattr(items[i], view) for i in have]), dtype=np.float32)
-    index = vector_index(vecs)
-    k = min(settings.neighbours + 1, len(have))
+    vecs = _stack(items, have, view)
+    return _search_pairs(vector_index(vecs), have, vecs, have, settings, view, progress)
+
+
+def _neighbours_of_new(items: Sequence[DedupItem], view: str, settings: DedupSettings, new: np.ndarray,
+                       progress: Callable[[str, int, int], None] | None) -> list[tuple[int, int]]:
+    have = [i for i, it in enumerate(items) if getattr(it, view) is not None]
+    fresh = [i for i in have if new[i]]
+    if len(have) < 2 or not fresh:
+        return []
+    vecs, fresh_vecs = _stack(items, have, view), _stack(items, fresh, view)
+    out = _search_pairs(vector_index(vecs), have, fresh_vecs, fresh, settings, view, progress)
+    return out + _search_pairs(vector_index(fresh_vecs), fresh, vecs, have, settings, view, progress)
+
+
+def _stack(items: Sequence[DedupItem], positions: list[int], view: str) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([getattr(items[i], view) for i in positions]), dtype=np.float32)
+
+
+def _search_pairs(index, indexed: list[int], queries: np.ndarray, asking: list[int], settings: DedupSettings,
+                  view: str, progress: Callable[[str, int, int], None] | None) -> list[tuple[int, int]]:
+    """(a, b) with a < b: each query's ``neighbours`` nearest indexed items from candidate_min_cosine up."""
+    k = min(settings.neighbours + 1, len(indexed))
     out: list = []
     step = 4096
-    for start in range(0, len(have), step):
-        sims, nbrs = index.search(vecs[start:start + step], k)
+    for start in range(0, len(asking), step):
+        sims, nbrs = index.search(queries[start:start + step], k)
         for row, (srow, nrow) in enumerate(zip(sims, nbrs)):
-            i = have[start + row]
-            out.extend((min(i, have[n]), max(i, have[n])) for s, n in zip(srow.tolist(), nrow.tolist())
-                       if n >= 0 and s >= settings.candidate_min_cosine and have[n] != i)
+            i = asking[start + row]
+            out.extend((min(i, indexed[n]), max(i, indexed[n])) for s, n in zip(srow.tolist(), nrow.tolist())
+                       if n >= 0 and s >= settings.candidate_min_cosine and indexed[n] != i)
         if progress:
             progress(f"neighbours ({'whole image' if view == 'vector' else 'centre'})",
-                     min(start + step, len(have)), len(have))
+                     min(start + step, len(asking)), len(asking))
     return out
 
 

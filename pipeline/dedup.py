@@ -7,12 +7,19 @@ directory, so a second run only reads them back.  The report's JSON keys are sta
 ``{"groups": [{"skus", "images": [{"sku", "image_id", "file"}], "pairs": [{"a", "b",
 "layer", "score"}]}], "skipped": [{"item", "reason"}]}``, where ``a`` and ``b`` name images
 as ``images`` does: by ``image_id`` in the catalogue, by ``file`` otherwise.
+
+The catalogue's report is incremental: the pairs found and the images already looked at are kept in
+``<data>/duplicates.sqlite3`` (:class:`PairCache`, for the settings and models that found them), so a
+report looks only at images added since (against the whole catalogue) and drops the pairs of images
+deleted since; with nothing new it is read back without computing anything.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +28,7 @@ from typing import cast
 
 import numpy as np
 
-from core.errors import InvalidImageError, SkulensError
+from core.errors import InvalidImageError, SkulensError, StorageError
 from core.types import ImageHashes, Verification
 from fusion.dedup import (
     DedupItem,
@@ -35,6 +42,8 @@ from fusion.dedup import (
     hash_neighbours,
     is_upright,
 )
+from pipeline.analysis import fingerprint
+from pipeline.database import Database
 from pipeline.images import IMAGE_SUFFIXES, decode_image, read_image_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -156,6 +165,55 @@ class _KeypointCache:
         return PairChecks(self.verify, self.verifier.accepts, self.verifier.contradicts, self.frames_differ)
 
 
+class PairCache(Database):
+    """Near-duplicate pairs of catalogue images (by image id) and the images already looked at, for
+    one fingerprint of the settings and models; another fingerprint starts it afresh."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._conn = self._open(self.path)
+            self._conn.executescript(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS checked (image_id INTEGER PRIMARY KEY);"
+                "CREATE TABLE IF NOT EXISTS pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, layer TEXT NOT NULL,"
+                " score REAL NOT NULL, PRIMARY KEY (a, b));")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open the near-duplicate cache {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._init_readers()
+
+    def load(self, fp: str) -> tuple[set[int], list[tuple[int, int, str, float]]]:
+        """(image ids looked at, their pairs as (a, b, layer, score)) for ``fp``; nothing for another."""
+        row = self._read().execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        if row is None or row[0] != fp:
+            return set(), []
+        checked = {r[0] for r in self._read().execute("SELECT image_id FROM checked")}
+        return checked, self._read().execute("SELECT a, b, layer, score FROM pairs").fetchall()
+
+    def save(self, fp: str, checked: list[int], pairs: list[tuple[int, int, str, float]], gone: list[int],
+             reset: bool = False) -> None:
+        """Add images looked at and the pairs found, forget ``gone`` images, in one transaction
+        (``reset``: forget everything held before)."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+                if reset or row is None or row[0] != fp:
+                    conn.execute("DELETE FROM checked")
+                    conn.execute("DELETE FROM pairs")
+                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('fingerprint', ?)", (fp,))
+                conn.executemany("DELETE FROM checked WHERE image_id = ?", [(i,) for i in gone])
+                conn.executemany("DELETE FROM pairs WHERE a = ? OR b = ?", [(i, i) for i in gone])
+                conn.executemany("INSERT OR IGNORE INTO checked(image_id) VALUES (?)", [(i,) for i in checked])
+                conn.executemany("INSERT OR REPLACE INTO pairs(a, b, layer, score) VALUES (?, ?, ?, ?)", pairs)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
 class Deduplicator:
     """Finds near-duplicates with an engine's store, stages and settings."""
 
@@ -179,21 +237,59 @@ class Deduplicator:
         limits = self.engine.settings.images
         return lambda: decode_image(read_image_bytes(path, limits), limits, name)
 
-    def _pairs(self, items: list[DedupItem], loaders: list, progress: Progress | None) -> list[Pair]:
+    def _pairs(self, items: list[DedupItem], loaders: list, progress: Progress | None,
+               fresh: list[int] | None = None) -> list[Pair]:
         checks = None if self.verifier is None else _KeypointCache(self.verifier, loaders).checks()
-        return find_pairs(items, self.settings, checks, progress)
+        return find_pairs(items, self.settings, checks, progress, fresh)
 
     # -- the catalogue --------------------------------------------------------------------------
-    def catalogue(self, progress: Progress | None = None) -> DedupReport:
+    def _fingerprint(self) -> str:
         eng = self.engine
-        rows = eng.store.images()
-        full = eng.store.region_vectors("full", eng.stages.embedder.dim)
+        verifier = getattr(self.verifier, "name", None)
+        return fingerprint(self.settings, eng.stages.embedder.name, self.hasher.name, verifier)
+
+    def catalogue(self, progress: Progress | None = None, full: bool = False) -> DedupReport:
+        """Groups of near-duplicates across the catalogue: the cached pairs, and those of the images
+        added since the last report (``full``: look at every image again)."""
+        eng = self.engine
+        rows = eng.store.image_refs()
+        fp = self._fingerprint()
+        cache = PairCache(eng.data / "duplicates.sqlite3")
+        try:
+            checked, known = (set(), []) if full else cache.load(fp)
+            held = {im.id for im in rows}
+            gone = sorted(checked - held)
+            fresh = [im for im in rows if im.id not in checked]
+            known = [p for p in known if p[0] in held and p[1] in held]
+            if not fresh:  # nothing new: the cached pairs are the report
+                if gone and not eng.read_only:
+                    cache.save(fp, [], [], gone)
+                images = [DedupImage(im.sku, im.id, im.file) for im in rows]
+                position = {im.id: i for i, im in enumerate(rows)}
+                pairs = [Pair(min(position[a], position[b]), max(position[a], position[b]), layer, score)
+                         for a, b, layer, score in known]
+                return DedupReport(images, group_pairs(len(images), pairs), [])
+            fresh_ids = {im.id for im in fresh}
+            report, found = self._catalogue_pairs(rows, fresh_ids, known, progress, everything=not checked)
+            if not eng.read_only:
+                # unreadable images are looked at too: their warning is in this report, not in every later one
+                cache.save(fp, sorted(fresh_ids), found, gone, reset=not checked)
+            return report
+        finally:
+            cache.close()
+
+    def _catalogue_pairs(self, rows, fresh_ids: set[int], known: list[tuple[int, int, str, float]],
+                         progress: Progress | None, everything: bool):
+        """The report over ``rows`` when the images ``fresh_ids`` are new (pairs among the others are
+        ``known``); with the fresh images looked at (readable ones) and the new pairs, by image id."""
+        eng = self.engine
+        whole = eng.store.region_vectors("full", eng.stages.embedder.dim)
         images, items, loaders, skipped = [], [], [], []
         for n, im in enumerate(rows, 1):
             load = self._loader(eng.data / im.file, im.file)
             try:
                 hashes = self.hashes(im.sha256, None, load)
-                vector = full.get(im.id)
+                vector = whole.get(im.id)
                 if vector is None:
                     vector = self._embed_cached([im.sha256], [load])[0]
                 centre = cached_centres(eng.features, eng.stages.embedder, [im.sha256], [load])[0]
@@ -205,7 +301,18 @@ class Deduplicator:
             loaders.append(load)
             if progress and (n % 256 == 0 or n == len(rows)):
                 progress("signatures", n, len(rows))
-        return DedupReport(images, group_pairs(len(items), self._pairs(items, loaders, progress)), skipped)
+        fresh = None if everything else [i for i, im in enumerate(images) if im.image_id in fresh_ids]
+        pairs = self._pairs(items, loaders, progress, fresh)
+        found = [(images[p.a].image_id, images[p.b].image_id, p.layer, p.score) for p in pairs]
+        position = {im.image_id: i for i, im in enumerate(images)}
+        seen = {(p.a, p.b) for p in pairs}
+        for a, b, layer, score in known:  # decided before: both images were there then
+            if a in position and b in position:
+                pa, pb = min(position[a], position[b]), max(position[a], position[b])
+                if (pa, pb) not in seen:
+                    pairs.append(Pair(pa, pb, layer, score))
+        return DedupReport(images, group_pairs(len(items), pairs), skipped), cast(list[tuple[int, int, str, float]],
+                                                                                   found)
 
     # -- a folder of files ------------------------------------------------------------------------
     def folder(self, root: Path, progress: Progress | None = None, batch: int = 32) -> DedupReport:

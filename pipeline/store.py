@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from core.catalog import NewImage, Product, StoredImage, WriteResult
+from core.catalog import ImageRef, NewImage, Product, StoredImage, WriteResult
 from core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 from core.types import LocalFeatures, OcrText, Palette, Tags
 from pipeline.database import FeatureTable
@@ -309,6 +309,10 @@ class CatalogStore(FeatureTable):
         return [StoredImage(r[0], r[1], r[2], r[3], r[4], r[5], Palette.from_json(json.loads(r[6])),
                             OcrText.from_json(json.loads(r[7])), Tags.from_json(json.loads(r[8])),
                             json.loads(r[9])) for r in rows]
+
+    def image_refs(self) -> list[ImageRef]:
+        """(id, sku, file, sha256) of every image, in id order, without its analysis."""
+        return [ImageRef(*r) for r in self._read().execute("SELECT id, sku, file, sha256 FROM images ORDER BY id")]
 
     def image_signals(self, image_ids: Sequence[int]) -> list[tuple[int, str, Palette, Tags]]:
         """(image id, sku, palette, tags) of those of ``image_ids`` that are stored: what the colour and

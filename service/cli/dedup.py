@@ -29,6 +29,7 @@ def dedup(
     phash_distance: Annotated[Optional[int], typer.Option(min=0, max=11, help="pHash Hamming distance that makes a copy (default: settings dedup.phash_max_distance)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here ('-' for stdout)")] = None,
     html_out: Annotated[Optional[Path], typer.Option("--html", help="write the report with thumbnails as HTML here")] = None,
+    full: Annotated[bool, typer.Option("--full", help="look at every catalogue image again (default: only the images added since the last report, kept in <data>/duplicates.sqlite3)")] = False,
 ) -> None:
     """Find near-duplicate images, and the SKUs that share them, across the catalogue in the data directory.
 
@@ -36,7 +37,7 @@ def dedup(
     """
     if image is not None and folder is not None:
         raise InvalidInputError("give --image or --folder, not both")
-    report, root = _find_duplicates(_with_thresholds(threshold, phash_distance), image, folder)
+    report, root = _find_duplicates(_with_thresholds(threshold, phash_distance), image, folder, full)
     if json_out is not None:
         _write_json(report, json_out)
     if html_out is not None:
@@ -45,7 +46,7 @@ def dedup(
         _print_summary(report, image is not None)
 
 
-def _find_duplicates(settings, image: Path | None, folder: Path | None) -> tuple[dict, Path]:
+def _find_duplicates(settings, image: Path | None, folder: Path | None, full: bool = False) -> tuple[dict, Path]:
     """The report (as JSON) for the photo ``image``, the ``folder``, or else the catalogue; and the
     folder its image files are relative to."""
     from pipeline.build import build_stages
@@ -62,7 +63,7 @@ def _find_duplicates(settings, image: Path | None, folder: Path | None) -> tuple
         else:
             bar, update = progress_bar()
             with bar:
-                report = (finder.folder(folder, update) if folder is not None else finder.catalogue(update)).to_json()
+                report = (finder.folder(folder, update) if folder is not None else finder.catalogue(update, full)).to_json()
             root = folder if folder is not None else engine.data
     finally:
         engine.close()

@@ -12,6 +12,7 @@ from PIL import Image
 
 from core.catalog import Product
 from pipeline.catalog_source import read_catalog
+from pipeline import dedup as dedup_module
 from pipeline.dedup import Deduplicator
 from pipeline.engine import Engine
 from pipeline.indexing import index_catalog
@@ -145,3 +146,46 @@ def test_ukbench_copies_are_grouped_and_the_corrupt_file_reported(engine):
     assert res["groups_mixing_originals"] == 0
     assert [s["item"] for s in res["skipped"]] == ["mixed_images/ukbench09268_corrupt.jpg"]
     json.dumps(res)
+
+
+def _pairs_of(report: dict) -> set[tuple[frozenset, str]]:
+    return {(frozenset((p["a"], p["b"])), p["layer"]) for g in report["groups"] for p in g["pairs"]}
+
+
+def test_the_catalogue_report_is_cached_and_only_new_images_are_looked_at(catalogue_engine, monkeypatch):
+    finder = Deduplicator(catalogue_engine)
+    first = finder.catalogue().to_json()
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    with monkeypatch.context() as m:  # nothing changed: read back, nothing computed
+        m.setattr(Deduplicator, "_catalogue_pairs", recompute)
+        assert Deduplicator(catalogue_engine).catalogue().to_json() == first
+
+    colour, word, shape = CATALOGUE["RED-APPLE"]
+    copy = np.asarray(Image.fromarray(product_image(colour, word, shape)).resize((300, 300)))
+    catalogue_engine.add_product(Product("APPLE-COPY", title="apple again"), [("copy.jpg", jpeg_bytes(copy))])
+    catalogue_engine.add_product(Product("NEW-THING", title="new"), [("new.jpg", jpeg_bytes(textured(77)))])
+    new_ids = {im.id for sku in ("APPLE-COPY", "NEW-THING") for im in catalogue_engine.store.images(sku)}
+    looked: list = []
+    real_find = dedup_module.find_pairs
+
+    def spy(items, settings, checks=None, progress=None, fresh=None):
+        looked.append(fresh)
+        return real_find(items, settings, checks, progress, fresh)
+
+    with monkeypatch.context() as m:
+        m.setattr(dedup_module, "find_pairs", spy)
+        second = Deduplicator(catalogue_engine).catalogue().to_json()
+    images = [im.id for im in catalogue_engine.store.image_refs()]
+    assert len(looked) == 1 and {images[i] for i in looked[0]} == new_ids  # only the new images
+    whole = Deduplicator(catalogue_engine).catalogue(full=True).to_json()
+    assert sorted(g["skus"] for g in second["groups"]) == [["APPLE-COPY", "RED-APPLE"], ["ARLA-MILK", "ARLA-MILK-OLD"]]
+    assert _pairs_of(second) == _pairs_of(whole)
+
+    catalogue_engine.remove_product("ARLA-MILK-OLD")
+    with monkeypatch.context() as m:  # a deletion drops its pairs without computing anything
+        m.setattr(Deduplicator, "_catalogue_pairs", recompute)
+        third = Deduplicator(catalogue_engine).catalogue().to_json()
+    assert [g["skus"] for g in third["groups"]] == [["APPLE-COPY", "RED-APPLE"]]
