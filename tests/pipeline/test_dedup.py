@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from core.catalog import Product
-from pipeline.catalog_source import read_catalog
 from pipeline import dedup as dedup_module
+from pipeline.catalog_source import read_catalog
 from pipeline.dedup import Deduplicator
 from pipeline.engine import Engine
 from pipeline.indexing import index_catalog
