@@ -21,7 +21,8 @@ def test_synthetic_families_are_found_by_the_index_layers():
 def test_scale_row_and_markdown():
     row = scale_row(2000, 32, DedupSettings())
     assert row["images"] == 2000 and row["pairs"] > 0 and row["pair_checks_needed"] >= 0
+    assert row["new_images"] == 20 and 0 < row["new_pair_checks_needed"] < row["pair_checks_needed"]
     costs = {"images": 10, "decode_ms": 2.0, "hash_ms": 1.0, "embed_ms": 30.0, "keypoints_ms": 10.0, "check_ms": 3.0,
              "copy_check_ms": 5.0}
     md = scale_markdown([row], costs, DedupSettings())
-    assert "| 2,000 |" in md and "one pair check 3.0 ms for two different photos, 5.0 ms for a copy" in md
+    assert "| 2,000 |" in md and f"| {row['new_pair_checks_needed']:,} |" in md and "one pair check 3.0 ms for two different photos, 5.0 ms for a copy" in md

@@ -227,3 +227,16 @@ def test_the_centre_view_brings_candidates_the_whole_image_misses():
     assert cands[0][2] == pytest.approx(float(full_a @ full_b))  # the whole-image cosine is reported
     pairs = find_pairs(items, DedupSettings(), PairChecks(lambda a, b: Verification(200, 0.6), lambda v: v.ratio >= 0.3))
     assert [p.layer for p in pairs] == ["keypoints"]
+
+
+def test_a_run_over_new_items_finds_the_whole_runs_pairs_that_touch_them():
+    from evaluation.bench_dedup import synthetic_items
+
+    items = synthetic_items(600, 32, seed=3)
+    settings = DedupSettings()
+    whole = {(p.a, p.b, p.layer) for p in find_pairs(items, settings)}
+    fresh = list(range(500, 600)) + [7, 250]
+    part = {(p.a, p.b, p.layer) for p in find_pairs(items, settings, fresh=fresh)}
+    touching = {t for t in whole if t[0] in fresh or t[1] in fresh}
+    assert touching and touching <= part  # every pair a whole run finds with a new member
+    assert all(a in fresh or b in fresh for a, b, _ in part)  # and only pairs with one
