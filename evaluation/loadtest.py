@@ -144,6 +144,9 @@ class LoadResult:
     latencies_ms: list[float]
     statuses: Counter
     merchant_ops: Counter = field(default_factory=Counter)
+    beside_rows: int = 0  # rows of the import job run beside the searches (0: none)
+    beside_done: int = 0  # of them, done when the last search answered
+    beside_state: str | None = None
 
     @property
     def server_errors(self) -> int:
@@ -154,7 +157,11 @@ class LoadResult:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
-def run_load(server: Server, photos: list[Path], searches: int, clients: int, merchant_image: Path) -> LoadResult:
+def run_load(server: Server, photos: list[Path], searches: int, clients: int, merchant_image: Path,
+             beside: list[tuple[str, Path]] | None = None) -> LoadResult:
+    """``searches`` photo searches from ``clients`` while a merchant writes; with ``beside``, an import
+    job of those images is queued first and runs during the searches."""
+    job = submit_import(server, beside) if beside else None
     jobs = iter(range(searches))
     lock = threading.Lock()
     latencies: list[float] = []
@@ -209,7 +216,12 @@ def run_load(server: Server, photos: list[Path], searches: int, clients: int, me
     seconds = time.perf_counter() - t0
     done.set()
     m.join()
-    return LoadResult(searches, clients, seconds, latencies, statuses, merchant)
+    result = LoadResult(searches, clients, seconds, latencies, statuses, merchant)
+    if job is not None:
+        with server.client(write=True) as c:
+            now = c.get(job["url"]).json()
+        result.beside_rows, result.beside_done, result.beside_state = now["total"], now["done"], now["state"]
+    return result
 
 
 # -- kill -------------------------------------------------------------------------------------
@@ -318,6 +330,10 @@ def load_markdown(load: LoadResult | None, kill: KillResult | None, catalogue: i
             f"Search status codes: {codes}. Merchant requests by status: {ops}.",
             "",
         ]
+        if load.beside_rows:
+            out += [f"An import job of {load.beside_rows} other images was queued just before the searches and ran "
+                    f"beside them: {load.beside_done} of its rows were done when the last search answered (job "
+                    f"{load.beside_state} then).", ""]
     if kill is not None:
         out += [
             f"Kill: SIGKILL {kill.kill_after_s:g} s into a bulk import of {kill.import_rows} images while a "

@@ -210,6 +210,7 @@ def bench_service(
     load: Annotated[bool, typer.Option(help="run the load part")] = True,
     kill: Annotated[bool, typer.Option(help="run the kill-and-restart part")] = True,
     workdir: Annotated[Optional[Path], typer.Option(help="where the servers' data go (default: a temporary folder)")] = None,
+    import_beside: Annotated[Optional[Path], typer.Option(help="a folder of other images imported as new products by a job that runs during the load")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="the BENCHMARKS.md to update")] = None,
 ) -> None:
     """Load and kill runs against a real `skulens serve` on loopback (a fresh data directory, API keys set)."""
@@ -226,7 +227,12 @@ def bench_service(
     root = Path(workdir or tempfile.mkdtemp(prefix="skulens-bench-service-"))
     load_result = kill_result = None
     if load:
-        load_result = _load_run(root / "load", cat_images, query_photos, searches, clients)
+        beside = None
+        if import_beside is not None:
+            beside = sorted(p for p in Path(import_beside).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not beside:
+                raise SkulensError(f"no images in {import_beside}")
+        load_result = _load_run(root / "load", cat_images, query_photos, searches, clients, beside)
     if kill:
         kill_result = _kill_run(root / "kill", cat_images, query_photos, kill_after)
     if benchmarks:
@@ -237,8 +243,10 @@ def bench_service(
         raise SkulensError("the service run failed (5xx responses, or lost writes); see above")
 
 
-def _load_run(data: Path, cat_images: list[Path], query_photos: list[Path], searches: int, clients: int):
-    """Import the catalogue into a fresh server, then time ``searches`` photo searches from ``clients``."""
+def _load_run(data: Path, cat_images: list[Path], query_photos: list[Path], searches: int, clients: int,
+              beside: list[Path] | None = None):
+    """Import the catalogue into a fresh server, then time ``searches`` photo searches from ``clients``
+    (with an import job of ``beside`` running at the same time)."""
     from evaluation.loadtest import import_catalog, new_server, run_load
 
     server = new_server(data)
@@ -246,12 +254,15 @@ def _load_run(data: Path, cat_images: list[Path], query_photos: list[Path], sear
     try:
         report = import_catalog(server, [(p.stem, p) for p in cat_images])
         err.print(f"imported {report['counts']['indexed']} products; {searches} searches from {clients} clients...")
-        result = run_load(server, query_photos, searches, clients, cat_images[0])
+        result = run_load(server, query_photos, searches, clients, cat_images[0],
+                          [(f"BESIDE-{i:05d}", p) for i, p in enumerate(beside)] if beside else None)
     finally:
         server.stop()
     err.print(f"load: {result.searches / result.seconds:.2f} searches/s, p50 "
               f"{result.percentile(50):.0f} ms, p95 {result.percentile(95):.0f} ms, "
-              f"p99 {result.percentile(99):.0f} ms, 5xx {result.server_errors}")
+              f"p99 {result.percentile(99):.0f} ms, 5xx {result.server_errors}"
+              + (f"; import beside: {result.beside_done} of {result.beside_rows} rows ({result.beside_state})"
+                 if result.beside_rows else ""))
     return result
 
 
