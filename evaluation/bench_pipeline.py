@@ -13,9 +13,10 @@ import numpy as np
 
 from core.settings import Settings
 from pipeline.build import build_stages
-from pipeline.catalog_source import read_catalog
+from pipeline.catalog_source import CatalogSource, read_catalog
 from pipeline.engine import Engine
 from pipeline.images import read_image_bytes
+from pipeline.indexing import index_catalog
 
 STAGES = ("decode", "detect", "background", "colour", "ocr", "embed", "keypoints", "rank")
 
@@ -54,36 +55,54 @@ def bench_queries(settings: Settings, photos: list[Path], n: int,
 
 
 def bench_indexing(settings: Settings, catalog: Path, limit: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
-    """Index (a part of) a catalogue into a throw-away data directory (empty feature cache)."""
-    source = read_catalog(catalog)
-    entries = source.entries[:limit] if limit else source.entries
+                   progress: Callable[[int, int], None] | None = None, workers: tuple[int, ...] = ()) -> dict:
+    """Index (a part of) a catalogue through ``index_catalog`` (what ``skulens index`` and imports run)
+    into a throw-away data directory (empty feature cache), once per worker count in ``workers``
+    (default: the settings' ``ingest.workers``), back to back."""
+    entries = read_catalog(catalog).entries
+    entries = entries[:limit] if limit else entries
+    counts = workers or (settings.ingest.workers,)
+    stages = build_stages(settings)
+    stages.warmup()
+    runs = []
+    for n in counts:
+        run_settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"workers": n})})
+        runs.append(_index_run(run_settings, stages, entries, progress))
+    first = runs[0]
+    return {**first, "runs": runs}
+
+
+def _index_run(settings: Settings, stages, entries: list, progress: Callable[[int, int], None] | None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="skulens-bench-"))
-    engine = Engine(settings.model_copy(update={"data": tmp}), build_stages(settings))
+    engine = Engine(settings.model_copy(update={"data": tmp}), stages)
     per_stage: dict[str, list[float]] = {}
-    images = 0
+    analyse = engine.analyse
+
+    def timed(*args, **kwargs):  # each analysis's stage timings (the cache is empty: every image is analysed)
+        image, analysis, sha = analyse(*args, **kwargs)
+        for stage, ms in analysis.timings.items():
+            per_stage.setdefault(stage, []).append(ms)
+        return image, analysis, sha
+
+    engine.analyse = timed  # type: ignore[method-assign]
+    done = 0
+
+    def step(_sku: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, len(entries))
+
     try:
-        engine.stages.warmup()
         t0 = time.perf_counter()
-        for i, entry in enumerate(entries, 1):
-            for path in entry.images:
-                data = read_image_bytes(path, settings.images)
-                # timed here; the write path below then finds this analysis in the (fresh) cache
-                _, analysis, _ = engine.analyse(data, path.name, settings.fusion.index_regions, use_cache=True,
-                                                 for_index=True)
-                for stage, ms in analysis.timings.items():
-                    per_stage.setdefault(stage, []).append(ms)
-                images += 1
-            engine.add_product(entry.product, [(p.name, read_image_bytes(p, settings.images)) for p in entry.images],
-                               replace_images=True)
-            if progress:
-                progress(i, len(entries))
-        engine.save()
+        report = index_catalog(engine, CatalogSource(entries), step)
         elapsed = time.perf_counter() - t0
+        images = engine.store.count()[1]
     finally:
         engine.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return {"images": images, "seconds": elapsed, "images_per_s": images / elapsed if elapsed else 0.0,
+            "workers": settings.ingest.workers, "skipped": len(report.skipped),
             "per_stage_ms": {s: float(np.mean(v)) for s, v in per_stage.items()}}
 
 
@@ -108,7 +127,14 @@ def bench_markdown(query: dict | None, index: dict | None) -> tuple[str, str]:
     if index:
         i = (f"{index['images']} catalogue images indexed in {index['seconds']:.1f} s: "
              f"**{index['images_per_s']:.2f} images/s** (decode, analysis, database and index writes, "
-             "starting from an empty feature cache, models warm).\n\n"
-             "| stage | mean ms per image |\n|---|---|\n")
+             "starting from an empty feature cache, models warm).\n\n")
+        runs = index.get("runs", [])
+        if len(runs) > 1:
+            i += ("The same images indexed again with other worker counts, back to back (each into an empty data "
+                  "directory and cache):\n\n| ingest workers | images | seconds | images/s |\n|---|---|---|---|\n")
+            i += "".join(f"| {r['workers']} | {r['images']} | {r['seconds']:.1f} | {r['images_per_s']:.2f} |\n"
+                         for r in runs)
+            i += f"\nStage times of the first run ({runs[0]['workers']} workers):\n\n"
+        i += "| stage | mean ms per image |\n|---|---|\n"
         i += "".join(f"| {s} | {ms:.1f} |\n" for s, ms in index["per_stage_ms"].items())
     return q, i

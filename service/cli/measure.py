@@ -117,6 +117,8 @@ def bench(
     queries: Annotated[int, typer.Option(min=1, help="warm queries to time")] = 100,
     catalog: Annotated[Optional[Path], typer.Option(help="catalogue to time indexing on (a throw-away copy)")] = None,
     index_limit: Annotated[Optional[int], typer.Option(min=1, help="index only the first N catalogue entries")] = None,
+    index_workers: Annotated[str, typer.Option(help="ingest worker counts to index with, back to back, comma-separated "
+                                                    "(default: the settings' ingest.workers)")] = "",
     vectors: Annotated[str, typer.Option(help="vector-index sizes, comma-separated; '' to skip")] = "10000,100000,1000000",
     vector_budget_s: Annotated[float, typer.Option(help="skip index builds that would take longer than this")] = 900.0,
     vector_data: Annotated[Optional[list[Path]], typer.Option(
@@ -142,7 +144,10 @@ def bench(
             result = bench_queries(settings, found, queries, lambda d, t: update("queries", d, t))
             update_section(benchmarks, "speed-query", "Speed: query path", bench_markdown(result, None)[0])
         if catalog:
-            result = bench_indexing(settings, catalog, index_limit, lambda d, t: update("indexing", d, t))
+            counts = tuple(int(x) for x in index_workers.split(",") if x.strip())
+            if any(n < 1 for n in counts):
+                raise SkulensError(f"expected worker counts of at least 1, got {index_workers!r}")
+            result = bench_indexing(settings, catalog, index_limit, lambda d, t: update("indexing", d, t), counts)
             update_section(benchmarks, "speed-index", "Speed: indexing", bench_markdown(None, result)[1])
         sizes = [int(x) for x in vectors.split(",") if x.strip()]
         methods = [m.strip() for m in vector_methods.split(",") if m.strip()]
