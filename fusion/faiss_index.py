@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,16 @@ COMPRESSED = frozenset({"ivf-sq8"})
 
 ExactVectors = Callable[[np.ndarray], np.ndarray]
 """Ids -> their exact float32 vectors, ``(len(ids), dim)``; an id no longer stored gives a row of zeros."""
+
+
+def ivf_lists(count: int) -> int:
+    """IVF lists for ``count`` vectors: about 4 sqrt(n), with at least 39 vectors a list."""
+    return int(max(1, min(4 * np.sqrt(max(count, 1)), count // 39 if count >= 39 else 1)))
+
+
+def train_size(count: int) -> int:
+    """How many of ``count`` vectors an IVF over them is trained on."""
+    return min(count, TRAIN_POINTS_PER_LIST * ivf_lists(count))
 
 
 def choose_kind(settings: IndexSettings, count: int) -> str:
@@ -74,7 +84,9 @@ class FaissIndex:
         self.generation: int | None = None  # the database generation it was saved at (see load)
 
     # -- construction -------------------------------------------------------------
-    def _empty(self, kind: str, train: np.ndarray | None = None):
+    def _empty(self, kind: str, train: np.ndarray | None = None, count: int | None = None):
+        """An empty index of ``kind``; an IVF trained on ``train`` with lists for ``count`` vectors
+        (default ``len(train)``)."""
         if kind == "flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         if kind == "hnsw":
@@ -82,8 +94,8 @@ class FaissIndex:
             hnsw.hnsw.efSearch = self.settings.hnsw_ef_search
             return faiss.IndexIDMap2(hnsw)
         if kind in IVF_CODES:
-            n = 0 if train is None else len(train)
-            nlist = int(max(1, min(4 * np.sqrt(max(n, 1)), n // 39 if n >= 39 else 1)))
+            n = count if count is not None else (0 if train is None else len(train))
+            nlist = ivf_lists(n)
             ivf: Any = faiss.index_factory(self.dim, f"IVF{nlist},{IVF_CODES[kind]}",
                                            faiss.METRIC_INNER_PRODUCT)  # an IndexIVF
             if train is not None and len(train):
@@ -103,12 +115,22 @@ class FaissIndex:
     def build(cls, dim: int, settings: IndexSettings, ids: np.ndarray, vectors: np.ndarray,
               exact: ExactVectors | None = None) -> "FaissIndex":
         """A fresh index of the kind that fits ``len(vectors)``."""
-        kind = choose_kind(settings, len(vectors))
+        return cls.build_from(dim, settings, len(vectors), vectors,
+                              ((ids[s:s + ADD_CHUNK], vectors[s:s + ADD_CHUNK]) for s in range(0, len(vectors), ADD_CHUNK)),
+                              exact)
+
+    @classmethod
+    def build_from(cls, dim: int, settings: IndexSettings, count: int, sample: np.ndarray,
+                   chunks: Iterable[tuple[np.ndarray, np.ndarray]], exact: ExactVectors | None = None) -> "FaissIndex":
+        """A fresh index of the kind that fits ``count`` vectors, trained (IVF) on ``sample`` (a random
+        subset, at least :data:`TRAIN_POINTS_PER_LIST` per list, or all of them) and filled from
+        ``chunks`` of (ids, vectors): the vectors never need to be in memory all at once."""
+        kind = choose_kind(settings, count)
         index = cls(dim, settings, kind, exact)
-        if kind in IVF_CODES:
-            index._index = index._empty(kind, train=_as_f32(vectors, dim))
-        for start in range(0, len(vectors), ADD_CHUNK):  # bounded float32 copies of float16 input
-            index.add(ids[start:start + ADD_CHUNK], vectors[start:start + ADD_CHUNK])
+        if kind in IVF_CODES and count:
+            index._index = index._empty(kind, train=_as_f32(sample, dim), count=count)
+        for ids, vectors in chunks:
+            index.add(ids, vectors)
         return index
 
     # -- the VectorIndex protocol ---------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 
 from core.protocols import VectorIndex
 from core.settings import IndexSettings
-from fusion.faiss_index import ExactVectors, FaissIndex, choose_kind
+from fusion.faiss_index import IVF_CODES, ExactVectors, FaissIndex, choose_kind, train_size
 from pipeline.store import CatalogStore
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,15 @@ def exact_vectors(store: CatalogStore, dim: int) -> ExactVectors:
 
 
 def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> FaissIndex:
-    """A fresh index of every stored vector."""
-    ids, vecs = store.vectors_only(dim)
-    return FaissIndex.build(dim, settings, ids, vecs, exact=exact_vectors(store, dim))
+    """A fresh index of every stored vector, read from the database in chunks (an IVF is trained on
+    a random sample first), so a million vectors never sit in memory as float32 all at once."""
+    ids = store.vector_ids()
+    sample = np.zeros((0, dim), np.float32)
+    if choose_kind(settings, len(ids)) in IVF_CODES:
+        pick = np.random.default_rng(0).choice(len(ids), train_size(len(ids)), replace=False)
+        sample = store.vectors_by_id(ids[np.sort(pick)], dim)
+    return FaissIndex.build_from(dim, settings, len(ids), sample, store.vector_chunks(dim),
+                                 exact=exact_vectors(store, dim))
 
 
 def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: int) -> tuple[FaissIndex, bool]:

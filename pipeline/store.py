@@ -340,19 +340,17 @@ class CatalogStore(FeatureTable):
         rows = self._read().execute("SELECT id FROM vectors ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), np.int64, len(rows))
 
-    def vectors_only(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All (ids, vectors) in id order, read in chunks into one float32 array (no per-row owners)."""
-        count = self._read().execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-        ids = np.zeros(count, np.int64)
-        out = np.zeros((count, dim), np.float32)
-        filled = 0
-        cursor = self._read().execute("SELECT id, vector FROM vectors ORDER BY id")
-        while filled < count and (rows := cursor.fetchmany(10_000)):
-            rows = rows[:count - filled]  # rows written since the count wait for the catch-up
-            ids[filled:filled + len(rows)] = [r[0] for r in rows]
-            out[filled:filled + len(rows)] = decode_vectors([r[1] for r in rows], dim)
-            filled += len(rows)
-        return ids[:filled], out[:filled]
+    def vector_chunks(self, dim: int, chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every (ids, float32 vectors), in id order, ``chunk`` rows at a time, from one snapshot of the
+        database (a read transaction held while iterating)."""
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            cursor = conn.execute("SELECT id, vector FROM vectors ORDER BY id")
+            while rows := cursor.fetchmany(chunk):
+                yield np.fromiter((r[0] for r in rows), np.int64, len(rows)), decode_vectors([r[1] for r in rows], dim)
+        finally:
+            conn.execute("COMMIT")
 
     def vectors_by_id(self, ids: np.ndarray, dim: int, missing_ok: bool = False) -> np.ndarray:
         """The vectors of ``ids``, in their order (every id must be stored; with ``missing_ok``, one

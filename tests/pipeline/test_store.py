@@ -351,8 +351,10 @@ def test_image_signals_reads_only_the_images_asked_for(store):
 def test_vectors_are_read_in_chunks_and_by_id_with_missing_ones_as_zeros(store):
     store.write_product(SHOE, [image("a"), image("b")], replace_images=True)
     ids, vecs, _ = store.vectors(DIM)
-    only_ids, only = store.vectors_only(DIM)
-    assert np.array_equal(only_ids, ids) and np.array_equal(only, vecs)
+    chunks = list(store.vector_chunks(DIM, chunk=3))
+    assert [len(c[0]) for c in chunks] == [3] * (len(ids) // 3) + ([len(ids) % 3] if len(ids) % 3 else [])
+    assert np.array_equal(np.concatenate([c[0] for c in chunks]), ids)
+    assert np.array_equal(np.concatenate([c[1] for c in chunks]), vecs)
     gone = int(ids.max()) + 100
     picked = store.vectors_by_id(np.array([ids[1], gone, ids[0]]), DIM, missing_ok=True)
     assert np.array_equal(picked[[0, 2]], vecs[[1, 0]]) and not picked[1].any()
