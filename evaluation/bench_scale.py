@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 IMAGES_PER_PRODUCT = 3
 MARKER = ".bench-scale"
 WRITES = 20
+BATCH = 1000  # products a transaction while assembling
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,10 @@ def templates(engine: Engine, paths: Sequence[Path]) -> list[tuple[NewImage, str
 
 def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: Grown, n_images: int,
              progress: Callable[[int, int], None] | None = None) -> int:
-    """Write ``n_images`` copies of the templates, each with its own grown vectors; returns the
-    number of vectors written."""
+    """Write ``n_images`` copies of the templates, each with its own grown vectors, 1,000 products a
+    transaction; returns the number of vectors written."""
     used, next_vec = 0, 0
+    batch: list[tuple[Product, list[NewImage], bool, str | None]] = []
     for start in range(0, n_images, IMAGES_PER_PRODUCT):
         count = min(IMAGES_PER_PRODUCT, n_images - start)
         images = []
@@ -93,11 +95,14 @@ def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: G
             next_vec += len(regions)
             images.append(dataclasses.replace(model, sha256=f"{k:064x}", vectors=vecs))
         title = models[start % len(models)][1]
-        store.write_product(Product(f"SCALE-{start // IMAGES_PER_PRODUCT:07d}", f"{title} {start // 3}",
-                                    tags=("scale",)), images, replace_images=False)
+        batch.append((Product(f"SCALE-{start // IMAGES_PER_PRODUCT:07d}", f"{title} {start // 3}", tags=("scale",)),
+                      images, False, None))
         used += count
-        if progress and (start // IMAGES_PER_PRODUCT) % 10_000 == 0:
-            progress(used, n_images)
+        if len(batch) == BATCH or used == n_images:
+            store.write_products(batch)
+            batch = []
+            if progress and (used // IMAGES_PER_PRODUCT) % 10_000 < BATCH:
+                progress(used, n_images)
     return next_vec
 
 

@@ -203,11 +203,18 @@ class Engine:
     def write_prepared(self, product: Product, images: list[NewImage], replace_images: bool = False,
                        source_hash: str | None = None) -> WriteResult:
         """Store the product with images :meth:`prepare_image` made, in one transaction."""
+        return self.write_prepared_many([(product, images, replace_images, source_hash)])[0]
+
+    def write_prepared_many(self, items: list[tuple[Product, list[NewImage], bool, str | None]]) -> list[WriteResult]:
+        """Store several products as :meth:`write_prepared` stores one, in one transaction (all or none)."""
         self._writable()
         with self._lock:
-            result = self.store.write_product(product, images, replace_images, source_hash)
-            self._apply(result, product.sku)
-        return result
+            results = self.store.write_products(items)
+            for (product, *_), result in zip(items, results):
+                self.live.apply(result, product.sku)
+            self._maybe_change_kind()
+            self.index_file.changed()
+        return results
 
     def prepare_image(self, name: str, data: bytes) -> NewImage:
         """Analyse one catalogue image (cached by content hash) and keep its file; writes nothing to the

@@ -18,6 +18,9 @@ from pipeline.images import read_image_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
 
+WRITE_BATCH = 64
+"""Entries analysed and waiting are written together, up to this many a transaction."""
+
 
 @dataclass
 class IndexReport:
@@ -32,7 +35,8 @@ def index_catalog(engine: Engine, source: CatalogSource,
     """Index every entry; an entry whose metadata and image bytes are unchanged is skipped.
 
     Entries are analysed ahead by ``ingest.workers`` threads (at most ``ingest.ahead`` of them
-    waiting) while this thread writes them one by one, in the source's order.  ``progress(sku)``
+    waiting) while this thread writes them in the source's order, those already analysed together
+    in one transaction.  ``progress(sku)``
     is called after each entry is written (an exception there stops between entries, with
     everything written so far kept); ``report``: fill this one (so a caller can read it as it grows)."""
     if report is None:
@@ -52,11 +56,16 @@ def index_catalog(engine: Engine, source: CatalogSource,
         for _ in range(ingest.workers + ingest.ahead):
             submit()
         while waiting:
-            prepared = waiting.popleft().result()
-            submit()
-            _write(engine, prepared, report)
+            # the next entry, and those after it already analysed, go to the database in one transaction
+            batch = [waiting.popleft().result()]
+            while waiting and waiting[0].done() and len(batch) < WRITE_BATCH:
+                batch.append(waiting.popleft().result())
+            for _ in batch:
+                submit()
+            _write(engine, batch, report)
             if progress:
-                progress(prepared.entry.product.sku)
+                for prepared in batch:
+                    progress(prepared.entry.product.sku)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         engine.save()  # the index file is written in the background meanwhile
@@ -100,12 +109,14 @@ def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
     return out
 
 
-def _write(engine: Engine, prepared: _Prepared, report: IndexReport) -> None:
-    report.skipped.extend(prepared.skipped)
-    sku = prepared.entry.product.sku
-    if prepared.unchanged:
-        report.unchanged.append(sku)
-    elif prepared.images:
-        engine.write_prepared(prepared.entry.product, prepared.images, replace_images=True,
-                              source_hash=prepared.source_hash)
-        report.indexed.append(sku)
+def _write(engine: Engine, batch: list[_Prepared], report: IndexReport) -> None:
+    writes = [p for p in batch if p.images and not p.unchanged]
+    if writes:
+        engine.write_prepared_many([(p.entry.product, p.images, True, p.source_hash) for p in writes])
+    for prepared in batch:
+        report.skipped.extend(prepared.skipped)
+        sku = prepared.entry.product.sku
+        if prepared.unchanged:
+            report.unchanged.append(sku)
+        elif prepared.images:
+            report.indexed.append(sku)

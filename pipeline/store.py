@@ -161,35 +161,49 @@ class CatalogStore(FeatureTable):
         ``replace_images``: the product's images become exactly ``images`` (kept when their
         content hash is unchanged); otherwise ``images`` are appended (duplicates skipped).
         """
+        return self.write_products([(product, images, replace_images, source_hash)])[0]
+
+    def write_products(self, items: Sequence[tuple[Product, list[NewImage], bool, str | None]]) -> list[WriteResult]:
+        """Several products as :meth:`write_product` writes one, all in one transaction (all or none)."""
         now = time.time()
+        written = []
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO products(sku, title, brand, category, tags, price, description, extra, source_hash,"
-                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sku) DO UPDATE SET"
-                " title=excluded.title, brand=excluded.brand, category=excluded.category, tags=excluded.tags,"
-                " price=excluded.price, description=excluded.description, extra=excluded.extra,"
-                " source_hash=excluded.source_hash, updated_at=excluded.updated_at",
-                (product.sku, product.title, product.brand, product.category, json.dumps(list(product.tags)),
-                 product.price, product.description, json.dumps(product.extra), source_hash, now, now))
-            existing = dict(conn.execute("SELECT sha256, id FROM images WHERE sku = ?", (product.sku,)).fetchall())
-            wanted = {im.sha256 for im in images}
-            removed_images = [iid for sha, iid in existing.items() if replace_images and sha not in wanted]
-            removed = self._delete_images(conn, removed_images)
-            ids: list[int] = []
-            vecs: list[np.ndarray] = []
-            image_ids: list[int] = []
-            for im in images:
-                if im.sha256 in existing:
-                    continue
-                iid, vids = self._insert_image(conn, product.sku, im, now)
-                existing[im.sha256] = iid
-                image_ids.append(iid)
-                ids.extend(vids)
-                vecs.extend(im.vectors[r] for r in im.vectors)
-            self._refresh_fts(conn, product.sku)
-        dim = len(vecs[0]) if vecs else 0
-        stored = decode_vectors([encode_vector(v) for v in vecs], dim)  # as a restart will read them back
-        return WriteResult(np.asarray(ids, np.int64), stored, removed, tuple(image_ids))
+            for product, images, replace_images, source_hash in items:
+                written.append(self._write_one(conn, product, images, replace_images, source_hash, now))
+        results = []
+        for ids, vecs, removed, image_ids in written:
+            dim = len(vecs[0]) if vecs else 0
+            stored = decode_vectors([encode_vector(v) for v in vecs], dim)  # as a restart will read them back
+            results.append(WriteResult(np.asarray(ids, np.int64), stored, removed, tuple(image_ids)))
+        return results
+
+    def _write_one(self, conn: sqlite3.Connection, product: Product, images: list[NewImage], replace_images: bool,
+                   source_hash: str | None, now: float) -> tuple[list[int], list[np.ndarray], np.ndarray, list[int]]:
+        conn.execute(
+            "INSERT INTO products(sku, title, brand, category, tags, price, description, extra, source_hash,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sku) DO UPDATE SET"
+            " title=excluded.title, brand=excluded.brand, category=excluded.category, tags=excluded.tags,"
+            " price=excluded.price, description=excluded.description, extra=excluded.extra,"
+            " source_hash=excluded.source_hash, updated_at=excluded.updated_at",
+            (product.sku, product.title, product.brand, product.category, json.dumps(list(product.tags)),
+             product.price, product.description, json.dumps(product.extra), source_hash, now, now))
+        existing = dict(conn.execute("SELECT sha256, id FROM images WHERE sku = ?", (product.sku,)).fetchall())
+        wanted = {im.sha256 for im in images}
+        removed_images = [iid for sha, iid in existing.items() if replace_images and sha not in wanted]
+        removed = self._delete_images(conn, removed_images)
+        ids: list[int] = []
+        vecs: list[np.ndarray] = []
+        image_ids: list[int] = []
+        for im in images:
+            if im.sha256 in existing:
+                continue
+            iid, vids = self._insert_image(conn, product.sku, im, now)
+            existing[im.sha256] = iid
+            image_ids.append(iid)
+            ids.extend(vids)
+            vecs.extend(im.vectors[r] for r in im.vectors)
+        self._refresh_fts(conn, product.sku)
+        return ids, vecs, removed, image_ids
 
     def _insert_image(self, conn: sqlite3.Connection, sku: str, im: NewImage, now: float) -> tuple[int, list[int]]:
         cur = conn.execute(

@@ -360,3 +360,22 @@ def test_vectors_are_read_in_chunks_and_by_id_with_missing_ones_as_zeros(store):
     assert np.array_equal(picked[[0, 2]], vecs[[1, 0]]) and not picked[1].any()
     with pytest.raises(StorageError, match="not stored"):
         store.vectors_by_id(np.array([gone]), DIM)
+
+
+def test_write_products_writes_all_in_one_transaction_or_none(store, monkeypatch):
+    results = store.write_products([(SHOE, [image("a")], True, None), (Product("SKU-2"), [image("b")], True, "h2")])
+    assert [len(r.added_ids) for r in results] == [2, 2] and store.count()[:2] == (2, 2)
+    generation = store.generation()
+    real = store._insert_image
+
+    def fail_on_c(conn, sku, im, now):
+        if im.file.endswith("c.jpg"):
+            raise sqlite3.IntegrityError("disk trouble")
+        return real(conn, sku, im, now)
+
+    monkeypatch.setattr(store, "_insert_image", fail_on_c)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write_products([(Product("SKU-3"), [image("d")], True, None), (Product("SKU-4"), [image("c")], True, None)])
+    assert store.count()[:2] == (2, 2) and store.generation() == generation  # SKU-3 rolled back with SKU-4
+    with pytest.raises(NotFoundError):
+        store.get_product("SKU-3")
