@@ -33,10 +33,15 @@ import psutil
 
 from core.catalog import NewImage, Product
 from core.errors import InvalidInputError
-from core.settings import Settings
+from core.settings import IndexSettings, Settings
+from evaluation.protocols import ProtocolData
 from evaluation.real_vectors import Grown
+from fusion.faiss_index import FaissIndex
 from pipeline.analysis import Stages
+from pipeline.catalog_source import CatalogEntry, CatalogSource
+from pipeline.database import FeatureCache
 from pipeline.engine import Engine
+from pipeline.indexing import index_catalog
 from pipeline.store import CatalogStore
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,13 @@ class ScaleRow:
     delete_ms_p50: float
     rank_ms_p50: float
     rank_ms_p95: float
+    vector_ms_p50: float = float("nan")  # the index search alone: a photo's query vectors, the candidates asked for
+    vector_ms_p95: float = float("nan")
+    protocol: str = ""  # e.g. G1: its gallery is in the catalogue and its queries are ranked
+    protocol_queries: int = 0
+    r1_index: float = float("nan")  # top-1 accuracy with the catalogue's index
+    r1_exact: float = float("nan")  # the same with exact search (a flat index over the same vectors)
+    top1_agree: float = float("nan")  # share of queries whose first SKU is the same either way
 
 
 def _rss_mb() -> float:
@@ -107,8 +119,13 @@ def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: G
 
 
 def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], Grown],
-               template_paths: Sequence[Path], query_paths: Sequence[Path], progress: Callable[[str], None]) -> ScaleRow:
-    """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured."""
+               template_paths: Sequence[Path], query_paths: Sequence[Path], progress: Callable[[str], None],
+               protocol: ProtocolData | None = None, cache: FeatureCache | None = None) -> ScaleRow:
+    """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured.
+
+    ``protocol`` (G1): its real gallery is indexed into the catalogue first and its queries are
+    ranked at the end with the catalogue's index and with exact search; ``cache`` keeps their
+    analyses across sizes."""
     folder = Path(settings.data)
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).is_file():
@@ -116,11 +133,14 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("made by skulens bench-scale; removed by its next run\n")
-    engine = Engine(settings, stages)
+    engine = Engine(settings, stages, feature_cache=cache)
     models = templates(engine, template_paths)
     queries = [p.read_bytes() for p in query_paths]
     for data in queries:  # analysed once; the timed searches below reuse the analyses
         engine.search(data, use_cache=True)
+    if protocol is not None:
+        progress(f"{n_images:,} images: indexing the {protocol.name} gallery ({len(protocol.gallery)} products)")
+        index_catalog(engine, CatalogSource([CatalogEntry(p, tuple(paths)) for p, paths in protocol.gallery]))
     engine.close()
 
     progress(f"{n_images:,} images: writing the catalogue")
@@ -142,7 +162,7 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
     del engine
     gc.collect()
     t0 = time.perf_counter()
-    engine = Engine(settings, stages)
+    engine = Engine(settings, stages, feature_cache=cache)
     open_warm = time.perf_counter() - t0
     rss = _rss_mb()
     memory = rss - rss0
@@ -164,24 +184,78 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
             engine.remove_product(f"SCALE-NEW-{i}")
             deletes.append(time.perf_counter() - t0)
         ranks = [engine.search(data, use_cache=True).timings["rank"] for data in queries]
+        vector_ms = _vector_search_ms(engine, queries)
         kind, held = engine.view.index.kind, len(engine.view.index)
+        row = ScaleRow(n_images, held or n_vectors, kind, assemble_s, open_cold, open_warm, memory, rss,
+                       db / n_images, idx / n_images, float(np.percentile(writes, 50)) * 1e3,
+                       float(np.percentile(writes, 95)) * 1e3, float(np.percentile(deletes, 50)) * 1e3,
+                       float(np.percentile(ranks, 50)), float(np.percentile(ranks, 95)),
+                       float(np.percentile(vector_ms, 50)), float(np.percentile(vector_ms, 95)))
+        if protocol is not None:
+            progress(f"{n_images:,} images: {protocol.name} queries with the {kind} index and with exact search")
+            row = _protocol_accuracy(engine, protocol, row)
     finally:
         engine.close()
-    ms = 1e3
-    return ScaleRow(n_images, held or n_vectors, kind, assemble_s, open_cold, open_warm, memory, rss,
-                    db / n_images, idx / n_images, float(np.percentile(writes, 50)) * ms,
-                    float(np.percentile(writes, 95)) * ms, float(np.percentile(deletes, 50)) * ms,
-                    float(np.percentile(ranks, 50)), float(np.percentile(ranks, 95)))
+    return row
+
+
+def _vector_search_ms(engine: Engine, queries: list[bytes]) -> list[float]:
+    """The index search alone for each photo's query vectors (as many candidates as a search asks for)."""
+    out = []
+    for data in queries:
+        _, analysis, _ = engine.analyse(data, "query", engine.settings.fusion.query_regions, use_cache=True)
+        vectors = np.stack(list(analysis.objects[0].vectors.values()))
+        t0 = time.perf_counter()
+        engine.view.index.search(vectors, engine.settings.fusion.candidates)
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _protocol_accuracy(engine: Engine, protocol: ProtocolData, row: ScaleRow) -> ScaleRow:
+    """Top-1 accuracy of the protocol's queries with the catalogue's index, then with a flat (exact)
+    index over the same stored vectors swapped in."""
+    blobs = [(q.label, q.path.read_bytes()) for q in protocol.queries]
+
+    def firsts() -> list[str | None]:
+        out = []
+        for _, data in blobs:
+            matches = engine.search(data, k=1, use_cache=True).groups[0].matches
+            out.append(matches[0].sku if matches else None)
+        return out
+
+    with_index = firsts()
+    chosen = engine.view.index
+    exact = IndexSettings(kind="flat", use_gpu="never")
+    engine.view.index = FaissIndex.build_from(chosen.dim, exact, len(chosen), np.zeros((0, chosen.dim), np.float32),
+                                              engine.store.vector_chunks(chosen.dim))
+    try:
+        with_exact = firsts()
+    finally:
+        engine.view.index = chosen
+    labels = [label for label, _ in blobs]
+    return dataclasses.replace(
+        row, protocol=protocol.name, protocol_queries=len(blobs),
+        r1_index=float(np.mean([a == b for a, b in zip(with_index, labels)])),
+        r1_exact=float(np.mean([a == b for a, b in zip(with_exact, labels)])),
+        top1_agree=float(np.mean([a == b for a, b in zip(with_index, with_exact)])))
 
 
 def scale_markdown(rows: Sequence[ScaleRow]) -> str:
     head = ("| images | vectors | index | open, index built s | open, index file s | memory added MB | process RSS MB "
-            "| DB bytes/image | index bytes/image | write p50 / p95 ms | delete p50 ms | rank p50 / p95 ms "
-            "| assembled in s |")
-    lines = [head, "|" + "---|" * 13]
+            "| DB bytes/image | index bytes/image | write p50 / p95 ms | delete p50 ms | vector search p50 / p95 ms "
+            "| rank p50 / p95 ms | assembled in s |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(f"| {r.images:,} | {r.vectors:,} | {r.index_kind} | {r.open_cold_s:.1f} | {r.open_warm_s:.1f} "
                      f"| {r.memory_mb:.0f} | {r.rss_mb:.0f} | {r.db_bytes_per_image:,.0f} | {r.index_bytes_per_image:,.0f} "
                      f"| {r.write_ms_p50:.1f} / {r.write_ms_p95:.1f} | {r.delete_ms_p50:.1f} "
+                     f"| {r.vector_ms_p50:.1f} / {r.vector_ms_p95:.1f} "
                      f"| {r.rank_ms_p50:.1f} / {r.rank_ms_p95:.1f} | {r.assemble_s:.0f} |")
+    measured = [r for r in rows if r.protocol]
+    if measured:
+        lines += ["", "| images | protocol | queries | R@1 with the index | R@1 with exact search | difference "
+                      "| same first SKU |", "|---|---|---|---|---|---|---|"]
+        for r in measured:
+            lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}) | {r.protocol_queries} | {r.r1_index:.3f} "
+                         f"| {r.r1_exact:.3f} | {r.r1_index - r.r1_exact:+.3f} | {r.top1_agree:.1%} |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -34,6 +34,9 @@ def bench_scale(
     n_queries: Annotated[int, typer.Option(min=1, help="how many photos to search with")] = 30,
     fashion_mnist: Annotated[bool, typer.Option(help="add Fashion-MNIST's 60,000 photos to the real vectors "
                                                      "(Debian's dataset-fashion-mnist)")] = False,
+    protocol_dataset: Annotated[Optional[Path], typer.Option(
+        help="the grocery data set: its G1 gallery goes into each catalogue and its val photos are ranked with "
+             "the catalogue's index and with exact search")] = None,
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Scale: start-up, memory, disk, write and search cost of catalogues of 1k-1M images (under <data>/bench-scale/)."""
@@ -53,12 +56,18 @@ def bench_scale(
     with bar:
         cache = FeatureCache(settings.data / "eval" / "vectors.sqlite3")
         real, _ = real_sets(vector_data, [queries], stages.embedder, cache, fashion_mnist, update)
+    protocol = None
+    if protocol_dataset is not None:
+        from evaluation.protocols import load_protocol
+
+        protocol = load_protocol("G1", protocol_dataset, "val")
     rows = []
+    shared = FeatureCache(settings.data / "eval" / "features.sqlite3")  # query and gallery analyses, all sizes
     for n in counts:
         size_settings = settings.model_copy(update={"data": settings.data / "bench-scale" / str(n)})
         rows.append(bench_size(size_settings, stages, n, partial(Grown, real, n * 4, seed=n),  # <= 4 regions
                                _images(templates, n_templates), _images(queries, n_queries),
-                               lambda msg: err.print(msg, highlight=False)))
+                               lambda msg: err.print(msg, highlight=False), protocol, shared))
         err.print(f"{n:,} images: {rows[-1]}", highlight=False)
     note = (f"Catalogues assembled from {len(real):,} real whole-image embeddings ({stages.embedder.name}) of the "
             f"images under {', '.join(f'`{f}`' for f in vector_data)}"
@@ -67,6 +76,12 @@ def bench_scale(
             f"copies the analysis of one of {n_templates} real images under `{templates}` (three images a "
             f"product). Searches: the ranking part for {n_queries} photos under `{queries}` (their analysis, "
             "about half a second on this CPU, does not depend on the catalogue). Memory: what the open catalogue "
-            "adds to the process, models already loaded. How it is done: evaluation/bench_scale.py.\n\n")
+            "adds to the process, models already loaded. Vector search: the index alone, each photo's query vectors "
+            "for the candidates a search asks for (exact re-ranking included)."
+            + (f" {protocol.name}: the grocery catalogue's {len(protocol.gallery)} real products are in every "
+               f"catalogue, and its {len(protocol.queries)} {protocol.split} photos are ranked with the catalogue's "
+               "index and again with exact search (a flat index over the same stored vectors)."
+               if protocol else "")
+            + " How it is done: evaluation/bench_scale.py.\n\n")
     update_section(benchmarks, "scale", "Scale: one machine, catalogues of real embeddings", note + scale_markdown(rows))
     err.print(f"updated {benchmarks}")

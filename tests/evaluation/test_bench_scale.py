@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import InvalidInputError
 from core.settings import Settings
-from evaluation.bench_scale import MARKER, assemble, bench_size, scale_markdown
+from evaluation.bench_scale import MARKER, ScaleRow, assemble, bench_size, scale_markdown
 from pipeline.store import CatalogStore
 from tests.pipeline.test_store import DIM, image
 
@@ -33,3 +33,11 @@ def test_a_folder_not_made_by_bench_scale_is_left_alone(tmp_path):
         bench_size(Settings(data=tmp_path), None, 10, lambda: np.zeros((1, DIM)), [], [], print)  # type: ignore[arg-type]
     assert (tmp_path / "precious.txt").read_text() == "a shop's data" and not (tmp_path / MARKER).exists()
     assert "| images |" in scale_markdown([])
+
+
+def test_the_table_has_vector_search_and_the_protocol_rows():
+    row = ScaleRow(100_000, 200_000, "ivf-sq8", 60, 80, 7, 300, 3300, 25_000, 2_700, 4.5, 4.8, 1.3, 190, 380,
+                   2.1, 3.4, "G1", 296, 0.41, 0.42, 0.97)
+    md = scale_markdown([row])
+    assert "| 2.1 / 3.4 | 190.0 / 380.0 |" in md
+    assert "| 100,000 | G1 (ivf-sq8) | 296 | 0.410 | 0.420 | -0.010 | 97.0% |" in md
