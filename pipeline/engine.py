@@ -239,7 +239,8 @@ class Engine:
         path = self.data / rel
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
+            # a name of its own: two workers may store the same picture at once
+            tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
         return rel
