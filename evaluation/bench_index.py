@@ -52,8 +52,12 @@ from fusion.faiss_index import FaissIndex
 log = logging.getLogger(__name__)
 
 K = 10
-METHODS = ("numpy", "flat", "ivf", "hnsw", "annoy", "ivf-sq8", "ivf-pq")
-COMPRESSED = {"ivf-pq": "PQ64"}  # not a FaissIndex kind: faiss codes of 64 bytes a vector
+METHODS = ("numpy", "flat", "ivf", "hnsw", "annoy", "ivf-sq8", "ivf-sq4", "pca256-ivf-sq8", "ivf-pq")
+COMPRESSED = {  # not FaissIndex kinds: faiss index-factory strings, compared with its ivf-sq8
+    "ivf-sq4": "IVF{nlist},SQ4",  # 4 bits a dimension
+    "pca256-ivf-sq8": "PCA{pca},IVF{nlist},SQ8",  # 256 dimensions (a PCA learnt on the vectors), 8 bits each
+    "ivf-pq": "IVF{nlist},PQ64",  # 64 bytes a vector
+}
 RERANK = IndexSettings().rerank  # compressed indexes: this many candidates re-ranked exactly from the stored vectors
 ANNOY_TREES = 50
 _CHUNK = 50_000
@@ -66,6 +70,8 @@ _SCALING: dict[str, Callable[[float, float], float]] = {
     "hnsw": lambda n, m: n * math.log(n) / (m * math.log(m)),
     "annoy": lambda n, m: n * math.log(n) / (m * math.log(m)),
     "ivf-sq8": lambda n, m: (n / m) ** 1.5,
+    "ivf-sq4": lambda n, m: (n / m) ** 1.5,
+    "pca256-ivf-sq8": lambda n, m: (n / m) ** 1.5,
     "ivf-pq": lambda n, m: (n / m) ** 1.5,
 }
 
@@ -225,20 +231,22 @@ def _build_annoy(database: np.ndarray) -> _Built:
 
 
 def _build_compressed(method: str, database: np.ndarray) -> _Built:
-    """An IVF index with product-quantised codes (not one of FaissIndex's kinds), searched for
+    """An IVF index with other compressed codes (not one of FaissIndex's kinds), searched for
     :data:`RERANK` candidates that are re-ranked exactly against the stored vectors (the database
     array stands in for the float16 vectors the catalogue keeps on disk)."""
     n, dim = database.shape
     settings = IndexSettings()
     nlist = int(max(1, min(4 * np.sqrt(n), n // 39 if n >= 39 else 1)))
     rss0, t0 = _rss_mb(), time.perf_counter()
-    index = faiss.index_factory(dim, f"IVF{nlist},{COMPRESSED[method]}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, COMPRESSED[method].format(nlist=nlist, pca=min(256, dim)),
+                                faiss.METRIC_INNER_PRODUCT)
     sample = database if n <= 256 * nlist else database[np.sort(np.random.default_rng(0).choice(n, 256 * nlist,
                                                                                                replace=False))]
     index.train(np.ascontiguousarray(sample))
     for start in range(0, n, _CHUNK):
         index.add(database[start:start + _CHUNK])
-    index.nprobe = min(settings.nprobe, nlist)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.nprobe = min(settings.nprobe, nlist)
     build_s, rss = time.perf_counter() - t0, _rss_mb() - rss0
 
     def search(q: np.ndarray) -> np.ndarray:
@@ -247,7 +255,7 @@ def _build_compressed(method: str, database: np.ndarray) -> _Built:
         exact = database[cand] @ q
         return cand[np.argsort(-exact)[:K]]
 
-    params = (f"nlist={nlist}, nprobe={index.nprobe}, codes {COMPRESSED[method]}, top {RERANK} re-ranked exactly, "
+    params = (f"nlist={nlist}, nprobe={ivf.nprobe}, {COMPRESSED[method].format(nlist=nlist, pca=min(256, dim))}, top {RERANK} re-ranked exactly, "
               f"trained on {len(sample)} vectors")
     return _Built(search, build_s, _serialised_mb(index), rss, params)
 

@@ -129,7 +129,7 @@ def bench(
     fashion_mnist: Annotated[bool, typer.Option(help="with --vector-data: add Fashion-MNIST's 70,000 photos "
                                                      "(Debian's dataset-fashion-mnist)")] = True,
     vector_methods: Annotated[str, typer.Option(help="vector-index methods to compare, comma-separated")] =
-    "numpy,flat,ivf,hnsw,annoy,ivf-sq8,ivf-pq",
+    "numpy,flat,ivf,hnsw,annoy,ivf-sq8,ivf-sq4,pca256-ivf-sq8,ivf-pq",
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Speed: per-stage and end-to-end query latency, indexing throughput, vector indexes side by side."""
