@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import psutil
 
@@ -76,6 +77,8 @@ class ScaleRow:
     r1_index: float = float("nan")  # top-1 accuracy with the catalogue's index
     r1_exact: float = float("nan")  # the same with exact search (a flat index over the same vectors)
     top1_agree: float = float("nan")  # share of queries whose first SKU is the same either way
+    # (lists probed, R@1, same first SKU as exact, vector search p50, p95 ms) for other nprobe values
+    nprobe_rows: tuple[tuple[int, float, float, float, float], ...] = ()
 
 
 def _rss_mb() -> float:
@@ -120,12 +123,13 @@ def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: G
 
 def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], Grown],
                template_paths: Sequence[Path], query_paths: Sequence[Path], progress: Callable[[str], None],
-               protocol: ProtocolData | None = None, cache: FeatureCache | None = None) -> ScaleRow:
+               protocol: ProtocolData | None = None, cache: FeatureCache | None = None,
+               nprobes: Sequence[int] = ()) -> ScaleRow:
     """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured.
 
     ``protocol`` (G1): its real gallery is indexed into the catalogue first and its queries are
-    ranked at the end with the catalogue's index and with exact search; ``cache`` keeps their
-    analyses across sizes."""
+    ranked at the end with the catalogue's index (also with each of ``nprobes`` IVF lists probed)
+    and with exact search; ``cache`` keeps their analyses across sizes."""
     folder = Path(settings.data)
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).is_file():
@@ -193,7 +197,7 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
                        float(np.percentile(vector_ms, 50)), float(np.percentile(vector_ms, 95)))
         if protocol is not None:
             progress(f"{n_images:,} images: {protocol.name} queries with the {kind} index and with exact search")
-            row = _protocol_accuracy(engine, protocol, row)
+            row = _protocol_accuracy(engine, protocol, row, nprobes)
     finally:
         engine.close()
     return row
@@ -211,33 +215,65 @@ def _vector_search_ms(engine: Engine, queries: list[bytes]) -> list[float]:
     return out
 
 
-def _protocol_accuracy(engine: Engine, protocol: ProtocolData, row: ScaleRow) -> ScaleRow:
-    """Top-1 accuracy of the protocol's queries with the catalogue's index, then with a flat (exact)
-    index over the same stored vectors swapped in."""
+def _protocol_accuracy(engine: Engine, protocol: ProtocolData, row: ScaleRow,
+                       nprobes: Sequence[int] = ()) -> ScaleRow:
+    """Top-1 accuracy of the protocol's queries with the catalogue's index (and, for an IVF, with each
+    of ``nprobes`` lists probed), then with exact search over the same stored vectors swapped in (their
+    float16 values, as the database keeps them: a million vectors fit in memory that way)."""
     blobs = [(q.label, q.path.read_bytes()) for q in protocol.queries]
+    labels = [label for label, _ in blobs]
 
-    def firsts() -> list[str | None]:
-        out = []
+    def firsts() -> tuple[list[str | None], list[float]]:
+        out, vector_ms = [], []
         for _, data in blobs:
+            _, analysis, _ = engine.analyse(data, "query", engine.settings.fusion.query_regions, use_cache=True)
+            vectors = np.stack(list(analysis.objects[0].vectors.values()))
+            t0 = time.perf_counter()
+            engine.view.index.search(vectors, engine.settings.fusion.candidates)
+            vector_ms.append((time.perf_counter() - t0) * 1e3)
             matches = engine.search(data, k=1, use_cache=True).groups[0].matches
             out.append(matches[0].sku if matches else None)
-        return out
+        return out, vector_ms
 
-    with_index = firsts()
     chosen = engine.view.index
-    exact = IndexSettings(kind="flat", use_gpu="never")
-    engine.view.index = FaissIndex.build_from(chosen.dim, exact, len(chosen), np.zeros((0, chosen.dim), np.float32),
-                                              engine.store.vector_chunks(chosen.dim))
+    with_index, _ = firsts()
+    variants: list[tuple[int, list[str | None], list[float]]] = []
+    raw = getattr(chosen, "_index", None)
+    if raw is not None and hasattr(raw, "nprobe"):
+        default = raw.nprobe
+        try:
+            for n in nprobes:
+                raw.nprobe = min(n, raw.nlist)
+                variants.append((raw.nprobe, *firsts()))
+        finally:
+            raw.nprobe = default
+    engine.view.index = _exact_index(engine, chosen.dim, len(chosen))
     try:
-        with_exact = firsts()
+        with_exact, _ = firsts()
     finally:
         engine.view.index = chosen
-    labels = [label for label, _ in blobs]
+
+    def r1(found: list[str | None]) -> float:
+        return float(np.mean([a == b for a, b in zip(found, labels)]))
+
+    def agree(found: list[str | None]) -> float:
+        return float(np.mean([a == b for a, b in zip(found, with_exact)]))
+
     return dataclasses.replace(
-        row, protocol=protocol.name, protocol_queries=len(blobs),
-        r1_index=float(np.mean([a == b for a, b in zip(with_index, labels)])),
-        r1_exact=float(np.mean([a == b for a, b in zip(with_exact, labels)])),
-        top1_agree=float(np.mean([a == b for a, b in zip(with_index, with_exact)])))
+        row, protocol=protocol.name, protocol_queries=len(blobs), r1_index=r1(with_index), r1_exact=r1(with_exact),
+        top1_agree=agree(with_index),
+        nprobe_rows=tuple((n, r1(f), agree(f), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
+                          for n, f, ms in variants))
+
+
+def _exact_index(engine: Engine, dim: int, count: int) -> FaissIndex:
+    """A flat index over the stored vectors in float16 (exact search over what the database holds)."""
+    exact = FaissIndex(dim, IndexSettings(kind="flat", use_gpu="never"), "flat")
+    exact._index = faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
+                                                                faiss.METRIC_INNER_PRODUCT))
+    for ids, vectors in engine.store.vector_chunks(dim):
+        exact.add(ids, vectors)
+    return exact
 
 
 def scale_markdown(rows: Sequence[ScaleRow]) -> str:
@@ -258,4 +294,8 @@ def scale_markdown(rows: Sequence[ScaleRow]) -> str:
         for r in measured:
             lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}) | {r.protocol_queries} | {r.r1_index:.3f} "
                          f"| {r.r1_exact:.3f} | {r.r1_index - r.r1_exact:+.3f} | {r.top1_agree:.1%} |")
+            for n, r1, same, p50, p95 in r.nprobe_rows:
+                lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}, nprobe {n}; vector search {p50:.0f} / "
+                             f"{p95:.0f} ms) | {r.protocol_queries} | {r1:.3f} | {r.r1_exact:.3f} "
+                             f"| {r1 - r.r1_exact:+.3f} | {same:.1%} |")
     return "\n".join(lines) + "\n"

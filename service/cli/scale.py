@@ -34,6 +34,8 @@ def bench_scale(
     n_queries: Annotated[int, typer.Option(min=1, help="how many photos to search with")] = 30,
     fashion_mnist: Annotated[bool, typer.Option(help="add Fashion-MNIST's 60,000 photos to the real vectors "
                                                      "(Debian's dataset-fashion-mnist)")] = False,
+    nprobes: Annotated[str, typer.Option(help="with --protocol-dataset: IVF lists probed to rank its queries with as "
+                                              "well, comma-separated (beside the settings' index.nprobe)")] = "64,256",
     protocol_dataset: Annotated[Optional[Path], typer.Option(
         help="the grocery data set: its G1 gallery goes into each catalogue and its val photos are ranked with "
              "the catalogue's index and with exact search")] = None,
@@ -67,7 +69,8 @@ def bench_scale(
         size_settings = settings.model_copy(update={"data": settings.data / "bench-scale" / str(n)})
         rows.append(bench_size(size_settings, stages, n, partial(Grown, real, n * 4, seed=n),  # <= 4 regions
                                _images(templates, n_templates), _images(queries, n_queries),
-                               lambda msg: err.print(msg, highlight=False), protocol, shared))
+                               lambda msg: err.print(msg, highlight=False), protocol, shared,
+                               [int(x) for x in nprobes.split(",") if x.strip()]))
         err.print(f"{n:,} images: {rows[-1]}", highlight=False)
     note = (f"Catalogues assembled from {len(real):,} real whole-image embeddings ({stages.embedder.name}) of the "
             f"images under {', '.join(f'`{f}`' for f in vector_data)}"
