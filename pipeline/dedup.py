@@ -265,9 +265,7 @@ class Deduplicator:
                 if gone and not eng.read_only:
                     cache.save(fp, [], [], gone)
                 images = [DedupImage(im.sku, im.id, im.file) for im in rows]
-                position = {im.id: i for i, im in enumerate(rows)}
-                pairs = [Pair(min(position[a], position[b]), max(position[a], position[b]), layer, score)
-                         for a, b, layer, score in known]
+                pairs = _by_position(known, {im.id: i for i, im in enumerate(rows)}, set())
                 return DedupReport(images, group_pairs(len(images), pairs), [])
             fresh_ids = {im.id for im in fresh}
             report, found = self._catalogue_pairs(rows, fresh_ids, known, progress, everything=not checked)
@@ -303,16 +301,11 @@ class Deduplicator:
                 progress("signatures", n, len(rows))
         fresh = None if everything else [i for i, im in enumerate(images) if im.image_id in fresh_ids]
         pairs = self._pairs(items, loaders, progress, fresh)
-        found = [(images[p.a].image_id, images[p.b].image_id, p.layer, p.score) for p in pairs]
-        position = {im.image_id: i for i, im in enumerate(images)}
-        seen = {(p.a, p.b) for p in pairs}
-        for a, b, layer, score in known:  # decided before: both images were there then
-            if a in position and b in position:
-                pa, pb = min(position[a], position[b]), max(position[a], position[b])
-                if (pa, pb) not in seen:
-                    pairs.append(Pair(pa, pb, layer, score))
-        return DedupReport(images, group_pairs(len(items), pairs), skipped), cast(list[tuple[int, int, str, float]],
-                                                                                   found)
+        found: list[tuple[int, int, str, float]] = [
+            (cast(int, images[p.a].image_id), cast(int, images[p.b].image_id), p.layer, p.score) for p in pairs]
+        # decided before (both images were there then), unless found again now
+        pairs += _by_position(known, {im.image_id: i for i, im in enumerate(images)}, {(p.a, p.b) for p in pairs})
+        return DedupReport(images, group_pairs(len(items), pairs), skipped), found
 
     # -- a folder of files ------------------------------------------------------------------------
     def folder(self, root: Path, progress: Progress | None = None, batch: int = 32) -> DedupReport:
@@ -397,6 +390,18 @@ class Deduplicator:
                 found[i] = Pair(0, i + 1, "visual", round(min(1.0, s), 4))
             elif not close and (v := check.verify(i)) is not None and self.verifier.accepts(v):
                 found[i] = Pair(0, i + 1, "keypoints", round(v.ratio, 4))
+
+
+def _by_position(pairs: list[tuple[int, int, str, float]], position: dict, seen: set[tuple[int, int]]) -> list[Pair]:
+    """Pairs of image ids as pairs of report positions (those of images not in ``position``, or already
+    in ``seen``, left out)."""
+    out = []
+    for a, b, layer, score in pairs:
+        if a in position and b in position:
+            pa, pb = min(position[a], position[b]), max(position[a], position[b])
+            if (pa, pb) not in seen:
+                out.append(Pair(pa, pb, layer, score))
+    return out
 
 
 class _PhotoChecks:
