@@ -71,6 +71,24 @@ class VectorOwners:
         arrays = self._ids.nbytes + self._images.nbytes + self._skus.nbytes + self._regions.nbytes
         return arrays + sum(a.nbytes for a in self._by_sku.values())
 
+    @classmethod
+    def from_columns(cls, ids: np.ndarray, images: np.ndarray, skus: np.ndarray, sku_names: list[str],
+                     regions: np.ndarray, region_names: list[str]) -> "VectorOwners":
+        """Owners read as columns (a catalogue's start-up): ``ids`` ascending, ``skus`` and ``regions``
+        codes into their name lists."""
+        owners = cls()
+        owners._ids, owners._images = np.asarray(ids, np.int64), np.asarray(images, np.int64)
+        owners._skus, owners._regions = np.asarray(skus, np.int32), np.asarray(regions, np.int8)
+        owners._n = len(owners._ids)
+        owners.sku_names, owners.region_names = list(sku_names), list(region_names)
+        owners._sku_codes = {name: code for code, name in enumerate(owners.sku_names)}
+        owners._region_codes = {name: code for code, name in enumerate(owners.region_names)}
+        order = np.argsort(owners._skus, kind="stable")  # stable: each SKU's ids stay ascending
+        codes, starts = np.unique(owners._skus[order], return_index=True)
+        owners._by_sku = {owners.sku_names[code]: group
+                          for code, group in zip(codes.tolist(), np.split(owners._ids[order], starts[1:]))}
+        return owners
+
     # -- changing ---------------------------------------------------------------------
     def extend(self, ids: Sequence[int] | np.ndarray, images: Sequence[int] | np.ndarray, skus: Sequence[str],
                regions: Sequence[str]) -> None:

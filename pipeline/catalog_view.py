@@ -18,6 +18,7 @@ from core.protocols import VectorIndex
 from fusion.image_signals import ImageInfo, ImageSignals
 from fusion.ranker import CatalogView, merchant_words
 from fusion.text import TextScorer, tokenize
+from fusion.vector_owners import VectorOwners
 from pipeline.store import CatalogStore
 
 
@@ -32,9 +33,9 @@ class LiveView:
 
     def _load(self) -> None:
         view = self.view
-        for rows in self.store.vector_owners_all():
-            vids, images, skus, regions = zip(*rows)
-            view.vector_owner.extend(vids, images, skus, regions)
+        columns = self.store.vector_owner_columns()
+        view.vector_owner = VectorOwners.from_columns(columns.ids, columns.images, columns.skus, columns.sku_names,
+                                                      columns.regions, columns.region_names)
         texts = self.store.texts_and_colours()
         for product in self.store.list_products(limit=-1):
             self._set_product(product, *texts.get(product.sku, ("", [])))

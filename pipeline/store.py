@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,7 +52,7 @@ CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
 CREATE TABLE IF NOT EXISTS vectors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
     region TEXT NOT NULL, vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS vectors_image ON vectors(image_id);
+CREATE INDEX IF NOT EXISTS vectors_owner ON vectors(image_id, region);
 CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS keypoints (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, data BLOB NOT NULL);
@@ -81,12 +82,28 @@ def decode_vectors(blobs: list[bytes], dim: int) -> np.ndarray:
                      for b in blobs])
 
 
+@dataclass(frozen=True)
+class OwnerColumns:
+    """Every stored vector's owner as columns, in vector id order (see :class:`VectorOwners`)."""
+    ids: np.ndarray  # int64
+    images: np.ndarray  # int64 image ids
+    skus: np.ndarray  # int32 codes into sku_names
+    sku_names: list[str]
+    regions: np.ndarray  # int8 codes into region_names
+    region_names: list[str]
+
+
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+
 class CatalogStore(FeatureTable):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = self._open(self.path)
+            self._add_owner_index()
             self._conn.executescript(_SCHEMA)
             if self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() in (None, ("2",)):
                 self._conn.execute(_FTS)
@@ -101,6 +118,17 @@ class CatalogStore(FeatureTable):
             self._migrate_from_1()
         elif int(version) != SCHEMA_VERSION:
             raise StorageError(f"{self.path} has schema version {version}, this skulens expects {SCHEMA_VERSION}")
+
+    def _add_owner_index(self) -> None:
+        """Catalogues from before ``vectors_owner`` (vectors by image and region, so a vector's owner is
+        read without its 2.5 KB vector) get it in place of ``vectors_image``: one pass over the vectors."""
+        conn = self._conn
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+        if "vectors_image" not in have:
+            return
+        log.info("%s: indexing the vectors' owners (once; a minute a million vectors)", self.path)
+        conn.execute("CREATE INDEX IF NOT EXISTS vectors_owner ON vectors(image_id, region)")
+        conn.execute("DROP INDEX vectors_image")
 
     def _migrate_from_1(self) -> None:
         """Version 1 had no ``colours`` column in the full-text index: rebuild that index."""
@@ -350,9 +378,9 @@ class CatalogStore(FeatureTable):
         return ids, decode_vectors([r[1] for r in rows], dim), [(r[2], r[3], r[4]) for r in rows]
 
     def vector_ids(self) -> np.ndarray:
-        """Every stored vector's id, sorted."""
-        rows = self._read().execute("SELECT id FROM vectors ORDER BY id").fetchall()
-        return np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        """Every stored vector's id, sorted (read from the owner index, not the vectors themselves)."""
+        rows = self._read().execute("SELECT id FROM vectors INDEXED BY vectors_owner").fetchall()
+        return np.sort(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
 
     def vector_chunks(self, dim: int, chunk: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every (ids, float32 vectors), in id order, ``chunk`` rows at a time, from one snapshot of the
@@ -395,13 +423,44 @@ class CatalogStore(FeatureTable):
         vecs = decode_vectors([r[1] for r in rows], dim)
         return {r[0]: vec for r, vec in zip(rows, vecs)}
 
-    def vector_owners_all(self, chunk: int = 100_000) -> Iterator[list[tuple[int, int, str, str]]]:
-        """(vector id, image id, sku, region) of every vector, in id order, without the vectors, in
-        lists of up to ``chunk`` rows."""
-        cursor = self._read().execute("SELECT v.id, v.image_id, i.sku, v.region FROM vectors v"
-                                      " JOIN images i ON i.id = v.image_id ORDER BY v.id")
-        while rows := cursor.fetchmany(chunk):
-            yield rows
+    def vector_owner_columns(self, chunk: int = 100_000) -> OwnerColumns:
+        """Every vector's owner, in vector id order, read from two covering indexes (the vectors'
+        ``vectors_owner`` and the images' ``UNIQUE (sku, sha256)``) in one snapshot: a catalogue's
+        start-up never reads its vectors or its images' analyses."""
+        conn = self._read()
+        conn.execute("BEGIN")
+        try:
+            image_ids: list[np.ndarray] = []
+            image_skus: list[np.ndarray] = []
+            sku_codes: dict[str, int] = {}
+            cursor = conn.execute("SELECT id, sku FROM images")  # SQLite reads the (sku, sha256) index
+            while rows := cursor.fetchmany(chunk):
+                image_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+                image_skus.append(np.fromiter((sku_codes.setdefault(r[1], len(sku_codes)) for r in rows),
+                                              np.int32, len(rows)))
+            ids: list[np.ndarray] = []
+            images: list[np.ndarray] = []
+            regions: list[np.ndarray] = []
+            region_names: list[str] = []
+            cursor = conn.execute("SELECT id, image_id, region FROM vectors INDEXED BY vectors_owner")
+            while rows := cursor.fetchmany(chunk):
+                ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+                images.append(np.fromiter((r[1] for r in rows), np.int64, len(rows)))
+                for name in {r[2] for r in rows} - set(region_names):
+                    region_names.append(name)
+                lookup = {name: k for k, name in enumerate(region_names)}
+                regions.append(np.fromiter((lookup[r[2]] for r in rows), np.int8, len(rows)))
+        finally:
+            conn.execute("COMMIT")
+        all_images, all_skus = _joined(image_ids, np.int64), _joined(image_skus, np.int32)
+        vids, owners, codes = _joined(ids, np.int64), _joined(images, np.int64), _joined(regions, np.int8)
+        by_image = np.argsort(all_images)
+        pos = by_image[np.minimum(np.searchsorted(all_images, owners, sorter=by_image), len(by_image) - 1)] \
+            if len(by_image) else np.zeros(len(owners), np.int64)
+        held = all_images[pos] == owners if len(by_image) else np.zeros(len(owners), bool)  # as the join did
+        order = np.argsort(vids[held], kind="stable")
+        return OwnerColumns(vids[held][order], owners[held][order], all_skus[pos[held]][order], list(sku_codes),
+                            codes[held][order], region_names)
 
     def texts_and_colours(self, sku: str | None = None) -> dict[str, tuple[str, list[str]]]:
         """SKU -> (all its searchable text, the colour names of its images' palettes)."""

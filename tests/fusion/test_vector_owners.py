@@ -56,3 +56,20 @@ def test_ids_out_of_order_are_kept_sorted():
     assert owners.get(12) == (1, "a", "centre70") and owners.of_sku("c").tolist() == [5, 15]
     with pytest.raises(ValueError, match="one image, SKU and region per id"):
         owners.extend([40, 41], [1], ["a"], ["full"])
+
+
+def test_owners_from_columns_are_those_extend_makes():
+    made = table()
+    made.extend([30, 31], [3, 3], ["a", "c"], ["full", "crop"])
+    names, regions = ["c", "a", "b"], ["crop", "full", "centre70"]
+    loaded = VectorOwners.from_columns(np.asarray([10, 11, 12, 20, 21, 30, 31]), np.asarray([1, 1, 1, 2, 2, 3, 3]),
+                                       np.asarray([1, 1, 1, 2, 2, 1, 0]), names, np.asarray([1, 0, 2, 1, 0, 1, 0]),
+                                       regions)
+    for vid in (10, 11, 12, 20, 21, 30, 31, 13):
+        assert loaded.get(vid) == made.get(vid)
+    assert sorted(loaded.skus()) == sorted(made.skus())
+    for sku in ("a", "b", "c"):
+        assert loaded.of_sku(sku).tolist() == made.of_sku(sku).tolist()
+    loaded.remove(np.asarray([11, 31]))  # and it changes as any other
+    loaded.extend([40], [4], ["d"], ["full"])
+    assert loaded.of_sku("a").tolist() == [10, 12, 30] and "c" not in loaded.skus() and loaded.get(40) == (4, "d", "full")

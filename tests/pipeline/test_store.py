@@ -268,6 +268,41 @@ def test_vectors_returns_everything_in_id_order(store):
     assert store.vector_owners("SKU-2") == [(int(i), image_ids[2], r) for i, r in zip(two.added_ids, ("full", "crop"))]
 
 
+def test_vector_owner_columns_are_the_vectors_owners_in_id_order_without_reading_vectors(store):
+    one = store.write_product(SHOE, [image("a"), image("b", regions=("full",))], replace_images=True)
+    two = store.write_product(Product("SKU-2"), [image("c", regions=("centre70", "full"))], replace_images=True)
+    store.write_product(SHOE, [image("b", regions=("full",)), image("d")], replace_images=True)  # "a" goes
+    store.write_product(Product("SKU-3"), [], replace_images=False)  # no images: no owners
+
+    _, _, expected = store.vectors(DIM)
+    columns = store.vector_owner_columns(chunk=2)  # several chunks
+    np.testing.assert_array_equal(columns.ids, store.vector_ids())
+    assert [(int(i), columns.sku_names[s], columns.region_names[r])
+            for i, s, r in zip(columns.images, columns.skus, columns.regions)] == expected
+    assert not set(one.added_ids[:2].tolist()) & set(columns.ids.tolist())
+    assert set(two.added_ids.tolist()) <= set(columns.ids.tolist())
+    with sqlite3.connect(store.path) as conn:  # both reads are answered from indexes alone
+        plans = [conn.execute(f"EXPLAIN QUERY PLAN {q}").fetchall()[0][3]
+                 for q in ("SELECT id, sku FROM images", "SELECT id, image_id, region FROM vectors INDEXED BY vectors_owner")]
+    assert all("COVERING INDEX" in plan for plan in plans), plans
+
+
+def test_a_catalogue_from_before_the_owner_index_gets_it(tmp_path):
+    path = tmp_path / "c.sqlite3"
+    store = CatalogStore(path)
+    store.write_product(SHOE, [image("a")], replace_images=True)
+    store.close()
+    with sqlite3.connect(path) as conn:  # how the vectors were indexed before
+        conn.execute("DROP INDEX vectors_owner")
+        conn.execute("CREATE INDEX vectors_image ON vectors(image_id)")
+    store = CatalogStore(path)
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    assert "vectors_owner" in names and "vectors_image" not in names
+    assert len(store.vector_owner_columns().ids) == 2
+    store.close()
+
+
 def test_readers_never_see_a_write_in_progress(tmp_path):
     """Reads on other threads see the last commit while a write transaction is open."""
     import threading
