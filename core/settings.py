@@ -120,9 +120,10 @@ class IndexSettings(BaseModel):
         "beyond; 'ivf': IVF holding whole float32 vectors (4x the memory of ivf-sq8)"
     )
     ivf_threshold: int = 50_000
-    nprobe: int = 16
-    rerank: int = Field(100, ge=1, description="candidates an ivf-sq8 search re-ranks with the exact vectors "
-                        "the database keeps")
+    nprobe: int = Field(64, ge=1, description="IVF lists a search looks in (of about 4 sqrt(vectors)): more "
+                        "finds more of what exact search finds, at a cost that grows with it")
+    rerank: int = Field(100, ge=1, description="the best candidates (by their codes) an ivf-sq8 search re-scores "
+                        "with the exact vectors the database keeps; the others keep their codes' scores")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     use_gpu: Literal["auto", "never"] = "auto"

@@ -221,6 +221,37 @@ def test_compressed_search_scores_candidates_with_their_exact_vectors():
         assert len(set(found[q].tolist()) & set(truth.tolist())) >= 9
 
 
+def test_compressed_search_for_many_candidates_reads_only_the_best_ones_exact_vectors():
+    index = build("ivf-sq8", rerank=20, nprobe=64)
+    asked: list[int] = []
+    source = index.exact
+    index.exact = lambda ids: (asked.append(len(ids)), source(ids))[1]
+    queries = unit_vectors(3, DIM, seed=12)
+    sims, found = index.search(queries, 60)
+    assert found.shape == (3, 60) and sum(asked) <= 3 * 20  # not the 60 a query asked for
+    exact = queries @ VECS.T
+    for q in range(3):
+        assert np.all(np.diff(sims[q]) <= 0) and len(set(found[q].tolist())) == 60
+        best = np.argsort(-exact[q])[:5] * 10 + 3
+        assert found[q, :5].tolist() == best.tolist()  # the best re-scored exactly and first
+        np.testing.assert_allclose(sims[q, :5], exact[q, (found[q, :5] - 3) // 10], atol=1e-6)
+        np.testing.assert_allclose(sims[q], exact[q, (found[q] - 3) // 10], atol=0.02)  # the rest: codes' scores
+
+
+def test_an_ivf_finds_its_lists_with_a_graph_and_probes_as_the_settings_say(tmp_path):
+    index = build("ivf-sq8", nprobe=4)
+    raw = faiss.extract_index_ivf(index._index)
+    quantizer = faiss.downcast_index(raw.quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSW) and raw.nprobe == 4 and quantizer.hnsw.efSearch >= 4
+    assert index.set_nprobe(raw.nlist + 50) == raw.nlist and quantizer.hnsw.efSearch >= raw.nlist
+    index.set_nprobe(4)
+    index.save(tmp_path / "v.faiss", generation=1)
+    loaded = FaissIndex.load(tmp_path / "v.faiss", IndexSettings(nprobe=8), 1, DIM)  # settings changed since
+    assert loaded is not None and faiss.extract_index_ivf(loaded._index).nprobe == 8
+    assert recall_at_1(loaded, IDS, VECS) >= MIN_RECALL["ivf-sq8"]
+    assert build("flat").set_nprobe(8) == 0
+
+
 def test_compressed_search_drops_candidates_the_database_no_longer_holds():
     index = build("ivf-sq8")
     gone = IDS[:1]
