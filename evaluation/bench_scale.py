@@ -51,6 +51,7 @@ IMAGES_PER_PRODUCT = 3
 MARKER = ".bench-scale"
 WRITES = 20
 BATCH = 1000  # products a transaction while assembling
+ASSEMBLED_KEY = "bench_scale_assembled"  # meta: the size a finished assembly wrote
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,11 @@ class ScaleRow:
     r1_index: float = float("nan")  # top-1 accuracy with the catalogue's index
     r1_exact: float = float("nan")  # the same with exact search (a flat index over the same vectors)
     top1_agree: float = float("nan")  # share of queries whose first SKU is the same either way
-    # (lists probed, R@1, same first SKU as exact, vector search p50, p95 ms) for other nprobe values
-    nprobe_rows: tuple[tuple[int, float, float, float, float], ...] = ()
+    recall10: float = float("nan")  # the query vectors' 10 nearest: share exact search finds too
+    nprobe: int = 0  # lists an IVF index probed for the figures above (0: not an IVF)
+    protocol_vector_ms: tuple[float, float] = (float("nan"), float("nan"))  # its queries' vector search p50, p95
+    # (lists probed, R@1, same first SKU as exact, vector search p50, p95 ms, Recall@10) for other nprobe values
+    nprobe_rows: tuple[tuple[int, float, float, float, float, float], ...] = ()
 
 
 def _rss_mb() -> float:
@@ -124,36 +128,23 @@ def assemble(store: CatalogStore, models: list[tuple[NewImage, str]], vectors: G
 def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], Grown],
                template_paths: Sequence[Path], query_paths: Sequence[Path], progress: Callable[[str], None],
                protocol: ProtocolData | None = None, cache: FeatureCache | None = None,
-               nprobes: Sequence[int] = ()) -> ScaleRow:
-    """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it), measured.
+               nprobes: Sequence[int] = (), reuse: bool = False) -> ScaleRow:
+    """One catalogue of ``n_images`` in ``settings.data`` (emptied first if an earlier run made it; with
+    ``reuse``, kept if an earlier run assembled it at this size), measured.
 
     ``protocol`` (G1): its real gallery is indexed into the catalogue first and its queries are
     ranked at the end with the catalogue's index (also with each of ``nprobes`` IVF lists probed)
     and with exact search; ``cache`` keeps their analyses across sizes."""
     folder = Path(settings.data)
-    if folder.exists() and any(folder.iterdir()):
-        if not (folder / MARKER).is_file():
-            raise InvalidInputError(f"{folder} is not empty and was not made by bench-scale: not touching it")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text("made by skulens bench-scale; removed by its next run\n")
-    engine = Engine(settings, stages, feature_cache=cache)
-    models = templates(engine, template_paths)
     queries = [p.read_bytes() for p in query_paths]
-    for data in queries:  # analysed once; the timed searches below reuse the analyses
-        engine.search(data, use_cache=True)
-    if protocol is not None:
-        progress(f"{n_images:,} images: indexing the {protocol.name} gallery ({len(protocol.gallery)} products)")
-        index_catalog(engine, CatalogSource([CatalogEntry(p, tuple(paths)) for p, paths in protocol.gallery]))
-    engine.close()
-
-    progress(f"{n_images:,} images: writing the catalogue")
-    t0 = time.perf_counter()
-    store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
-    n_vectors = assemble(store, models, make_vectors(), n_images,
-                         lambda done, total: progress(f"{n_images:,} images: writing the catalogue ({done:,})"))
-    store.close()
-    assemble_s = time.perf_counter() - t0
+    if reuse and _assembled(folder, n_images):
+        progress(f"{n_images:,} images: reusing the catalogue an earlier run assembled in {folder}")
+        store = CatalogStore(folder / "catalog.sqlite3")  # brought to this version's schema before timing
+        n_vectors, assemble_s = store.count()[2], float("nan")
+        store.close()
+    else:
+        n_vectors, assemble_s = _assemble_afresh(settings, stages, n_images, make_vectors, template_paths, queries,
+                                                 progress, protocol, cache)
 
     progress(f"{n_images:,} images: opening (index built from the database)")
     shutil.rmtree(folder / "index", ignore_errors=True)  # the empty catalogue's: built afresh below
@@ -174,6 +165,8 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
         db = sum(p.stat().st_size for p in Path(settings.data).glob("catalog.sqlite3*"))
         idx = engine.index_path.stat().st_size
 
+        for data in queries:  # analysed before timing (a reused catalogue's run has not seen them yet)
+            engine.analyse(data, "query", engine.settings.fusion.query_regions, use_cache=True)
         progress(f"{n_images:,} images: writes and searches")
         image = template_paths[0].read_bytes()
         engine.add_product(Product("SCALE-WARM", "warm-up"), [("w.jpg", image)])  # analysis into the cache
@@ -203,6 +196,48 @@ def bench_size(settings: Settings, stages: Stages, n_images: int, make_vectors: 
     return row
 
 
+def _assembled(folder: Path, n_images: int) -> bool:
+    """Whether an earlier run finished assembling a catalogue of ``n_images`` in ``folder``."""
+    if not (folder / MARKER).is_file() or not (folder / "catalog.sqlite3").is_file():
+        return False
+    store = CatalogStore(folder / "catalog.sqlite3")
+    try:
+        return store.get_meta(ASSEMBLED_KEY) == str(n_images)
+    finally:
+        store.close()
+
+
+def _assemble_afresh(settings: Settings, stages: Stages, n_images: int, make_vectors: Callable[[], Grown],
+                     template_paths: Sequence[Path], queries: list[bytes], progress: Callable[[str], None],
+                     protocol: ProtocolData | None, cache: FeatureCache | None) -> tuple[int, float]:
+    """Empty ``settings.data``, index the protocol's gallery, write ``n_images`` copies of the templates;
+    returns the vectors written and the seconds the writing took."""
+    folder = Path(settings.data)
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).is_file():
+            raise InvalidInputError(f"{folder} is not empty and was not made by bench-scale: not touching it")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by skulens bench-scale; removed by its next run\n")
+    engine = Engine(settings, stages, feature_cache=cache)
+    models = templates(engine, template_paths)
+    for data in queries:  # analysed once; the timed searches reuse the analyses
+        engine.search(data, use_cache=True)
+    if protocol is not None:
+        progress(f"{n_images:,} images: indexing the {protocol.name} gallery ({len(protocol.gallery)} products)")
+        index_catalog(engine, CatalogSource([CatalogEntry(p, tuple(paths)) for p, paths in protocol.gallery]))
+    engine.close()
+
+    progress(f"{n_images:,} images: writing the catalogue")
+    t0 = time.perf_counter()
+    store = CatalogStore(folder / "catalog.sqlite3")
+    n_vectors = assemble(store, models, make_vectors(), n_images,
+                         lambda done, total: progress(f"{n_images:,} images: writing the catalogue ({done:,})"))
+    store.set_meta(ASSEMBLED_KEY, str(n_images))
+    store.close()
+    return n_vectors, time.perf_counter() - t0
+
+
 def _vector_search_ms(engine: Engine, queries: list[bytes]) -> list[float]:
     """The index search alone for each photo's query vectors (as many candidates as a search asks for)."""
     out = []
@@ -223,33 +258,33 @@ def _protocol_accuracy(engine: Engine, protocol: ProtocolData, row: ScaleRow,
     blobs = [(q.label, q.path.read_bytes()) for q in protocol.queries]
     labels = [label for label, _ in blobs]
 
-    def firsts() -> tuple[list[str | None], list[float]]:
-        out, vector_ms = [], []
+    def firsts() -> tuple[list[str | None], list[float], np.ndarray]:
+        """Each query's first SKU, its vector search time, and its vectors' 10 nearest ids."""
+        out, vector_ms, nearest = [], [], []
         for _, data in blobs:
             _, analysis, _ = engine.analyse(data, "query", engine.settings.fusion.query_regions, use_cache=True)
             vectors = np.stack(list(analysis.objects[0].vectors.values()))
             t0 = time.perf_counter()
-            engine.view.index.search(vectors, engine.settings.fusion.candidates)
+            _, ids = engine.view.index.search(vectors, engine.settings.fusion.candidates)
             vector_ms.append((time.perf_counter() - t0) * 1e3)
+            nearest.append(ids[:, :10])
             matches = engine.search(data, k=1, use_cache=True).groups[0].matches
             out.append(matches[0].sku if matches else None)
-        return out, vector_ms
+        return out, vector_ms, np.concatenate(nearest)
 
     chosen = engine.view.index
-    with_index, _ = firsts()
-    variants: list[tuple[int, list[str | None], list[float]]] = []
-    raw = getattr(chosen, "_index", None)
-    if raw is not None and hasattr(raw, "nprobe"):
-        default = raw.nprobe
+    with_index, index_ms, index_nearest = firsts()
+    variants: list[tuple[int, list[str | None], list[float], np.ndarray]] = []
+    default = chosen.set_nprobe(engine.settings.index.nprobe) if isinstance(chosen, FaissIndex) else 0
+    if default:
         try:
             for n in nprobes:
-                raw.nprobe = min(n, raw.nlist)
-                variants.append((raw.nprobe, *firsts()))
+                variants.append((chosen.set_nprobe(n), *firsts()))
         finally:
-            raw.nprobe = default
+            chosen.set_nprobe(default)
     engine.view.index = _exact_index(engine, chosen.dim, len(chosen))
     try:
-        with_exact, _ = firsts()
+        with_exact, _, exact_nearest = firsts()
     finally:
         engine.view.index = chosen
 
@@ -259,11 +294,18 @@ def _protocol_accuracy(engine: Engine, protocol: ProtocolData, row: ScaleRow,
     def agree(found: list[str | None]) -> float:
         return float(np.mean([a == b for a, b in zip(found, with_exact)]))
 
+    def recall10(nearest: np.ndarray) -> float:
+        """Recall@10 of the query vectors' search against exact search (labels play no part)."""
+        return float(np.mean([len(np.intersect1d(a[a >= 0], b[b >= 0])) / max(1, int((b >= 0).sum()))
+                              for a, b in zip(nearest, exact_nearest)]))
+
     return dataclasses.replace(
         row, protocol=protocol.name, protocol_queries=len(blobs), r1_index=r1(with_index), r1_exact=r1(with_exact),
-        top1_agree=agree(with_index),
-        nprobe_rows=tuple((n, r1(f), agree(f), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)))
-                          for n, f, ms in variants))
+        top1_agree=agree(with_index), recall10=recall10(index_nearest),
+        nprobe=default,
+        protocol_vector_ms=(float(np.percentile(index_ms, 50)), float(np.percentile(index_ms, 95))),
+        nprobe_rows=tuple((n, r1(f), agree(f), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
+                           recall10(near)) for n, f, ms, near in variants))
 
 
 def _exact_index(engine: Engine, dim: int, count: int) -> FaissIndex:
@@ -286,16 +328,20 @@ def scale_markdown(rows: Sequence[ScaleRow]) -> str:
                      f"| {r.memory_mb:.0f} | {r.rss_mb:.0f} | {r.db_bytes_per_image:,.0f} | {r.index_bytes_per_image:,.0f} "
                      f"| {r.write_ms_p50:.1f} / {r.write_ms_p95:.1f} | {r.delete_ms_p50:.1f} "
                      f"| {r.vector_ms_p50:.1f} / {r.vector_ms_p95:.1f} "
-                     f"| {r.rank_ms_p50:.1f} / {r.rank_ms_p95:.1f} | {r.assemble_s:.0f} |")
+                     f"| {r.rank_ms_p50:.1f} / {r.rank_ms_p95:.1f} "
+                     f"| {'reused' if np.isnan(r.assemble_s) else f'{r.assemble_s:.0f}'} |")
     measured = [r for r in rows if r.protocol]
     if measured:
         lines += ["", "| images | protocol | queries | R@1 with the index | R@1 with exact search | difference "
-                      "| same first SKU |", "|---|---|---|---|---|---|---|"]
+                      "| same first SKU | vector Recall@10 vs exact |", "|---|---|---|---|---|---|---|---|"]
         for r in measured:
-            lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}) | {r.protocol_queries} | {r.r1_index:.3f} "
-                         f"| {r.r1_exact:.3f} | {r.r1_index - r.r1_exact:+.3f} | {r.top1_agree:.1%} |")
-            for n, r1, same, p50, p95 in r.nprobe_rows:
+            probed = f"nprobe {r.nprobe}; " if r.nprobe else ""
+            lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}, {probed}vector search "
+                         f"{r.protocol_vector_ms[0]:.0f} / {r.protocol_vector_ms[1]:.0f} ms) | {r.protocol_queries} "
+                         f"| {r.r1_index:.3f} "
+                         f"| {r.r1_exact:.3f} | {r.r1_index - r.r1_exact:+.3f} | {r.top1_agree:.1%} | {r.recall10:.3f} |")
+            for n, r1, same, p50, p95, rec in r.nprobe_rows:
                 lines.append(f"| {r.images:,} | {r.protocol} ({r.index_kind}, nprobe {n}; vector search {p50:.0f} / "
                              f"{p95:.0f} ms) | {r.protocol_queries} | {r1:.3f} | {r.r1_exact:.3f} "
-                             f"| {r1 - r.r1_exact:+.3f} | {same:.1%} |")
+                             f"| {r1 - r.r1_exact:+.3f} | {same:.1%} | {rec:.3f} |")
     return "\n".join(lines) + "\n"

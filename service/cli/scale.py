@@ -39,6 +39,9 @@ def bench_scale(
     protocol_dataset: Annotated[Optional[Path], typer.Option(
         help="the grocery data set: its G1 gallery goes into each catalogue and its val photos are ranked with "
              "the catalogue's index and with exact search")] = None,
+    reuse: Annotated[bool, typer.Option(help="keep a catalogue an earlier run assembled at the same size (its "
+                                               "analysis and writing are skipped; everything else is measured "
+                                               "again)")] = False,
     benchmarks: Annotated[Path, typer.Option(help="the BENCHMARKS.md to update")] = Path("BENCHMARKS.md"),
 ) -> None:
     """Scale: start-up, memory, disk, write and search cost of catalogues of 1k-1M images (under <data>/bench-scale/)."""
@@ -70,7 +73,7 @@ def bench_scale(
         rows.append(bench_size(size_settings, stages, n, partial(Grown, real, n * 4, seed=n),  # <= 4 regions
                                _images(templates, n_templates), _images(queries, n_queries),
                                lambda msg: err.print(msg, highlight=False), protocol, shared,
-                               [int(x) for x in nprobes.split(",") if x.strip()]))
+                               [int(x) for x in nprobes.split(",") if x.strip()], reuse))
         err.print(f"{n:,} images: {rows[-1]}", highlight=False)
     note = (f"Catalogues assembled from {len(real):,} real whole-image embeddings ({stages.embedder.name}) of the "
             f"images under {', '.join(f'`{f}`' for f in vector_data)}"
