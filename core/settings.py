@@ -161,6 +161,9 @@ class IngestSettings(BaseModel):
     workers: int = Field(2, ge=1, le=64, description="catalogue images analysed at once while earlier products are "
                          "written (`skulens index`, imports); 1 analyses one product at a time")
     ahead: int = Field(8, ge=1, le=1024, description="products analysed ahead of the one being written, at most")
+    search_first_s: float = Field(
+        10.0, ge=0, description="an import's next image waits up to this long while shoppers' photo searches are "
+        "being analysed in the same process, so searches keep their speed beside an import; 0: no waiting")
 
 
 class FusionSettings(BaseModel):

@@ -50,6 +50,7 @@ from pipeline.compat import (
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.images import decode_image, sha256_hex
 from pipeline.index_file import IndexFile, build_index, open_index
+from pipeline.priority import SearchFirst
 from pipeline.store import CatalogStore
 from pipeline.tuned import tuned_weights
 
@@ -104,6 +105,7 @@ class Engine:
         self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight, stages.geometry,
                                    settings.verify.top_k)
         self._lock = threading.RLock()
+        self.search_first = SearchFirst()
         if not reembedding:
             check_embedder(self.store, stages.embedder, self.data)
             check_regions(self.store, settings.fusion, stages.embedder, self.data)
@@ -167,7 +169,8 @@ class Engine:
         analysis = None
         objects: list[ObjectFeatures | None] = [None]
         if data is not None:
-            _, analysis, _ = self.analyse(data, name, self.settings.fusion.query_regions, all_objects, use_cache)
+            with self.search_first.searching():  # imports' analyses wait (pipeline/priority.py)
+                _, analysis, _ = self.analyse(data, name, self.settings.fusion.query_regions, all_objects, use_cache)
             objects = list(analysis.objects)
         timings = dict(analysis.timings) if analysis else {}
         t0 = time.perf_counter()

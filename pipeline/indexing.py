@@ -100,6 +100,7 @@ def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
         out.unchanged = True
         return out
     for name, data in images:  # one by one so a bad image is skipped, not the product
+        engine.search_first.wait_turn(engine.settings.ingest.search_first_s)
         try:
             out.images.append(engine.prepare_image(name, data))
         except SkulensError as exc:

@@ -215,7 +215,7 @@ def bench_service(
     load: Annotated[bool, typer.Option(help="run the load part")] = True,
     kill: Annotated[bool, typer.Option(help="run the kill-and-restart part")] = True,
     workdir: Annotated[Optional[Path], typer.Option(help="where the servers' data go (default: a temporary folder)")] = None,
-    import_beside: Annotated[Optional[Path], typer.Option(help="a folder of other images imported as new products by a job that runs during the load")] = None,
+    import_beside: Annotated[Optional[Path], typer.Option(help="a folder of other images imported as new products by a job that runs during the load (at most the 1,000 one import takes, spread over the folder)")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="the BENCHMARKS.md to update")] = None,
 ) -> None:
     """Load and kill runs against a real `skulens serve` on loopback (a fresh data directory, API keys set)."""
@@ -237,6 +237,8 @@ def bench_service(
             beside = sorted(p for p in Path(import_beside).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not beside:
                 raise SkulensError(f"no images in {import_beside}")
+            most = common.settings().service.max_files * 50  # what one POST /v1/import takes
+            beside = beside[::max(1, -(-len(beside) // most))][:most]
         load_result = _load_run(root / "load", cat_images, query_photos, searches, clients, beside)
     if kill:
         kill_result = _kill_run(root / "kill", cat_images, query_photos, kill_after)

@@ -35,7 +35,7 @@ def bench_scale(
     fashion_mnist: Annotated[bool, typer.Option(help="add Fashion-MNIST's 60,000 photos to the real vectors "
                                                      "(Debian's dataset-fashion-mnist)")] = False,
     nprobes: Annotated[str, typer.Option(help="with --protocol-dataset: IVF lists probed to rank its queries with as "
-                                              "well, comma-separated (beside the settings' index.nprobe)")] = "64,256",
+                                              "well, comma-separated (beside the settings' index.nprobe)")] = "16,256",
     protocol_dataset: Annotated[Optional[Path], typer.Option(
         help="the grocery data set: its G1 gallery goes into each catalogue and its val photos are ranked with "
              "the catalogue's index and with exact search")] = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -316,5 +318,22 @@ def test_indexing_analyses_ahead_in_workers_and_writes_in_order(settings, real_s
         assert sorted(report.indexed) == sorted(set(CATALOGUE) - written) and sorted(report.unchanged) == sorted(written)
         assert [s.item for s in report.skipped] == ["broken: broken.jpg", "broken"]
         assert {p.sku for p in eng.store.list_products(limit=-1)} == set(CATALOGUE)
+    finally:
+        eng.close()
+
+
+def test_an_import_gives_way_to_a_photo_search_being_analysed(settings, real_stages, tmp_path):
+    folder = make_catalogue(tmp_path / "catalog")
+    patient = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"search_first_s": 60.0})})
+    eng = Engine(patient, real_stages)
+    try:
+        done: list[object] = []
+        with eng.search_first.searching():  # a shopper's photo is being analysed
+            importer = threading.Thread(target=lambda: done.append(index_catalog(eng, read_catalog(folder))))
+            importer.start()
+            time.sleep(1.0)
+            assert importer.is_alive() and eng.store.count()[0] == 0  # nothing analysed or written meanwhile
+        importer.join(300)
+        assert not importer.is_alive() and eng.store.count()[0] == len(CATALOGUE)  # then at full speed
     finally:
         eng.close()
