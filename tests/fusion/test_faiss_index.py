@@ -252,6 +252,23 @@ def test_an_ivf_finds_its_lists_with_a_graph_and_probes_as_the_settings_say(tmp_
     assert build("flat").set_nprobe(8) == 0
 
 
+def test_a_bulk_add_puts_each_vector_in_its_nearest_list():
+    vecs = unit_vectors(3000, DIM, seed=21)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 1
+    index = FaissIndex.build(DIM, IndexSettings(kind="ivf-sq8", nprobe=8), ids, vecs)  # one add of 3000
+    raw = faiss.extract_index_ivf(index._index)
+    centroids = faiss.downcast_index(raw.quantizer).reconstruct_n(0, raw.nlist)
+    nearest = np.argmax(vecs @ centroids.T, axis=1)
+    for lst in range(raw.nlist):
+        held = faiss.rev_swig_ptr(raw.invlists.get_ids(lst), raw.invlists.list_size(lst)).astype(np.int64)
+        assert set(held.tolist()) == set(ids[nearest == lst].tolist())
+    assert recall_at_1(index, ids, vecs) >= 0.95
+    index.add(ids[:3] + 1, vecs[:3])  # and a few more, through the graph
+    assert len(index) == 3003
+    found = index.search(vecs[:3], 2)[1]
+    assert [set(f.tolist()) for f in found] == [{int(i), int(i) + 1} for i in ids[:3]]  # a copy beside each
+
+
 def test_compressed_search_drops_candidates_the_database_no_longer_holds():
     index = build("ivf-sq8")
     gone = IDS[:1]
