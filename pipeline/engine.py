@@ -166,11 +166,17 @@ class Engine:
         if data is None and not (text and text.strip()):
             raise InvalidImageError("a search needs a photo, a text, or both")
         w = parse_weights(weights, self.default_weights)
+        if data is None:
+            return self._search(None, text, k, w, all_objects, name, use_cache, filters)
+        with self.search_first.searching():  # imports' analyses wait meanwhile (pipeline/priority.py)
+            return self._search(data, text, k, w, all_objects, name, use_cache, filters)
+
+    def _search(self, data: bytes | None, text: str | None, k: int, w: dict, all_objects: bool, name: str,
+                use_cache: bool, filters: SearchFilters | None) -> SearchResult:
         analysis = None
         objects: list[ObjectFeatures | None] = [None]
         if data is not None:
-            with self.search_first.searching():  # imports' analyses wait (pipeline/priority.py)
-                _, analysis, _ = self.analyse(data, name, self.settings.fusion.query_regions, all_objects, use_cache)
+            _, analysis, _ = self.analyse(data, name, self.settings.fusion.query_regions, all_objects, use_cache)
             objects = list(analysis.objects)
         timings = dict(analysis.timings) if analysis else {}
         t0 = time.perf_counter()

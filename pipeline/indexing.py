@@ -100,9 +100,9 @@ def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
         out.unchanged = True
         return out
     for name, data in images:  # one by one so a bad image is skipped, not the product
-        engine.search_first.wait_turn(engine.settings.ingest.search_first_s)
         try:
-            out.images.append(engine.prepare_image(name, data))
+            with engine.search_first.turn(engine.settings.ingest.search_first_s):
+                out.images.append(engine.prepare_image(name, data))
         except SkulensError as exc:
             out.skipped.append(Skipped(f"{sku}: {name}", str(exc)))
     if not out.images:

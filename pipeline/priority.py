@@ -20,15 +20,16 @@ class SearchFirst:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._searching = 0
+        self._forced = False  # a background analysis running although searches are
 
     @property
     def searching_now(self) -> int:
-        """Photo searches being analysed at this moment."""
+        """Photo searches running at this moment."""
         return self._searching
 
     @contextmanager
     def searching(self) -> Iterator[None]:
-        """Hold while a photo search's analysis runs."""
+        """Hold while a photo search runs."""
         with self._changed:
             self._searching += 1
         try:
@@ -36,15 +37,28 @@ class SearchFirst:
         finally:
             with self._changed:
                 self._searching -= 1
-                if not self._searching:
-                    self._changed.notify_all()
+                self._changed.notify_all()
 
-    def wait_turn(self, max_wait_s: float) -> float:
-        """Wait until no photo search is being analysed, or ``max_wait_s`` seconds; returns the
-        seconds waited (0 at once when none is)."""
-        if max_wait_s <= 0:
-            return 0.0
+    @contextmanager
+    def turn(self, max_wait_s: float) -> Iterator[float]:
+        """Hold while a background analysis runs; entering waits until no photo search is running.
+        After ``max_wait_s`` it goes ahead anyway, one such analysis at a time, so an import moves
+        under a steady stream of searches without taking more than one core's share from them.
+        Yields the seconds waited."""
         start = time.monotonic()
-        with self._changed:
-            self._changed.wait_for(lambda: not self._searching, timeout=max_wait_s)
-        return time.monotonic() - start
+        forced = False
+        if max_wait_s > 0:
+            with self._changed:
+                while self._searching:
+                    left = start + max_wait_s - time.monotonic()
+                    if left <= 0 and not self._forced:
+                        self._forced = forced = True
+                        break
+                    self._changed.wait(timeout=max(left, 0.05) if left > 0 else None)
+        try:
+            yield time.monotonic() - start
+        finally:
+            if forced:
+                with self._changed:
+                    self._forced = False
+                    self._changed.notify_all()
