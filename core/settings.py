@@ -162,8 +162,8 @@ class IngestSettings(BaseModel):
                          "written (`skulens index`, imports); 1 analyses one product at a time")
     ahead: int = Field(8, ge=1, le=1024, description="products analysed ahead of the one being written, at most")
     search_first_s: float = Field(
-        10.0, ge=0, description="an import's next image waits up to this long while shoppers' photo searches are "
-        "being analysed in the same process, so searches keep their speed beside an import; 0: no waiting")
+        10.0, ge=0, description="an import's next image waits up to this long while shoppers' photo searches "
+        "run in the same process (then one import analysis at a time goes ahead), so searches keep their speed beside an import; 0: no waiting")
 
 
 class FusionSettings(BaseModel):

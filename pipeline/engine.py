@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -166,9 +167,8 @@ class Engine:
         if data is None and not (text and text.strip()):
             raise InvalidImageError("a search needs a photo, a text, or both")
         w = parse_weights(weights, self.default_weights)
-        if data is None:
-            return self._search(None, text, k, w, all_objects, name, use_cache, filters)
-        with self.search_first.searching():  # imports' analyses wait meanwhile (pipeline/priority.py)
+        # a photo search holds imports' analyses back meanwhile (pipeline/priority.py)
+        with self.search_first.searching() if data is not None else nullcontext():
             return self._search(data, text, k, w, all_objects, name, use_cache, filters)
 
     def _search(self, data: bytes | None, text: str | None, k: int, w: dict, all_objects: bool, name: str,

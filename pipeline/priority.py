@@ -1,11 +1,11 @@
 """Shoppers first: catalogue analyses in the background give way to photo searches.
 
 On a machine of two cores, an import's analyses and a shopper's photo search share the same CPU: an
-import beside eight searching clients halved their throughput.  A photo search marks itself while
-its photo is analysed (:meth:`SearchFirst.searching`); an import's worker asks for its turn before
-each image (:meth:`SearchFirst.wait_turn`) and waits while any search is being analysed, but never
-longer than a bound, so an import still moves under a steady stream of searches, and runs at full
-speed the moment they stop.
+import beside eight searching clients halved their throughput.  A photo search marks itself while it
+runs (:meth:`SearchFirst.searching`); an import's worker analyses each image inside
+:meth:`SearchFirst.turn`, which waits while any photo search runs, but never longer than a bound
+(and past it lets one such analysis through at a time), so an import still moves under a steady
+stream of searches, and runs at full speed the moment they stop.
 """
 
 from __future__ import annotations
