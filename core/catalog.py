@@ -41,6 +41,20 @@ def check_sku(sku: str) -> str:
 
 
 @dataclass(frozen=True)
+class ProductQuery:
+    """Which products a catalogue listing shows: exact ``category``, ``brand`` and ``tag`` (any case),
+    ``text`` found in the SKU or title (any case), only those ``without_images``; ``newest`` first
+    instead of in SKU order."""
+
+    category: str | None = None
+    brand: str | None = None
+    tag: str | None = None
+    text: str | None = None
+    without_images: bool = False
+    newest: bool = False
+
+
+@dataclass(frozen=True)
 class ImageRef:
     """A stored image without its analysis."""
 

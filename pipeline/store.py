@@ -25,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from core.catalog import ImageRef, NewImage, Product, StoredImage, WriteResult
+from core.catalog import ImageRef, NewImage, Product, ProductQuery, StoredImage, WriteResult
 from core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 from core.types import LocalFeatures, OcrText, Palette, Tags
 from pipeline.database import FeatureTable
@@ -327,16 +327,20 @@ class CatalogStore(FeatureTable):
         row = self._read().execute("SELECT source_hash FROM products WHERE sku = ?", (sku,)).fetchone()
         return None if row is None else row[0]
 
-    def list_products(self, offset: int = 0, limit: int = 100, category: str | None = None,
-                      brand: str | None = None, tag: str | None = None) -> list[Product]:
-        """Products in SKU order; ``category``, ``brand`` and ``tag`` match case-insensitively."""
-        where, args = _product_filter(category, brand, tag)
+    def has_product(self, sku: str) -> bool:
+        return self._read().execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone() is not None
+
+    def list_products(self, offset: int = 0, limit: int = 100, query: ProductQuery | None = None) -> list[Product]:
+        """The products ``query`` picks, in SKU order (or newest first); ``limit`` -1 for all."""
+        query = query or ProductQuery()
+        where, args = _product_filter(query)
+        order = "created_at DESC, sku" if query.newest else "sku"
         rows = self._read().execute("SELECT sku, title, brand, category, tags, price, description, extra FROM products"
-                                    f"{where} ORDER BY sku LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+                                    f"{where} ORDER BY {order} LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [_product(r) for r in rows]
 
-    def count_products(self, category: str | None = None, brand: str | None = None, tag: str | None = None) -> int:
-        where, args = _product_filter(category, brand, tag)
+    def count_products(self, query: ProductQuery | None = None) -> int:
+        where, args = _product_filter(query or ProductQuery())
         return int(self._read().execute(f"SELECT COUNT(*) FROM products{where}", args).fetchone()[0])
 
     def count(self) -> tuple[int, int, int]:
@@ -488,17 +492,23 @@ class CatalogStore(FeatureTable):
 
 
 
-def _product_filter(category: str | None, brand: str | None, tag: str | None) -> tuple[str, tuple]:
+def _product_filter(query: ProductQuery) -> tuple[str, tuple]:
     clauses, args = [], []
-    if category:
+    if query.category:
         clauses.append("category = ? COLLATE NOCASE")
-        args.append(category)
-    if brand:
+        args.append(query.category)
+    if query.brand:
         clauses.append("brand = ? COLLATE NOCASE")
-        args.append(brand)
-    if tag:
+        args.append(query.brand)
+    if query.tag:
         clauses.append("EXISTS (SELECT 1 FROM json_each(products.tags) WHERE value = ? COLLATE NOCASE)")
-        args.append(tag)
+        args.append(query.tag)
+    if query.text and query.text.strip():
+        like = "%" + query.text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append("(sku LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\')")
+        args += [like, like]
+    if query.without_images:
+        clauses.append("NOT EXISTS (SELECT 1 FROM images WHERE images.sku = products.sku)")
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 

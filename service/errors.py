@@ -26,6 +26,7 @@ from core.errors import (
     StorageError,
     UnsupportedImageTypeError,
 )
+from service.schemas import describe
 from service.security import AuthError
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,7 @@ async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    parts = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "form"))
-        parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
-    return error_body("invalid_request", 422, "; ".join(parts) or "invalid request")
+    return error_body("invalid_request", 422, describe(exc.errors()) if exc.errors() else "invalid request")
 
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,9 +7,10 @@ the models here describe them for clients and for schema checks.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidInputError
 from core.filters import SearchFilters
@@ -92,16 +93,31 @@ def parse_filters(raw: str | None) -> SearchFilters | None:
     """Filters sent as a JSON object in a multipart form field."""
     if raw is None or not raw.strip():
         return None
+    example = 'e.g. {"category": "milk", "price_max": 2.5}'
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"filters must be a JSON object: {exc}") from None
+        raise InvalidInputError(f"filters must be a JSON object, {example}: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidInputError("filters must be a JSON object, e.g. {\"category\": \"milk\", \"price_max\": 2.5}")
+        raise InvalidInputError(f"filters must be a JSON object, {example}")
     try:
         return FiltersIn.model_validate(data).to_filters()
-    except ValueError as exc:
-        raise InvalidInputError(f"bad filters: {exc}".replace("\n", " ")) from None
+    except ValidationError as exc:
+        raise InvalidInputError(f"bad filters: {describe(exc.errors(), FiltersIn)}") from None
+
+
+def describe(errors: Sequence[Any], model: type[BaseModel] | None = None) -> str:
+    """A validation error in one line, without pydantic's links: ``field: what is wrong; ...``; an
+    unknown field names the ones ``model`` knows."""
+    parts = []
+    for e in errors:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "form"))
+        if e.get("type") == "extra_forbidden":
+            known = f" (known: {', '.join(model.model_fields)})" if model is not None else ""
+            parts.append(f"unknown field {loc!r}{known}")
+        else:
+            parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid"
 
 
 class TextSearchIn(BaseModel):
@@ -123,6 +139,27 @@ class ProductIn(BaseModel):
     price: float | None = Field(None, ge=0)
     description: str = Field("", max_length=20000)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProductNew(ProductIn):
+    """A new product's metadata with its SKU (its first images come in the same request)."""
+
+    sku: str = Field(min_length=1, max_length=200, description="no '/', no surrounding spaces")
+
+
+def parse_new_product(raw: str) -> ProductNew:
+    """The ``product`` form field of ``POST /v1/products``: a JSON object, checked like ``PUT``'s body."""
+    example = 'e.g. {"sku": "oat-milk-1l", "title": "Oat milk"}'
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"product must be a JSON object, {example}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"product must be a JSON object, {example}")
+    try:
+        return ProductNew.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(f"bad product: {describe(exc.errors(), ProductNew)}") from None
 
 
 class ProductPatch(BaseModel):

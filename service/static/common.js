@@ -21,7 +21,12 @@ const skulens = (() => {
     const res = await fetch(url, opts);
     if (res.status === 204) return null;
     const data = await res.json().catch(() => ({detail: res.statusText}));
-    if (!res.ok) throw new Error(data.detail || ("HTTP " + res.status));
+    if (!res.ok) {
+      const err = new Error(data.detail || ("HTTP " + res.status));
+      err.status = res.status;
+      err.kind = data.error;
+      throw err;
+    }
     return data;
   }
   // Images need the key too when one is set: fetch them and use object URLs.

@@ -156,6 +156,71 @@ def test_listing_is_paged(client):
     assert skus == sorted(CATALOGUE)
 
 
+def test_a_product_and_its_first_images_are_created_together_or_not_at_all(client):
+    img = jpeg_bytes(product_image((20, 160, 60), "JAR", "box"))
+    product = json.dumps({"sku": "GREEN-JAR", "title": "Green jar", "brand": "Jarco", "price": 4.0})
+    bad = [("file", ("jar.jpg", img, "image/jpeg")), ("file", ("notes.jpg", b"text, not a picture", "image/jpeg"))]
+    res = client.post("/v1/products", data={"product": product}, files=bad, headers=W)
+    assert res.status_code == 415 and "notes.jpg" in res.json()["detail"], res.text
+    assert client.get("/v1/products/GREEN-JAR", headers=R).status_code == 404  # the good image did not make it
+    hits = client.post("/v1/search/text", json={"text": "green jar"}, headers=R).json()["results"]
+    assert "GREEN-JAR" not in [r["sku"] for r in hits]
+    res = client.post("/v1/products", data={"product": product}, files=[("file", ("jar.jpg", img, "image/jpeg"))],
+                      headers=W)
+    assert res.status_code == 201, res.text
+    assert res.json()["title"] == "Green jar" and len(res.json()["images"]) == 1
+    try:
+        again = json.dumps({"sku": "GREEN-JAR", "title": "Another jar"})
+        res = client.post("/v1/products", data={"product": again}, files=[("file", ("b.jpg", photo("LIME"), "image/jpeg"))],
+                          headers=W)
+        assert res.status_code == 409 and res.json()["error"] == "conflict", res.text
+        assert "PATCH" in res.json()["detail"]
+        kept = client.get("/v1/products/GREEN-JAR", headers=R).json()
+        assert kept["title"] == "Green jar" and len(kept["images"]) == 1  # nothing clobbered, nothing appended
+    finally:
+        assert client.delete("/v1/products/GREEN-JAR", headers=W).status_code == 204
+
+
+@pytest.mark.parametrize("product,needle", [
+    ('{"sku": "a/b"}', "'/'"),
+    ('{"title": "no sku"}', "sku"),
+    ('{"sku": "X", "colour": "red"}', "unknown field 'colour' (known: "),
+    ('["X"]', "JSON object"),
+    ("{not json", "JSON object"),
+])
+def test_a_bad_new_product_is_a_clear_400(client, product, needle):
+    res = client.post("/v1/products", data={"product": product},
+                      files=[("file", ("a.jpg", photo("LIME"), "image/jpeg"))], headers=W)
+    assert res.status_code == 400 and res.json()["error"] == "invalid_input", res.text
+    assert needle in res.json()["detail"] and "pydantic" not in res.json()["detail"]
+
+
+def test_an_unknown_filter_names_the_known_ones(client):
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                      data={"filters": '{"size": "L"}'}, headers=R)
+    assert res.status_code == 400, res.text
+    assert res.json()["detail"].startswith("bad filters: unknown field 'size' (known: category, brand, tags")
+    assert "pydantic" not in res.text
+    res = client.post("/v1/search/text", json={"text": "lime", "filters": {"size": "L"}}, headers=R)
+    assert res.status_code == 422 and res.json()["detail"] == "unknown field 'filters.size'", res.text
+
+
+def test_listing_finds_by_words_flags_and_orders(client):
+    assert client.put("/v1/products/BARE-ONE", json={"title": "Bare 100% thing"}, headers=W).status_code == 200
+    try:
+        found = client.get("/v1/products", params={"q": "lim"}, headers=R).json()
+        assert [p["sku"] for p in found["items"]] == ["LIME"] and found["total"] == 1
+        assert client.get("/v1/products", params={"q": "100%"}, headers=R).json()["total"] == 1  # % is a character
+        assert client.get("/v1/products", params={"q": "_"}, headers=R).json()["total"] == 0
+        bare = client.get("/v1/products", params={"without_images": "true"}, headers=R).json()
+        assert [p["sku"] for p in bare["items"]] == ["BARE-ONE"]
+        newest = client.get("/v1/products", params={"sort": "newest", "limit": 1}, headers=R).json()
+        assert newest["items"][0]["sku"] == "BARE-ONE"
+        assert client.get("/v1/products", params={"sort": "price"}, headers=R).status_code == 422
+    finally:
+        assert client.delete("/v1/products/BARE-ONE", headers=W).status_code == 204
+
+
 @pytest.mark.parametrize("method,url", [
     ("post", "/v1/search/text"), ("get", "/v1/products"), ("get", "/v1/products/LIME"),
     ("put", "/v1/products/X"), ("delete", "/v1/products/LIME"), ("post", "/v1/import"),

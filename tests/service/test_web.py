@@ -1,12 +1,16 @@
 """The web pages in a real browser (Debian's chromium, headless, driven by Playwright):
-a shopper uploads a photo and sees results; a merchant adds and deletes a product."""
+a shopper uploads a photo and sees results; a merchant adds, finds, edits and deletes products.
+
+Screenshots of the pages go to ``build/screenshots`` (or ``$SKULENS_SCREENSHOTS``): look at them."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +70,23 @@ def browser():
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+SHOTS = Path(os.environ.get("SKULENS_SCREENSHOTS", "build/screenshots"))
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot into SHOTS, to look at."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def desktop(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    yield pg
+    context.close()
 
 
 @pytest.fixture
@@ -178,3 +199,111 @@ def test_merchant_finds_duplicate_listings_and_checks_a_photo(server, page, tmp_
         assert "ARLA-MILK" in page.inner_text("#dedup-summary")
     finally:
         assert page.request.delete(url + "/v1/products/ARLA-AGAIN").ok
+
+
+def test_merchant_add_that_fails_creates_nothing_and_a_taken_sku_is_refused(server, desktop, tmp_path):
+    url, _ = server
+    page = desktop
+    fake = tmp_path / "label.jpg"
+    fake.write_text("a text file, renamed")
+    good = tmp_path / "jar.jpg"
+    good.write_bytes(jpeg_bytes(product_image((20, 160, 60), "JAR", "box")))
+    page.goto(url + "/merchant")
+    page.wait_for_selector("#products li")
+    sku = page.locator("input[name=sku]")
+    sku.fill("a/b")
+    assert page.evaluate("document.querySelector('input[name=sku]').validity.patternMismatch")  # a valid pattern
+    sku.fill("UX-OAT-MILK")
+    assert not page.evaluate("document.querySelector('input[name=sku]').validity.patternMismatch")
+    page.fill("input[name=title]", "Oat milk 1 l")
+    page.set_input_files("input[name=images]", [str(good), str(fake)])
+    page.click("#add-form button[type=submit]")
+    page.wait_for_selector("#add-status.error", timeout=120_000)
+    assert "label.jpg" in page.inner_text("#add-status")
+    assert page.request.get(url + "/v1/products/UX-OAT-MILK").status == 404
+    page.set_input_files("input[name=images]", str(good))
+    page.click("#add-form button[type=submit]")
+    page.wait_for_function("document.getElementById('add-status').textContent === 'Added UX-OAT-MILK.'",
+                           timeout=120_000)
+    try:
+        page.fill("input[name=sku]", "UX-OAT-MILK")
+        page.fill("input[name=title]", "Something else")
+        page.set_input_files("input[name=images]", str(good))
+        page.click("#add-form button[type=submit]")
+        page.wait_for_selector("#add-status.error button", timeout=120_000)
+        assert "already in the catalogue" in page.inner_text("#add-status")
+        assert page.request.get(url + "/v1/products/UX-OAT-MILK").json()["title"] == "Oat milk 1 l"
+        shot(page, "merchant-taken-sku-desktop")
+        page.click("#add-status button")  # "Edit UX-OAT-MILK"
+        page.wait_for_selector("#edit[open]")
+        assert page.input_value("#edit-form input[name=title]") == "Oat milk 1 l"
+        page.wait_for_function("document.querySelector('#edit-images img').naturalWidth > 0")
+    finally:
+        assert page.request.delete(url + "/v1/products/UX-OAT-MILK").ok
+
+
+def test_merchant_finds_edits_and_flags_products(server, desktop, tmp_path):
+    url, _ = server
+    page = desktop
+    assert page.request.put(url + "/v1/products/ZZ-BARE", data={"title": "Bare shelf item"}).ok
+    image = tmp_path / "shelf.jpg"
+    image.write_bytes(jpeg_bytes(product_image((230, 200, 20), "SHELF", "box")))
+    try:
+        page.goto(url + "/merchant")
+        page.wait_for_selector("#products li")
+        assert page.inner_text("#page-info") == "Page 1 of 1"
+        bare = page.locator("#products li[data-sku='ZZ-BARE']")
+        assert bare.locator(".badge").is_visible() and "noimage" in bare.get_attribute("class")
+        assert not page.locator("#products li[data-sku='LIME'] .badge").is_visible()
+        page.fill("#find", "lim")
+        page.wait_for_function("document.querySelectorAll('#products li').length === 1")
+        assert page.locator("#products li").first.get_attribute("data-sku") == "LIME"
+        page.fill("#find", "no such thing")
+        page.wait_for_function("document.getElementById('page-info').textContent === 'No product matches.'")
+        page.fill("#find", "")
+        page.check("#without-images")
+        page.wait_for_function("document.querySelectorAll('#products li').length === 1")
+        assert page.locator("#products li").first.get_attribute("data-sku") == "ZZ-BARE"
+        page.uncheck("#without-images")
+        page.select_option("#sort", "newest")
+        page.wait_for_function("document.querySelector('#products li').dataset.sku === 'ZZ-BARE'")
+        shot(page, "merchant-desktop")
+        page.locator("#products li[data-sku='ZZ-BARE'] .edit").click()
+        page.wait_for_selector("#edit[open]")
+        assert "No image yet" in page.inner_text("#edit-images")
+        page.fill("#edit-form input[name=title]", "Yellow shelf box")
+        page.fill("#edit-form input[name=price]", "12.5")
+        page.set_input_files("#edit-form input[name=images]", str(image))
+        shot(page, "merchant-edit-desktop")
+        page.click("#edit-form button[type=submit]")
+        page.wait_for_selector("#edit", state="hidden", timeout=120_000)
+        saved = page.request.get(url + "/v1/products/ZZ-BARE").json()
+        assert saved["title"] == "Yellow shelf box" and saved["price"] == 12.5 and len(saved["images"]) == 1
+        item = page.locator("#products li[data-sku='ZZ-BARE']")
+        item.wait_for()
+        page.wait_for_function("!document.querySelector(\"li[data-sku='ZZ-BARE'] .badge\").checkVisibility()")
+        assert "Yellow shelf box" in item.inner_text() and "12.50" in item.inner_text()
+    finally:
+        assert page.request.delete(url + "/v1/products/ZZ-BARE").ok
+
+
+def test_merchant_duplicate_check_clears_what_it_showed_before(server, page, tmp_path):
+    url, _ = server
+    colour, word, shape = CATALOGUE["LIME"]
+    listed = tmp_path / "lime.jpg"
+    listed.write_bytes(jpeg_bytes(product_image(colour, word, shape)))
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a picture")
+    page.goto(url + "/merchant")
+    page.set_input_files("#dedup-photo", str(listed))
+    page.wait_for_function("document.getElementById('dedup-summary').textContent.startsWith('Already')",
+                           timeout=120_000)
+    page.wait_for_function("document.querySelector('#dedup-photo-preview img').naturalWidth > 0")
+    row = page.locator(".dup-pairs tbody tr").first
+    assert "LIME" in row.inner_text() and row.locator("img").count() == 2
+    shot(page, "merchant-duplicates-phone")
+    page.set_input_files("#dedup-photo", str(broken))
+    page.wait_for_selector("#dedup-summary.error", timeout=60_000)
+    assert page.inner_text("#dedup-summary").startswith("broken.jpg: ")
+    assert page.locator(".dup-group").count() == 0 and "Already" not in page.inner_text("main")
+    assert page.inner_text("#status") == ""  # the error is where the check was made, not at the top
