@@ -6,6 +6,8 @@ comparisons are case- and accent-insensitive (the words of :func:`core.words.nor
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.errors import InvalidInputError
@@ -74,3 +76,70 @@ def facets(category: str, brand: str, tags: tuple[str, ...], price: float | None
     return ProductFacets(_norm(category), _norm(brand), frozenset(_norm(t) for t in tags), price,
                          frozenset(colours))
 
+
+
+@dataclass(frozen=True)
+class FacetCounts:
+    """How many products carry each filter value (normalised words), and the price range."""
+
+    products: int
+    categories: dict[str, int]
+    brands: dict[str, int]
+    tags: dict[str, int]
+    colours: dict[str, int]
+    price_min: float | None
+    price_max: float | None
+    priced: int
+
+    def to_json(self, top_tags: int = 50) -> dict:
+        def rows(counts: dict[str, int], most: int | None = None) -> list[dict]:
+            return [{"value": v, "count": n} for v, n in Counter(counts).most_common(most)]
+
+        return {"products": self.products, "categories": rows(self.categories), "brands": rows(self.brands),
+                "tags": rows(self.tags, top_tags), "colours": rows(self.colours),
+                "price": {"min": self.price_min, "max": self.price_max, "products": self.priced}}
+
+
+def count_facets(all_facets: Iterable[ProductFacets]) -> FacetCounts:
+    cats: Counter[str] = Counter()
+    brands: Counter[str] = Counter()
+    tags: Counter[str] = Counter()
+    colours: Counter[str] = Counter()
+    prices = []
+    n = 0
+    for f in all_facets:
+        n += 1
+        if f.category:
+            cats[f.category] += 1
+        if f.brand:
+            brands[f.brand] += 1
+        tags.update(f.tags)
+        colours.update(f.colours)
+        if f.price is not None:
+            prices.append(f.price)
+    return FacetCounts(n, dict(cats), dict(brands), dict(tags), dict(colours),
+                       min(prices) if prices else None, max(prices) if prices else None, len(prices))
+
+
+def filter_notes(filters: SearchFilters, counts: FacetCounts) -> list[str]:
+    """Why a filter matches nothing: a value no product carries (naming some that exist), or a field
+    the catalogue does not fill at all."""
+    notes = []
+
+    def check(field: str, plural: str, value: str | None, known: dict[str, int]) -> None:
+        if not value or _norm(value) in known:
+            return
+        if not known:
+            notes.append(f"no product has a {field}: the {field} filter {value!r} matches nothing")
+            return
+        some = ", ".join(v for v, _ in Counter(known).most_common(8))
+        notes.append(f"no product has the {field} {value!r} ({plural}: {some}{', ...' if len(known) > 8 else ''})")
+
+    check("category", "categories", filters.category, counts.categories)
+    check("brand", "brands", filters.brand, counts.brands)
+    for tag in filters.tags:
+        check("tag", "tags", tag, counts.tags)
+    check("colour", "colours found in the photos", filters.colour, counts.colours)
+    if (filters.price_min is not None or filters.price_max is not None) and not counts.priced:
+        notes.append("no product has a price: a price filter matches nothing")
+    return notes

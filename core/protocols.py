@@ -108,7 +108,7 @@ class IndexSnapshotLike(Protocol):
 @runtime_checkable
 class VectorIndex(Protocol):
     kind: str
-    """'flat', 'ivf', 'ivf-sq8' or 'hnsw'."""
+    """'flat', 'ivf', 'ivf-sq8', 'ivf-sq4' or 'hnsw'."""
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 

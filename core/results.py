@@ -50,6 +50,8 @@ class SearchResult:
     analysis: Analysis | None
     groups: list[ResultGroup]
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. why a filter matched nothing
+    weights: dict[str, float] = field(default_factory=dict)  # the signal weights it ranked with
 
 
 def _b64(arr: np.ndarray) -> str:

@@ -26,6 +26,8 @@ class ImageLimits(BaseModel):
     max_bytes: int = Field(30 * 1024 * 1024, description="largest accepted file, in bytes")
     max_pixels: int = Field(60_000_000, description="largest accepted width x height (refused before decoding)")
     min_side: int = Field(16, description="smallest accepted width or height, in pixels")
+    max_side: int = Field(2048, ge=0, description="a decoded image larger than this on its longer side is shrunk to "
+                          "it before analysis (JPEGs are decoded at a reduced scale, far faster); 0 keeps every pixel")
     formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO", "HEIF")
 
 
@@ -115,14 +117,15 @@ class EmbedderSettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
-    kind: Literal["auto", "flat", "ivf", "ivf-sq8", "hnsw"] = Field(
-        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF with 8-bit codes (ivf-sq8) "
-        "beyond; 'ivf': IVF holding whole float32 vectors (4x the memory of ivf-sq8)"
+    kind: Literal["auto", "flat", "ivf", "ivf-sq8", "ivf-sq4", "hnsw"] = Field(
+        "auto", description="'auto': exact search up to ivf_threshold vectors, IVF with 4-bit codes (ivf-sq4) "
+        "beyond, re-ranked exactly; 'ivf-sq8': 8-bit codes (twice the memory); 'ivf': whole float32 vectors "
+        "(8x the memory of ivf-sq4)"
     )
     ivf_threshold: int = 50_000
     nprobe: int = Field(64, ge=1, description="IVF lists a search looks in (of about 4 sqrt(vectors)): more "
                         "finds more of what exact search finds, at a cost that grows with it")
-    rerank: int = Field(100, ge=1, description="the best candidates (by their codes) an ivf-sq8 search re-scores "
+    rerank: int = Field(100, ge=1, description="the best candidates (by their codes) an ivf-sq4/sq8 search re-scores "
                         "with the exact vectors the database keeps; the others keep their codes' scores")
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
@@ -166,6 +169,10 @@ class IngestSettings(BaseModel):
         "run in the same process (then one import analysis at a time goes ahead), so searches keep their speed beside an import; 0: no waiting")
 
 
+CLOSE_MATCH = 0.5
+"""The fused score under which a photo search's best product is not called a close match."""
+
+
 class FusionSettings(BaseModel):
     weights: Weights = Field(default_factory=Weights)
     candidates: int = Field(300, description="image neighbours FAISS returns per query region")
@@ -179,6 +186,8 @@ class FusionSettings(BaseModel):
     sku_images: int = Field(
         1, ge=1, description="a SKU's embedding score averages its this many best-matching images (1: the best one); "
                              "a catalogue tuned with `skulens tune --protocol G2` uses the number tuned for it")
+    close_match: float = Field(CLOSE_MATCH, ge=0, le=1, description="a photo search whose best fused score is under "
+                               "this says 'no close match' (chosen on G1 train: see docs/evaluation.md)")
     filter_exhaustive_limit: int = Field(
         5000, description="when a search's filters leave at most this many SKUs, every one of them is scored")
     query_regions: tuple[str, ...] = Field(("full", "crop", "centre70", "centre50"),

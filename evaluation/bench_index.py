@@ -53,8 +53,7 @@ log = logging.getLogger(__name__)
 
 K = 10
 METHODS = ("numpy", "flat", "ivf", "hnsw", "annoy", "ivf-sq8", "ivf-sq4", "pca256-ivf-sq8", "ivf-pq")
-COMPRESSED = {  # not FaissIndex kinds: faiss index-factory strings, compared with its ivf-sq8
-    "ivf-sq4": "IVF{nlist},SQ4",  # 4 bits a dimension
+COMPRESSED = {  # not FaissIndex kinds: faiss index-factory strings, compared with its ivf-sq8 and ivf-sq4
     "pca256-ivf-sq8": "PCA{pca},IVF{nlist},SQ8",  # 256 dimensions (a PCA learnt on the vectors), 8 bits each
     "ivf-pq": "IVF{nlist},PQ64",  # 64 bytes a vector
 }
@@ -198,8 +197,9 @@ def _build_faiss(kind: str, database: np.ndarray) -> _Built:
     raw = index._index  # the faiss index FaissIndex holds, for its parameters and size
     if kind == "ivf":
         params = f"nlist={raw.nlist}, nprobe={raw.nprobe}"
-    elif kind == "ivf-sq8":
-        params = f"nlist={raw.nlist}, nprobe={raw.nprobe}, codes SQ8, top {settings.rerank} re-ranked exactly"
+    elif kind in ("ivf-sq8", "ivf-sq4"):
+        params = (f"nlist={raw.nlist}, nprobe={raw.nprobe}, codes SQ{kind[-1]}, top {settings.rerank} "
+                  "re-ranked exactly")
     elif kind == "hnsw":
         hnsw = faiss.downcast_index(raw.index).hnsw
         params = f"M={settings.hnsw_m}, efSearch={hnsw.efSearch}, efConstruction={hnsw.efConstruction}"

@@ -100,6 +100,7 @@ class Evaluator:
         self.analyses: list[tuple[EvalQuery, Analysis]] = []
         self._scored: dict[tuple, list[Scored]] = {}
         self._inliers: dict[tuple[int, int], tuple[int, float]] = {}  # (query, image) -> (inliers, ms to count them)
+        self._top_scores: dict[int, list[float]] = {}  # query -> the fused scores of its best 3 (last ranking)
         self._verify_ms = 0.0  # time the checks of the configuration being ranked take, each as first measured
         self.stage_ms: dict[str, float] | None = None
 
@@ -188,13 +189,16 @@ class Evaluator:
             metrics = sku_metrics(ranks)
             pk = [r for (q, _), r in zip(self.analyses, ranks) if q.packaged]
             packaged = sku_metrics(pk) if pk else None
-            for (q, _), r, ranking in zip(self.analyses, ranks, rankings):
-                per_query.append({"path": str(q.path), "label": q.label, "packaged": q.packaged, "rank": r,
-                                  "top": ranking[:3]})
+            for i, ((q, _), r, ranking) in enumerate(zip(self.analyses, ranks, rankings)):
+                row = {"path": str(q.path), "label": q.label, "packaged": q.packaged, "rank": r, "top": ranking[:3]}
+                if i in self._top_scores:
+                    row["top_scores"] = self._top_scores[i]
+                per_query.append(row)
         return ConfigResult(config, metrics, packaged, per_query, self._cost_ms(config) + rank_ms)
 
     def _rankings(self, config: EvalConfig, seed: int) -> tuple[list[list[str]], float]:
         skus = [p.sku for p, _ in self.data.gallery]
+        self._top_scores = {}
         if config.kind == "random":
             rng = random.Random(seed)
             return [rng.sample(skus, len(skus)) for _ in self.analyses], 0.0
@@ -206,6 +210,7 @@ class Evaluator:
             fused = fuse(self.verified(i, s, config.weights), config.weights) if len(s.skus) else np.zeros(0)
             order = np.argsort(-fused, kind="stable")
             out.append([s.skus[i] for i in order])
+            self._top_scores[i] = [round(float(fused[j]), 4) for j in order[:3]]
             ms.append(s.rank_ms + self._verify_ms - verify_before)
         return out, float(np.mean(ms)) if ms else 0.0
 

@@ -1,8 +1,8 @@
 """FAISS vector index of catalogue embeddings (inner product on L2-normalised vectors).
 
-The index kind follows catalogue size: exact search (``flat``) for small catalogues, IVF with 8-bit
-codes (``ivf-sq8``, a quarter of the float32 vectors' memory) beyond ``ivf_threshold`` vectors, or
-IVF with whole vectors (``ivf``) or HNSW when asked.  A compressed index searches for
+The index kind follows catalogue size: exact search (``flat``) for small catalogues, IVF with 4-bit
+codes (``ivf-sq4``, an eighth of the float32 vectors' memory) beyond ``ivf_threshold`` vectors, or
+IVF with 8-bit codes (``ivf-sq8``), whole vectors (``ivf``) or HNSW when asked.  A compressed index searches for
 ``rerank`` candidates and re-ranks them with the exact vectors, read from where the catalogue keeps
 them (its ``exact`` source: the database's float16 vectors), and gives those exact vectors back from
 :meth:`FaissIndex.reconstruct`.  Deletes remove ids in place (flat, IVF) or are filtered out of
@@ -32,7 +32,7 @@ TRAIN_POINTS_PER_LIST = 64
 ADD_CHUNK = 65_536
 BULK_ADD = 512
 """Vectors added at once from which an IVF assigns them to lists by brute force (see _add_assigned)."""
-IVF_CODES = {"ivf": "Flat", "ivf-sq8": "SQ8"}
+IVF_CODES = {"ivf": "Flat", "ivf-sq8": "SQ8", "ivf-sq4": "SQ4"}
 """The IVF kinds and the codes (faiss index-factory names) their lists hold."""
 QUANTIZER = "HNSW32"
 """How an IVF finds the lists nearest a vector (to add it, or to probe them): a small HNSW graph over
@@ -40,7 +40,7 @@ the lists' centroids.  Comparing with every centroid reads all of them (37 MB at
 for every vector added or searched, which made writes grow with the catalogue."""
 QUANTIZER_EF = 4
 """The HNSW quantizer looks at this many candidates a list probed (and at least 64)."""
-COMPRESSED = frozenset({"ivf-sq8"})
+COMPRESSED = frozenset({"ivf-sq8", "ivf-sq4"})
 """Kinds whose codes only approximate the vectors: their candidates are re-ranked exactly."""
 
 ExactVectors = Callable[[np.ndarray], np.ndarray]
@@ -60,7 +60,7 @@ def train_size(count: int) -> int:
 def choose_kind(settings: IndexSettings, count: int) -> str:
     if settings.kind != "auto":
         return settings.kind
-    return "ivf-sq8" if count >= settings.ivf_threshold else "flat"
+    return "ivf-sq4" if count >= settings.ivf_threshold else "flat"
 
 
 def _gpu_available(settings: IndexSettings) -> bool:
@@ -117,7 +117,7 @@ class FaissIndex:
             # ids stay ours, reconstruct works (DirectMap is missing from faiss's type stubs)
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
             return ivf
-        raise ValueError(f"expected index kind flat, ivf, ivf-sq8 or hnsw, got {kind!r}")
+        raise ValueError(f"expected index kind flat, ivf, ivf-sq8, ivf-sq4 or hnsw, got {kind!r}")
 
     @classmethod
     def build(cls, dim: int, settings: IndexSettings, ids: np.ndarray, vectors: np.ndarray,

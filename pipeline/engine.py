@@ -20,7 +20,7 @@ import numpy as np
 
 from core.catalog import NewImage, Product, WriteResult
 from core.errors import InvalidImageError, NotFoundError, StorageError
-from core.filters import SearchFilters
+from core.filters import FacetCounts, SearchFilters, count_facets, filter_notes
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
 from core.types import ObjectFeatures
@@ -190,9 +190,20 @@ class Engine:
                                           pooling=fs.region_pooling, sku_images=self.sku_images)
                 cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit,
                                       pooling=fs.region_pooling, sku_images=self.sku_images)
-                groups.append(ResultGroup(obj, self.ranker.rank(self.view, obj, tokens, cands, w, k)))
+                matches = self.ranker.rank(self.view, obj, tokens, cands, w, k)
+                if data is None:  # words alone: a product none of them matched is not a result
+                    matches = [m for m in matches if m.score > 0]
+                groups.append(ResultGroup(obj, matches))
+            notes = []
+            if filters is not None and not filters.empty and any(len(g.matches) < k for g in groups):
+                notes = filter_notes(filters, count_facets(self.view.facets.values()))
         timings["rank"] = (time.perf_counter() - t0) * 1000
-        return SearchResult(analysis, groups, timings)
+        return SearchResult(analysis, groups, timings, notes, dict(w))
+
+    def facet_counts(self) -> FacetCounts:
+        """How many products carry each category, brand, tag and colour, and the price range."""
+        with self._lock:
+            return count_facets(list(self.view.facets.values()))
 
     # -- catalogue changes ------------------------------------------------------------
     def write_lock(self) -> threading.RLock:

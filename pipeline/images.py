@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import re
 import stat
 import struct
 import warnings
@@ -32,6 +33,21 @@ _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _WHITE = (255, 255, 255, 255)
+
+
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: ``30 MiB``, ``512 KiB``, ``900 bytes``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) or value >= 100 else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def pixels_text(n: int) -> str:
+    """A pixel count in megapixels: ``144.0 megapixels``."""
+    value = f"{n / 1e6:.1f}" if n % 1_000_000 else str(n // 1_000_000)
+    return f"{value} megapixel{'' if value == '1' else 's'}"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -59,40 +75,54 @@ def read_image_bytes(path: str | Path, limits: ImageLimits) -> bytes:
     if info.st_size == 0:
         raise InvalidImageError(f"empty file: {path}")
     if info.st_size > limits.max_bytes:
-        raise ImageTooLargeError(f"file too large: {path}: {info.st_size} bytes, limit {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"file too large: {path}: {size_text(info.st_size)}, "
+                                 f"limit {size_text(limits.max_bytes)}")
     try:
         with path.open("rb") as handle:
             data = handle.read(limits.max_bytes + 1)  # the file may have grown since stat
     except OSError as exc:
         raise InvalidImageError(f"cannot read file: {path}: {exc.strerror or exc}") from exc
     if len(data) > limits.max_bytes:
-        raise ImageTooLargeError(f"file too large: {path}: more than {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"file too large: {path}: more than {size_text(limits.max_bytes)}")
     if not data:
         raise InvalidImageError(f"empty file: {path}")
     return data
 
 
 def decode_image(data: bytes, limits: ImageLimits, name: str = "image") -> np.ndarray:
-    """Validate and decode image bytes into RGB ``uint8`` ``(H, W, 3)``.
+    """Validate and decode image bytes into RGB ``uint8`` ``(H, W, 3)``, at most ``limits.max_side``
+    on the longer side.
 
     Animated images (GIF, WEBP, APNG) give their first frame.
     """
     if not data:
         raise InvalidImageError(f"{name}: empty image data")
     if len(data) > limits.max_bytes:
-        raise ImageTooLargeError(f"{name}: image too large: {len(data)} bytes, limit {limits.max_bytes} bytes")
+        raise ImageTooLargeError(f"{name}: image too large: {size_text(len(data))}, limit {size_text(limits.max_bytes)}")
     with warnings.catch_warnings():
         # Pillow's own bomb check warns (or raises) inside open/load: make it an error here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with _open(data, name) as im:
                 _check_header(im, limits, name)
+                if limits.max_side:
+                    # a JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers max_side: far faster
+                    im.draft("RGB", _target(im.size, limits.max_side))
                 rgb = _to_rgb(_load_upright(im, name), name)
         except _BOMB_ERRORS as exc:
-            raise ImageTooLargeError(
-                f"{name}: image too large (decompression bomb): {exc} (limit {limits.max_pixels} pixels)"
-            ) from exc
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            size = f"{pixels_text(int(found.group(1)))}, " if found else ""
+            raise ImageTooLargeError(f"{name}: image too large: {size}limit {pixels_text(limits.max_pixels)}") from exc
+    if limits.max_side and max(rgb.size) > limits.max_side:
+        rgb = rgb.resize(_target(rgb.size, limits.max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return check_image(np.array(rgb, dtype=np.uint8))
+
+
+def _target(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` shrunk to ``max_side`` on its longer side (never grown)."""
+    width, height = size
+    scale = min(1.0, max_side / max(width, height, 1))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def load_image(source: bytes | str | Path, limits: ImageLimits, name: str | None = None) -> np.ndarray:
@@ -160,8 +190,8 @@ def _check_header(im: Image.Image, limits: ImageLimits, name: str) -> None:
     width, height = im.size
     if width * height > limits.max_pixels:
         raise ImageTooLargeError(
-            f"{name}: image too large (decompression bomb?): {width}x{height} px "
-            f"is {width * height} pixels, limit {limits.max_pixels}"
+            f"{name}: image too large: {width}x{height} px is {pixels_text(width * height)}, "
+            f"limit {pixels_text(limits.max_pixels)}"
         )
     if min(width, height) < limits.min_side:
         raise InvalidImageError(

@@ -327,6 +327,16 @@ class CatalogStore(FeatureTable):
         row = self._read().execute("SELECT source_hash FROM products WHERE sku = ?", (sku,)).fetchone()
         return None if row is None else row[0]
 
+    def get_products(self, skus: list[str]) -> dict[str, Product]:
+        """The products of ``skus`` that exist, by SKU."""
+        out: dict[str, Product] = {}
+        for start in range(0, len(skus), 500):
+            part = skus[start:start + 500]
+            rows = self._read().execute("SELECT sku, title, brand, category, tags, price, description, extra FROM "
+                                        f"products WHERE sku IN ({','.join('?' * len(part))})", part).fetchall()
+            out.update((r[0], _product(r)) for r in rows)
+        return out
+
     def has_product(self, sku: str) -> bool:
         return self._read().execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone() is not None
 

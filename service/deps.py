@@ -12,6 +12,7 @@ from fastapi import Path, Request, UploadFile
 from core.errors import ImageTooLargeError, InvalidImageError, InvalidInputError
 from core.settings import Settings
 from pipeline.engine import Engine
+from pipeline.images import size_text
 from service import schemas as s
 from service.render import product_json
 
@@ -54,7 +55,7 @@ async def read_upload(request: Request, upload: UploadFile) -> bytes:
     data = await upload.read(limit + 1)
     name = upload.filename or "upload"
     if len(data) > limit:
-        raise ImageTooLargeError(f"{name}: over the limit of {limit} bytes")
+        raise ImageTooLargeError(f"{name}: image too large: over the limit of {size_text(limit)}")
     if not data:
         raise InvalidImageError(f"{name}: empty file")
     return data

@@ -35,13 +35,16 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
     timings = {k: round(v, 1) for k, v in result.timings.items()}
     files = {}
     groups = []
+    products = engine.store.get_products(sorted({m.sku for g in result.groups for m in g.matches}))
     for group in result.groups:
         rows = []
         for m in group.matches:
             if image_url is None and m.image_id is not None and m.image_id not in files:
                 files.update({im.id: im.file for im in engine.store.images(m.sku)})
+            p = products.get(m.sku)
             row = {"sku": m.sku, "score": round(m.score, 4), "signals": m.signals, "title": m.title,
-                   "image_id": m.image_id}
+                   "brand": p.brand if p else "", "category": p.category if p else "",
+                   "price": p.price if p else None, "image_id": m.image_id}
             if image_url is not None:
                 row["image_url"] = image_url(m.sku, m.image_id) if m.image_id is not None else None
             else:
@@ -50,7 +53,9 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
         query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings}
         if analysis:
             query["size"] = [analysis.width, analysis.height]
-        groups.append({"query": query, "results": rows})
+        close = None if analysis is None else bool(rows) and rows[0]["score"] >= engine.settings.fusion.close_match
+        groups.append({"query": query, "results": rows, "weights": result.weights, "notes": result.notes,
+                       "close": close})
     return groups if all_objects else groups[0]
 
 

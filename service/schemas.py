@@ -64,6 +64,9 @@ class MatchOut(BaseModel):
     score: float = Field(description="the fused score in [0, 1]")
     signals: Signals = Field(description="every signal's score in [0, 1]")
     title: str
+    brand: str = ""
+    category: str = ""
+    price: float | None = None
     image_id: int | None
     image_url: str | None = Field(description="the matching catalogue image (GET it for a thumbnail)")
 
@@ -71,6 +74,31 @@ class MatchOut(BaseModel):
 class SearchGroup(BaseModel):
     query: QueryOut
     results: list[MatchOut]
+    weights: dict[str, float] = Field(default_factory=dict, description="the weight of each signal in the score")
+    notes: list[str] = Field(default_factory=list, description="why the list is short, e.g. a filter value "
+                                                                 "no product carries")
+    close: bool | None = Field(None, description="photo searches: whether the best product scores at least "
+                                                 "fusion.close_match (false: no close match); null for words alone")
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int = Field(description="products carrying it")
+
+
+class PriceRange(BaseModel):
+    min: float | None
+    max: float | None
+    products: int = Field(description="products with a price")
+
+
+class FacetsOut(BaseModel):
+    products: int
+    categories: list[FacetValue]
+    brands: list[FacetValue]
+    tags: list[FacetValue] = Field(description="the 50 most common")
+    colours: list[FacetValue] = Field(description="colour words of the products' photos")
+    price: PriceRange
 
 
 class FiltersIn(BaseModel):

@@ -59,6 +59,10 @@ def _print_group(group: dict, index: int | None) -> None:
         table.add_row(str(rank), r["sku"], f"{r['score']:.3f}", *(f"{s.get(n, 0.0):.3f}" for n in SIGNALS),
                       r["title"][:40])
     out.print(table)
+    for note in group.get("notes", []):
+        out.print(f"note: {note}", highlight=False)
+    if group.get("close") is False:
+        out.print("no close match: the best score is under fusion.close_match", highlight=False)
     t = q.get("timings_ms", {})
     out.print("timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()), highlight=False)
 

@@ -45,3 +45,10 @@ async def search_text(request: Request, body: s.TextSearchIn):
         lambda: engine.search(None, text=body.text, k=k, weights=body.weights, filters=flt))
     request.app.state.metrics.observe_stages(result.timings)
     return result_json(result, engine, False, image_url)
+
+
+@read.get("/v1/facets", response_model=s.FacetsOut)
+def facets(request: Request):
+    """What the search filters can take: each category, brand, tag and colour with how many products
+    carry it (as filters compare them: lower case, accents folded), and the price range."""
+    return engine_of(request).facet_counts().to_json()

@@ -14,8 +14,8 @@ from core.settings import IndexSettings
 from fusion.faiss_index import FaissIndex, choose_kind
 
 DIM, N = 32, 500
-KINDS = ["flat", "ivf", "ivf-sq8", "hnsw"]
-MIN_RECALL = {"flat": 1.0, "ivf": 0.95, "ivf-sq8": 0.95, "hnsw": 0.98}
+KINDS = ["flat", "ivf", "ivf-sq8", "ivf-sq4", "hnsw"]
+MIN_RECALL = {"flat": 1.0, "ivf": 0.95, "ivf-sq8": 0.95, "ivf-sq4": 0.95, "hnsw": 0.98}
 
 
 def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_load_returns_none_for_a_stale_or_broken_index(tmp_path, spoil, generati
     assert FaissIndex.load(path, IndexSettings(), generation, dim) is None
 
 
-@pytest.mark.parametrize(("count", "kind"), [(50, "flat"), (99, "flat"), (100, "ivf-sq8"), (200, "ivf-sq8")])
+@pytest.mark.parametrize(("count", "kind"), [(50, "flat"), (99, "flat"), (100, "ivf-sq4"), (200, "ivf-sq4")])
 def test_build_picks_the_kind_by_size(count, kind):
     index = build("auto", IDS[:count], VECS[:count], ivf_threshold=100)
     assert index.kind == kind and len(index) == count
@@ -167,8 +167,8 @@ def test_build_picks_the_kind_by_size(count, kind):
     [
         ("auto", 100, 0, "flat"),
         ("auto", 100, 99, "flat"),
-        ("auto", 100, 100, "ivf-sq8"),
-        ("auto", 50_000, 10**6, "ivf-sq8"),
+        ("auto", 100, 100, "ivf-sq4"),
+        ("auto", 50_000, 10**6, "ivf-sq4"),
         ("flat", 100, 10**6, "flat"),
         ("ivf", 100, 1, "ivf"),
         ("hnsw", 100, 0, "hnsw"),
@@ -209,8 +209,9 @@ def test_reconstruct_returns_the_stored_vectors(kind):
     assert index.reconstruct(IDS[:0]).shape == (0, DIM)
 
 
-def test_compressed_search_scores_candidates_with_their_exact_vectors():
-    index = build("ivf-sq8", rerank=50)
+@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-sq4"])
+def test_compressed_search_scores_candidates_with_their_exact_vectors(kind):
+    index = build(kind, rerank=50)
     queries = unit_vectors(20, DIM, seed=11)
     sims, found = index.search(queries, 10)
     exact = queries @ VECS.T
@@ -221,8 +222,9 @@ def test_compressed_search_scores_candidates_with_their_exact_vectors():
         assert len(set(found[q].tolist()) & set(truth.tolist())) >= 9
 
 
-def test_compressed_search_for_many_candidates_reads_only_the_best_ones_exact_vectors():
-    index = build("ivf-sq8", rerank=20, nprobe=64)
+@pytest.mark.parametrize(("kind", "code_error"), [("ivf-sq8", 0.02), ("ivf-sq4", 0.08)])
+def test_compressed_search_for_many_candidates_reads_only_the_best_ones_exact_vectors(kind, code_error):
+    index = build(kind, rerank=20, nprobe=64)
     asked: list[int] = []
     source = index.exact
     index.exact = lambda ids: (asked.append(len(ids)), source(ids))[1]
@@ -235,7 +237,7 @@ def test_compressed_search_for_many_candidates_reads_only_the_best_ones_exact_ve
         best = np.argsort(-exact[q])[:5] * 10 + 3
         assert found[q, :5].tolist() == best.tolist()  # the best re-scored exactly and first
         np.testing.assert_allclose(sims[q, :5], exact[q, (found[q, :5] - 3) // 10], atol=1e-6)
-        np.testing.assert_allclose(sims[q], exact[q, (found[q] - 3) // 10], atol=0.02)  # the rest: codes' scores
+        np.testing.assert_allclose(sims[q], exact[q, (found[q] - 3) // 10], atol=code_error)  # the rest: codes' scores
 
 
 def test_an_ivf_finds_its_lists_with_a_graph_and_probes_as_the_settings_say(tmp_path):
@@ -269,8 +271,9 @@ def test_a_bulk_add_puts_each_vector_in_its_nearest_list():
     assert [set(f.tolist()) for f in found] == [{int(i), int(i) + 1} for i in ids[:3]]  # a copy beside each
 
 
-def test_compressed_search_drops_candidates_the_database_no_longer_holds():
-    index = build("ivf-sq8")
+@pytest.mark.parametrize("kind", ["ivf-sq8", "ivf-sq4"])
+def test_compressed_search_drops_candidates_the_database_no_longer_holds(kind):
+    index = build(kind)
     gone = IDS[:1]
     del index.exact.rows[int(gone[0])]  # deleted in the database, not yet in this (another process's) index
     sims, found = index.search(VECS[:3], 5)

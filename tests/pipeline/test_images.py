@@ -25,6 +25,7 @@ from pipeline.images import (
     read_image_bytes,
     resize_max_side,
     sha256_hex,
+    size_text,
     to_pil,
 )
 
@@ -127,10 +128,10 @@ def test_bad_bytes_are_refused(data: bytes, phrase: str) -> None:
 @pytest.mark.parametrize(
     ("width", "height", "max_pixels", "phrase"),
     [
-        pytest.param(30000, 30000, LIMITS.max_pixels, "decompression bomb", id="pillow-error"),
-        pytest.param(10000, 10000, LIMITS.max_pixels, "decompression bomb", id="pillow-warning"),
-        pytest.param(9000, 9000, LIMITS.max_pixels, "9000x9000 px", id="over-default-limit"),
-        pytest.param(3000, 2000, 1_000_000, "3000x2000 px is 6000000 pixels, limit 1000000", id="custom-limit"),
+        pytest.param(30000, 30000, LIMITS.max_pixels, "900 megapixels, limit 60 megapixels", id="pillow-error"),
+        pytest.param(10000, 10000, LIMITS.max_pixels, "100 megapixels, limit 60 megapixels", id="pillow-warning"),
+        pytest.param(9000, 9000, LIMITS.max_pixels, "9000x9000 px is 81 megapixels, limit 60", id="over-default-limit"),
+        pytest.param(3000, 2000, 1_000_000, "3000x2000 px is 6 megapixels, limit 1 megapixel", id="custom-limit"),
     ],
 )
 def test_decompression_bombs_are_refused_from_the_header(
@@ -144,12 +145,30 @@ def test_decompression_bombs_are_refused_from_the_header(
     assert len(data) < 200
     message = error_of(data, LIMITS.model_copy(update={"max_pixels": max_pixels}), "bomb.png")
     assert "too large" in message and phrase in message
+    assert message.count("limit") == 1 and "DOS" not in message  # one limit, ours, not Pillow's text
 
 
 def test_oversized_bytes_are_refused_before_opening() -> None:
     data = encode(Image.fromarray(noise()), "PNG")
     message = error_of(data, LIMITS.model_copy(update={"max_bytes": 100}))
-    assert f"{len(data)} bytes, limit 100 bytes" in message
+    assert f"{size_text(len(data))}, limit 100 bytes" in message
+
+
+@pytest.mark.parametrize(("n", "text"), [(900, "900 bytes"), (31457280, "30 MiB"), (1536, "1.5 KiB"),
+                                          (5 * 2**30, "5 GiB")])
+def test_sizes_read_as_people_write_them(n: int, text: str) -> None:
+    assert size_text(n) == text
+
+
+def test_big_photos_are_shrunk_to_max_side_as_they_decode() -> None:
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    big[:, :2000] = (200, 30, 30)  # left half red, right half black
+    data = encode(Image.fromarray(big), "JPEG")
+    small = decode_image(data, LIMITS.model_copy(update={"max_side": 1000}), "phone.jpg")
+    assert small.shape == (750, 1000, 3)
+    assert abs(int(small[375, 200, 0]) - 200) < 12 and small[375, 800].max() < 12  # the same picture
+    assert decode_image(data, LIMITS.model_copy(update={"max_side": 0})).shape == (3000, 4000, 3)
+    assert decode_image(encode(Image.fromarray(big[:500, :600]), "PNG"), LIMITS).shape == (500, 600, 3)
 
 
 @pytest.mark.parametrize(

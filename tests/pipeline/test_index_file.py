@@ -35,7 +35,7 @@ def fresh(store: CatalogStore, settings: IndexSettings) -> FaissIndex:
     return build_index(store, settings, DIM)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "ivf-sq8", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivf-sq8", "ivf-sq4", "hnsw"])
 def test_an_old_index_file_catches_up_with_the_database(tmp_path, kind):
     settings = IndexSettings(kind=kind)
     store = CatalogStore(tmp_path / "catalog.sqlite3")

@@ -124,6 +124,37 @@ def test_text_search_finds_titles_brands_and_colour_words(client):
     assert {r["sku"] for r in res.json()["results"]} == {"RED-APPLE", "LIME"}
 
 
+def test_results_explain_themselves_and_filters_say_why_they_match_nothing(client):
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")}, headers=R).json()
+    top = res["results"][0]
+    assert top["sku"] == "LIME" and top["brand"] == "Lime" and top["category"] == "ellipse" and top["price"] == 4.5
+    assert set(res["weights"]) == {"embedding", "colour", "tags", "text", "verify"} and res["close"] is True
+    assert res["notes"] == []
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
+                      data={"filters": json.dumps({"brand": "Nobrand", "colour": "purple"})}, headers=R).json()
+    assert res["results"] == []
+    assert res["notes"][0].startswith("no product has the brand 'Nobrand' (brands: ")
+    assert "colour 'purple'" in res["notes"][1]
+    res = client.post("/v1/search/text", json={"text": "lime", "filters": {"category": "shoes"}}, headers=R).json()
+    assert res["results"] == [] and "category 'shoes'" in res["notes"][0] and res["close"] is None
+
+
+def test_words_with_a_filter_return_only_what_the_words_match(client):
+    res = client.post("/v1/search/text", json={"text": "lime", "filters": {"tags": ["demo"]}}, headers=R).json()
+    assert [r["sku"] for r in res["results"]] == ["LIME"]  # not padded with 0.000-score products
+    assert all(r["score"] > 0 for r in res["results"])
+
+
+def test_facets_list_what_the_filters_take(client):
+    f = client.get("/v1/facets", headers=R).json()
+    assert f["products"] == len(CATALOGUE)
+    assert {c["value"] for c in f["categories"]} == {"box", "ellipse"}
+    assert sum(c["count"] for c in f["categories"]) == len(CATALOGUE)
+    assert {"value": "demo", "count": len(CATALOGUE)} in f["tags"]
+    assert f["price"]["products"] == len(CATALOGUE) and f["price"]["min"] <= f["price"]["max"]
+    assert f["colours"] and all(c["count"] >= 1 for c in f["colours"])
+
+
 def test_catalogue_lifecycle_is_visible_to_the_next_search(client):
     sku = "BLUE-CUP"
     res = client.put(f"/v1/products/{sku}", json={"title": "Blue cup", "brand": "Cupco", "tags": ["kitchen"],

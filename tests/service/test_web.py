@@ -115,7 +115,7 @@ def test_shopper_uploads_a_photo_and_sees_explained_results(server, page, tmp_pa
     with page.expect_response(lambda r: r.url.endswith("/v1/search")) as searched:
         page.locator("#boxes .box").first.click()  # tapping a box searches that object alone
     assert searched.value.status == 200
-    page.wait_for_function("document.getElementById('status').textContent.endsWith('products')")
+    page.wait_for_function("document.getElementById('status').textContent.includes('closest product')")
     assert page.locator(".card").first.get_attribute("data-sku") == "OATLY-OAT"
 
 
@@ -307,3 +307,98 @@ def test_merchant_duplicate_check_clears_what_it_showed_before(server, page, tmp
     assert page.inner_text("#dedup-summary").startswith("broken.jpg: ")
     assert page.locator(".dup-group").count() == 0 and "Already" not in page.inner_text("main")
     assert page.inner_text("#status") == ""  # the error is where the check was made, not at the top
+
+
+@pytest.fixture
+def shop_details(server):
+    """Categories, brands and prices on the four products for the test, taken off after it."""
+    import httpx
+
+    url, _ = server
+    details = {sku: {"category": shape, "brand": word.title(), "price": 1.0 + i}
+               for i, (sku, (_, word, shape)) in enumerate(CATALOGUE.items())}
+    for sku, body in details.items():
+        assert httpx.patch(f"{url}/v1/products/{sku}", json=body).status_code == 200
+    yield details
+    for sku in details:
+        httpx.patch(f"{url}/v1/products/{sku}", json={"category": "", "brand": "", "price": None})
+
+
+def test_shopper_filters_narrow_the_results_and_say_why_a_list_is_empty(server, shop_details, browser):
+    url, _ = server
+    for name, viewport in (("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})):
+        context = browser.new_context(viewport=viewport, is_mobile=name == "phone", has_touch=name == "phone")
+        page = context.new_page()
+        page.goto(url + "/")
+        page.click("#filters summary")
+        page.wait_for_function("document.querySelectorAll('#f-category option').length === 3")
+        assert page.locator("#f-category option").all_inner_texts() == ["any", "box (2)", "ellipse (2)"]
+        page.fill("#text", "product")
+        page.click("#text-form button")
+        page.wait_for_function("document.querySelectorAll('.card').length === 4")
+        page.select_option("#f-category", "ellipse")
+        page.wait_for_function("document.querySelectorAll('.card').length === 2")
+        assert {c.get_attribute("data-sku") for c in page.locator(".card").all()} == {"RED-APPLE", "LIME"}
+        assert page.inner_text("#filter-count") == "(1 on)"
+        assert "Lime" in page.locator(".card[data-sku='LIME'] .facts").inner_text()
+        page.fill("#f-price-max", "3.5")  # RED-APPLE costs 3.0, LIME 4.0
+        page.locator("#f-price-max").dispatch_event("change")
+        page.wait_for_function("document.querySelectorAll('.card').length === 1")
+        assert page.locator(".card").first.get_attribute("data-sku") == "RED-APPLE"
+        shot(page, f"shopper-filters-{name}")
+        page.fill("#f-price-max", "")
+        page.select_option("#f-colour", index=1)
+        page.select_option("#f-brand", "oatly")  # an ellipse category holds no Oatly
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('No product matches')")
+        assert page.locator(".card").count() == 0
+        page.click("#f-clear")
+        page.wait_for_function("document.querySelectorAll('.card').length === 4")
+        context.close()
+
+
+def test_shopper_sees_why_a_photo_ranked_and_errors_clear_the_old_photo(server, page, tmp_path):
+    url, _ = server
+    colour, word, shape = CATALOGUE["LIME"]
+    photo = tmp_path / "lime.jpg"
+    photo.write_bytes(jpeg_bytes(product_image(colour, word, shape, size=360)))
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("a text file")
+    page.goto(url + "/")
+    page.set_input_files("#photo", str(photo))
+    page.wait_for_selector(".card", timeout=120_000)
+    assert page.locator(".card").first.get_attribute("data-sku") == "LIME"
+    seen = page.inner_text("#seen")
+    assert "Words read" in seen and "LIME" in seen.upper() and "Colours" in seen and "green" in seen
+    assert page.locator("#seen .swatch").count() >= 1
+    weights = page.locator(".card").first.locator(".signals dd small").all_inner_texts()
+    assert len(weights) == 5 and all("×" in w for w in weights)
+    assert page.inner_text("#status").startswith("The ") and "closest" in page.inner_text("#status")
+    page.wait_for_function("document.querySelector('.card img').naturalWidth > 0", timeout=30_000)
+    shot(page, "shopper-photo-phone")
+    page.set_input_files("#photo", str(broken))
+    page.wait_for_selector("#status.error", timeout=60_000)
+    assert "broken.jpg" in page.inner_text("#status")
+    assert page.locator("#preview").is_hidden() and page.locator(".card").count() == 0
+    assert page.locator("#seen dt").count() == 0 and page.locator("#boxes .box").count() == 0
+
+
+def test_a_big_phone_photo_is_shrunk_before_upload(server, page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    url, _ = server
+    colour, word, shape = CATALOGUE["RED-APPLE"]
+    big = Image.fromarray(product_image(colour, word, shape, size=600)).resize((6000, 6000))
+    photo = tmp_path / "phone.jpg"
+    big.save(photo, "JPEG", quality=95)
+    page.goto(url + "/")
+    with page.expect_response(lambda r: r.url.endswith("/v1/search"), timeout=120_000) as answered:
+        page.set_input_files("#photo", str(photo))
+    # the server shrinks to images.max_side (2048) itself: 1600 is the page's doing
+    assert answered.value.json()["query"]["size"] == [1600, 1600]
+    page.wait_for_selector(".card", timeout=120_000)
+    size = page.evaluate("[document.getElementById('photo-img').naturalWidth, "
+                         "document.getElementById('photo-img').naturalHeight]")
+    assert size == [1600, 1600]
+    assert page.locator(".card").first.get_attribute("data-sku") == "RED-APPLE"
+    assert np.asarray(big).shape == (6000, 6000, 3)
