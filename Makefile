@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 SKULENS := $(VENV)/bin/skulens
 STAMP  := $(VENV)/.installed
 DATA   ?= skulens-data
-CATALOG ?= ../shared/datasets/grocery/catalog
+CATALOG ?=
+DEMO   ?= ../shared/datasets/grocery
 
 .PHONY: setup system venv models run check test test-all api-check clean-venv
 
@@ -39,11 +40,14 @@ $(STAMP): pyproject.toml
 models: venv
 	$(SKULENS) models fetch
 
-# Indexes the demo catalogue when there is one (changed products only), then serves on BIND:PORT.
+# Indexes CATALOG when given, else the demo shop when the grocery data set is there (its 81 products
+# with demo categories, brands and made-up prices); changed products only. Then serves on BIND:PORT.
 BIND ?= 127.0.0.1
 PORT ?= 8000
 run: setup
-	@if [ -d "$(CATALOG)" ]; then $(SKULENS) --data $(DATA) index $(CATALOG); fi
+	@if [ -n "$(CATALOG)" ]; then $(SKULENS) --data $(DATA) index $(CATALOG); \
+	elif [ -f "$(DEMO)/manifest.csv" ]; then $(SKULENS) demo-csv $(DEMO) $(DATA)/demo-catalogue.csv && \
+	  $(SKULENS) --data $(DATA) index $(DATA)/demo-catalogue.csv; fi
 	$(SKULENS) serve --data $(DATA) --host $(BIND) --port $(PORT)
 
 # The habits that keep the code's shape: lint and import order (ruff), the layers (import-linter

@@ -169,7 +169,7 @@ class IngestSettings(BaseModel):
         "run in the same process (then one import analysis at a time goes ahead), so searches keep their speed beside an import; 0: no waiting")
 
 
-CLOSE_MATCH = 0.5
+CLOSE_MATCH = 0.3
 """The fused score under which a photo search's best product is not called a close match."""
 
 

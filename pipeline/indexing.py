@@ -91,7 +91,7 @@ def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
         try:
             images.append((path.name, read_image_bytes(path, engine.settings.images)))
         except SkulensError as exc:
-            out.skipped.append(Skipped(f"{sku}: {path.name}", str(exc)))
+            out.skipped.append(Skipped(f"{sku}: {path.name}", _reason(exc, path.name)))
     if not images:
         out.skipped.append(Skipped(sku, "no readable image"))
         return out
@@ -104,10 +104,16 @@ def _prepare(engine: Engine, entry: CatalogEntry) -> _Prepared:
             with engine.search_first.turn(engine.settings.ingest.search_first_s):
                 out.images.append(engine.prepare_image(name, data))
         except SkulensError as exc:
-            out.skipped.append(Skipped(f"{sku}: {name}", str(exc)))
+            out.skipped.append(Skipped(f"{sku}: {name}", _reason(exc, name)))
     if not out.images:
         out.skipped.append(Skipped(sku, "no usable image"))
     return out
+
+
+def _reason(exc: Exception, name: str) -> str:
+    """An error's text without the file name it starts with (the skipped item names the file)."""
+    text = str(exc)
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
 
 def _write(engine: Engine, batch: list[_Prepared], report: IndexReport) -> None:

@@ -94,12 +94,13 @@ def _print_summary(report: dict, photo: bool) -> None:
     if photo:
         _print_photo_summary(groups)
         return
-    table = Table("group", "images", "skus", "layers", "best", "worst")
+    table = Table("group", "images", "skus or files", "layers", "best", "worst")
     for n, g in enumerate(groups, 1):
         scores = [p["score"] for p in g["pairs"]]
         layers = ",".join(sorted({p["layer"] for p in g["pairs"]}))
-        skus = ", ".join(g["skus"][:4]) + (" ..." if len(g["skus"]) > 4 else "")
-        table.add_row(str(n), str(len(g["images"])), skus or "-", layers, f"{max(scores):.3f}", f"{min(scores):.3f}")
+        names = g["skus"] or [im["file"] for im in g["images"]]  # a folder's images have no SKU: name the files
+        table.add_row(str(n), str(len(g["images"])), ", ".join(names[:4]) + (" ..." if len(names) > 4 else ""),
+                      layers, f"{max(scores):.3f}", f"{min(scores):.3f}")
     out.print(table)
     out.print(f"{len(groups)} group(s); {len(report['skipped'])} skipped", highlight=False)
     for s in report["skipped"]:

@@ -82,6 +82,18 @@ def gallery_csv(
     out.print(f"{out_csv}: {len(data.gallery)} products, {rows} images ({data.name} gallery)", highlight=False)
 
 
+def demo_csv(
+    dataset: Annotated[Path, typer.Argument(help="the grocery data set folder holding manifest.csv")],
+    out_csv: Annotated[Path, typer.Argument(metavar="OUT", help="the catalogue CSV to write")],
+) -> None:
+    """Write the demo shop: the grocery catalogue's 81 products with a category (department), a brand
+    (packaged products) and a made-up price each, as a catalogue CSV for `skulens index` (`make run` uses it)."""
+    from evaluation.demo_catalogue import write_demo_csv
+
+    rows = write_demo_csv(dataset, out_csv)
+    out.print(f"{out_csv}: {rows} products (demo categories, brands and made-up prices)", highlight=False)
+
+
 def tune(
     dataset: Annotated[Path, typer.Argument(help="the grocery data set folder (manifest.csv)")],
     split: Annotated[str, typer.Option(help="photos used as training queries (never the reported split)")] = "train",

@@ -20,3 +20,10 @@ def shopper_page():
 @router.get("/merchant")
 def merchant_page():
     return FileResponse(STATIC / "merchant.html", media_type="text/html")
+
+
+@router.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page: the pages' icon (an SVG; the pages link it too)."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})

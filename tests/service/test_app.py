@@ -341,6 +341,8 @@ def test_operations_routes(client):
     assert page.status_code == 200 and 'capture="environment"' in page.text
     assert client.get("/merchant").status_code == 200
     assert client.get("/static/shopper.js").status_code == 200
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert client.get("/no/such/page").json()["error"] == "not_found"
 
 

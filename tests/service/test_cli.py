@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, models_missing, product_image
+from tests.conftest import CATALOGUE, DATASETS, jpeg_bytes, make_catalogue, models_missing, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -45,6 +47,8 @@ def test_index_skips_bad_items_reports_them_and_indexes_the_rest(indexed):
     assert "indexed 4" in proc.stderr
     assert "BROKEN" in proc.stderr and "not an image" in proc.stderr
     assert "ORPHAN" in proc.stderr
+    # no terminal here: progress comes as plain lines with the count and rate
+    assert re.search(r"^indexing products: \d+/\d+, [\d.]+/s", proc.stderr, re.MULTILINE), proc.stderr
     listed = json.loads(skulens("products", "list", "--json", data=root / "data").stdout)
     assert sorted(p["sku"] for p in listed) == sorted(CATALOGUE)
 
@@ -97,6 +101,12 @@ def test_errors_are_one_line_and_exit_1(indexed, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert skulens("products", "list", "--json", data=root / "data").stdout == before
+
+
+def test_a_command_line_that_does_not_parse_exits_2_and_says_what_is_wrong(indexed):
+    root, _ = indexed
+    proc = skulens("search", "--text", "lime", "--k", "0", data=root / "data", check=False)
+    assert proc.returncode == 2 and "--k" in proc.stderr and "Traceback" not in proc.stderr  # as docs/cli.md says
 
 
 @pytest.mark.parametrize("content", [b"", b"GIF89a broken", b"\xff\xd8\xff\xe0" + b"\0" * 50])
@@ -188,6 +198,7 @@ def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
     (folder / "c.jpg").write_bytes(b"broken")
     proc = skulens("dedup", "--folder", str(folder), "--html", str(tmp_path / "r.html"), data=data)
     assert "1 group(s); 1 skipped" in proc.stdout and "c.jpg" in proc.stdout
+    assert "a.jpg, b.jpg" in proc.stdout  # the group names its files (a folder has no SKUs)
     assert (tmp_path / "r.html").read_text().count("data:image/jpeg;base64,") == 2
     bad = skulens("dedup", "--folder", str(tmp_path / "nowhere"), data=data, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: not a folder")
@@ -197,3 +208,23 @@ def test_models_list_names_the_product_detector(tmp_path):
     listed = skulens("models", "list", data=tmp_path / "data").stdout
     assert "product detector (shipped" in listed and "AGPL-3.0" in listed
     assert "product detector (ONNX form" in listed  # the export `models fetch` makes of it
+
+
+@pytest.mark.dataset
+def test_the_demo_shop_has_categories_brands_and_prices(tmp_path):
+    dataset = DATASETS / "grocery"
+    if not (dataset / "manifest.csv").is_file():
+        pytest.skip(f"{dataset} is not there")
+    out = tmp_path / "demo.csv"
+    proc = skulens("demo-csv", str(dataset), str(out), data=tmp_path / "data")
+    assert "81 products" in proc.stdout
+    with open(out, newline="") as fh:
+        rows = {r["sku"]: r for r in csv.DictReader(fh)}
+    assert len(rows) == 81 and all(Path(r["image"]).is_file() for r in rows.values())
+    assert rows["Arla-Standard-Milk"]["brand"] == "Arla" and rows["Arla-Standard-Milk"]["category"] == "Dairy"
+    assert rows["God-Morgon-Apple-Juice"]["brand"] == "God Morgon"
+    assert rows["Granny-Smith"]["brand"] == "" and rows["Granny-Smith"]["category"] == "Fruit"
+    assert rows["Zucchini"]["category"] == "Vegetables" and rows["Oatly-Oat-Milk"]["category"] == "Plant-based"
+    assert all(0 < float(r["price"]) < 5 for r in rows.values())
+    assert {r["category"] for r in rows.values()} == {"Fruit", "Vegetables", "Juice", "Dairy", "Plant-based"}
+    assert not str(out).startswith(str(Path(__file__).parents[2]))  # written where asked, not into the project
