@@ -39,6 +39,8 @@ QUERY_REGIONS = ALL_REGIONS
 BASE_GALLERY_REGIONS = ("full", "crop", "masked")
 """Regions every gallery image is analysed with, besides those the settings index (the centre views)."""
 Progress = Callable[[str, int, int], None]
+EXPLAIN_TOP = 5
+"""Candidates of each query whose scores a report keeps (``per_query[...]["explained"]``)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Evaluator:
         self.analyses: list[tuple[EvalQuery, Analysis]] = []
         self._scored: dict[tuple, list[Scored]] = {}
         self._inliers: dict[tuple[int, int], tuple[int, float]] = {}  # (query, image) -> (inliers, ms to count them)
-        self._top_scores: dict[int, list[float]] = {}  # query -> the fused scores of its best 3 (last ranking)
+        self._explained: dict[int, dict] = {}  # query -> why it ranked as it did (the last ranking; see _explain)
         self._verify_ms = 0.0  # time the checks of the configuration being ranked take, each as first measured
         self.stage_ms: dict[str, float] | None = None
 
@@ -181,8 +183,9 @@ class Evaluator:
             counts = [self.data.relevant_count(q.label) for q, _ in self.analyses]
             metrics = category_metrics(lists, counts)
             packaged = None
-            for (q, _), rel in zip(self.analyses, lists):
-                per_query.append({"path": str(q.path), "label": q.label, "precision@10": sum(rel[:10]) / 10})
+            for i, ((q, _), rel) in enumerate(zip(self.analyses, lists)):
+                per_query.append({"path": str(q.path), "label": q.label, "precision@10": sum(rel[:10]) / 10,
+                                  **self._explained.get(i, {})})
         else:
             ranks = [ranking.index(q.label) + 1 if q.label in ranking else None
                      for (q, _), ranking in zip(self.analyses, rankings)]
@@ -191,14 +194,13 @@ class Evaluator:
             packaged = sku_metrics(pk) if pk else None
             for i, ((q, _), r, ranking) in enumerate(zip(self.analyses, ranks, rankings)):
                 row = {"path": str(q.path), "label": q.label, "packaged": q.packaged, "rank": r, "top": ranking[:3]}
-                if i in self._top_scores:
-                    row["top_scores"] = self._top_scores[i]
+                row.update(self._explained.get(i, {}))
                 per_query.append(row)
         return ConfigResult(config, metrics, packaged, per_query, self._cost_ms(config) + rank_ms)
 
     def _rankings(self, config: EvalConfig, seed: int) -> tuple[list[list[str]], float]:
         skus = [p.sku for p, _ in self.data.gallery]
-        self._top_scores = {}
+        self._explained = {}
         if config.kind == "random":
             rng = random.Random(seed)
             return [rng.sample(skus, len(skus)) for _ in self.analyses], 0.0
@@ -207,12 +209,31 @@ class Evaluator:
         out, ms = [], []
         for i, s in enumerate(self.scored(config.query_regions, config.gallery_regions, config.sku_images)):
             verify_before = self._verify_ms
-            fused = fuse(self.verified(i, s, config.weights), config.weights) if len(s.skus) else np.zeros(0)
+            signals = self.verified(i, s, config.weights)
+            fused = fuse(signals, config.weights) if len(s.skus) else np.zeros(0)
             order = np.argsort(-fused, kind="stable")
             out.append([s.skus[i] for i in order])
-            self._top_scores[i] = [round(float(fused[j]), 4) for j in order[:3]]
+            self._explained[i] = self._explain(i, s, signals, fused, order)
             ms.append(s.rank_ms + self._verify_ms - verify_before)
         return out, float(np.mean(ms)) if ms else 0.0
+
+    def _explain(self, query: int, s: Scored, signals: np.ndarray, fused: np.ndarray, order: np.ndarray) -> dict:
+        """What a report shows of one query's ranking: the searched box, the best EXPLAIN_TOP candidates
+        and the right SKU (protocols with one right SKU) with their fused scores and every signal's."""
+        q, analysis = self.analyses[query]
+
+        def entry(row: int, rank: int) -> dict:
+            return {"sku": s.skus[row], "rank": rank, "score": round(float(fused[row]), 4),
+                    "signals": {name: round(float(signals[row, j]), 4) for j, name in enumerate(SIGNALS)}}
+
+        box = analysis.objects[0].box if analysis.objects else None
+        out: dict = {"top_scores": [round(float(fused[j]), 4) for j in order[:3]],
+                     "explained": [entry(int(row), rank) for rank, row in enumerate(order[:EXPLAIN_TOP], 1)],
+                     "size": [analysis.width, analysis.height], "box": box.to_list() if box is not None else None}
+        if not self.data.per_image:
+            where = [rank for rank, row in enumerate(order, 1) if s.skus[row] == q.label]
+            out["right"] = entry(int(order[where[0] - 1]), where[0]) if where else None
+        return out
 
     def measure_stage_costs(self, n: int = 5) -> dict[str, float]:
         """Mean per-stage time over ``n`` query photos analysed now, without any cache (masks

@@ -22,15 +22,23 @@ table{border-collapse:collapse;margin-top:.5rem} td,th{padding:2px 8px;border-bo
 """
 
 
-def thumbnail_data_uri(path: Path) -> str | None:
-    """A small JPEG of the image as a data: URI, or None when the file cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+def thumbnail_data_uri(path: Path, box: list[float] | None = None, size: list[int] | None = None,
+                       side: int = THUMB) -> str | None:
+    """A small JPEG of the image as a data: URI, or None when the file cannot be read; ``box``
+    (``[x0, y0, x1, y1]`` in an image of ``size``, default the file's own) is drawn on it."""
+    from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im.thumbnail((THUMB, THUMB))
-            buf = io.BytesIO()
-            im.convert("RGB").save(buf, "JPEG", quality=80)
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened).convert("RGB")
+        width, height = im.size
+        im.thumbnail((side, side))
+        if box is not None:
+            sx, sy = im.width / (size or [width, height])[0], im.height / (size or [width, height])[1]
+            ImageDraw.Draw(im).rectangle([box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy],
+                                         outline=(255, 40, 40), width=max(2, side // 80))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         log.info("no thumbnail for %s: %s", path, exc)
         return None

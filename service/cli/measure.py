@@ -20,6 +20,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="which photos are queries (G1/G2); a split column filter (C1/K1)")] = "val",
     limit: Annotated[Optional[int], typer.Option(min=1, help="a stratified sample of N queries")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write all metrics and per-query ranks here")] = None,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="write an error analysis here: one self-contained "
+                                                     "HTML page (metrics, the ablation as a chart, the worst queries "
+                                                     "as pictures, the SKUs most often confused)")] = None,
     ablate: Annotated[bool, typer.Option("--ablate", help="also score one row per stage / signal, and baselines")] = False,
     seed: Annotated[int, typer.Option(help="seed for --limit sampling and the random baseline")] = 0,
     benchmarks: Annotated[Optional[Path], typer.Option(help="update this protocol's section of a BENCHMARKS.md")] = None,
@@ -39,11 +42,24 @@ def evaluate(
                           update)
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+    if html_out:
+        _write_eval_html(report, dataset, split, limit, seed, html_out)
     if benchmarks:
         key, title = with_variant(f"quality-{report['protocol']}", f"Quality: {report['protocol']} ({report['split']})",
                                   variant)
         update_section(benchmarks, key, title, report_markdown(report))
     _print_report(report)
+
+
+def _write_eval_html(report: dict, dataset: Path, split: str, limit: int | None, seed: int, out_html: Path) -> None:
+    from evaluation.protocols import load_protocol
+    from service.eval_html import render_eval_report
+
+    gallery = load_protocol(report["protocol"], dataset, split, limit, seed).gallery
+    pictures = {product.sku: Path(paths[0]) for product, paths in gallery if paths}
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(render_eval_report(report, pictures), encoding="utf-8")
+    err.print(f"wrote {out_html}")
 
 
 def _print_report(report: dict) -> None:

@@ -402,3 +402,55 @@ def test_a_big_phone_photo_is_shrunk_before_upload(server, page, tmp_path):
     assert size == [1600, 1600]
     assert page.locator(".card").first.get_attribute("data-sku") == "RED-APPLE"
     assert np.asarray(big).shape == (6000, 6000, 3)
+
+
+def test_the_error_analysis_report_opens_in_the_browser(browser, tmp_path):
+    """`skulens eval G1 --ablate --html` on a small grocery-shaped set of the made-up products."""
+    import csv
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "shop"
+    (root / "catalog").mkdir(parents=True)
+    (root / "photos").mkdir()
+    rows = []
+    for i, (sku, (colour, word, shape)) in enumerate(CATALOGUE.items()):
+        (root / "catalog" / f"{sku}.jpg").write_bytes(jpeg_bytes(product_image(colour, word, shape)))
+        rows.append({"path": f"catalog/{sku}.jpg", "split": "catalog", "kind": "iconic", "class_id": i,
+                     "class_name": sku, "coarse_class": shape, "packaged": str(shape == "box")})
+        for n, angle in enumerate((12, -20)):
+            shot_of = Image.fromarray(product_image(colour, word, shape, size=300)).rotate(angle, fillcolor=(90, 90, 90))
+            (root / "photos" / f"{sku}_{n}.jpg").write_bytes(jpeg_bytes(np.asarray(shot_of), 70))
+            rows.append({"path": f"photos/{sku}_{n}.jpg", "split": "val", "kind": "photo", "class_id": i,
+                         "class_name": sku, "coarse_class": shape, "packaged": str(shape == "box")})
+    # a photo of the apple filed under the milk: its right SKU cannot come first
+    (root / "photos" / "mislabelled.jpg").write_bytes(jpeg_bytes(product_image(*CATALOGUE["RED-APPLE"], size=300)))
+    rows.append({**rows[-1], "path": "photos/mislabelled.jpg", "class_id": 0, "class_name": "ARLA-MILK"})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = tmp_path / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "--data", str(tmp_path / "data"), "eval", "G1",
+                           str(root), "--ablate", "--html", str(report)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "base64," in report.read_text() and "src='/" not in report.read_text()  # self-contained
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(report.as_uri())
+        assert page.locator(".card").first.inner_text().endswith("recall@1")
+        assert page.locator("svg.chart text").count() >= 2 * 10  # a label and a value per ablation row
+        page.wait_for_function("[...document.images].every((im) => im.complete)")
+        assert page.evaluate("[...document.images].every((im) => im.naturalWidth > 0)")
+        first = page.locator("section.query").first  # the worst query: the mislabelled photo
+        assert "mislabelled.jpg" in first.inner_text() and "ARLA-MILK" in first.inner_text()
+        assert first.locator("figure.q img").count() == 1 and first.locator(".sig").count() == len(CATALOGUE)  # all four candidates
+        assert first.locator("figure.hit").count() == 1  # where the right SKU landed
+        confused = page.locator("table").filter(has_text="ranked first instead")
+        assert "RED-APPLE" in confused.inner_text()
+        shot(page, "eval-report-desktop")
+    finally:
+        page.close()
