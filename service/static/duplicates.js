@@ -11,7 +11,6 @@
   function picture(im, small) {
     const img = document.createElement("img");
     img.alt = label(im);
-    img.loading = "lazy";
     if (small) img.className = "thumb";
     if (im.url) skulens.imageSrc(img, im.url);
     else if (preview) img.src = preview;

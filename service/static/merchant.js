@@ -58,7 +58,8 @@
         else {
           li.classList.add("noimage");
           li.querySelector(".badge").hidden = false;
-          img.removeAttribute("src");
+          img.alt = "";  // the striped placeholder shows through an empty picture, not a broken one
+          img.src = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E";
         }
         li.querySelector(".edit").addEventListener("click", () => edit(p.sku));
         li.querySelector(".delete").addEventListener("click", () => remove(p.sku));

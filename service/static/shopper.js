@@ -57,6 +57,7 @@
   // -- what the search read from the photo, and the results --------------------------------
   function clearResults() {
     $("results").replaceChildren();
+    $("weights").textContent = "";
     $("notes").replaceChildren();
     $("seen").replaceChildren();
   }
@@ -96,7 +97,7 @@
     seenRow("Looks like", (q.tags || []).slice(0, 3).map((t) => t.label).join(", ") || "—");
   }
 
-  function card(r, weights) {
+  function card(r, weights, wordsOnly) {
     const el = $("card").content.firstElementChild.cloneNode(true);
     el.dataset.sku = r.sku;
     el.querySelector(".title").textContent = r.title || r.sku;
@@ -105,7 +106,7 @@
       .filter(Boolean).join(" · ");
     el.querySelector(".score").textContent = "score " + r.score.toFixed(3);
     const dl = el.querySelector(".signals");
-    for (const name of SIGNALS) {
+    for (const name of wordsOnly ? ["text"] : SIGNALS) {  // words alone: only the text signal counts
       const v = r.signals[name] || 0;
       const w = weights[name] || 0;
       const dt = document.createElement("dt");
@@ -117,7 +118,7 @@
       bar.style.width = Math.round(v * 100) + "%";
       bar.title = `${name} ${v.toFixed(3)} × weight ${w.toFixed(2)} = ${(v * w).toFixed(3)} of the score`;
       const num = document.createElement("small");
-      num.textContent = `${v.toFixed(2)} ×${w.toFixed(2)}`;
+      num.textContent = v.toFixed(2);
       dd.append(bar, num);
       dl.append(dt, dd);
     }
@@ -127,17 +128,25 @@
     return el;
   }
 
+  function showWeights(weights, wordsOnly) {
+    const names = wordsOnly ? ["text"] : SIGNALS;
+    $("weights").textContent = "Score = " + names.map((n) => `${(weights[n] || 0).toFixed(2)} × ${n}`).join(" + ");
+  }
+
   function render(group, text) {
     clearResults();
     const results = group.results;
     if (group.query && group.query.size) showSeen(group.query);
+    if (results.length) showWeights(group.weights || {}, !(group.query && group.query.size));
+
     for (const note of group.notes || []) {
       const li = document.createElement("li");
       li.textContent = note;
       $("notes").append(li);
     }
     const grid = $("results");
-    for (const r of results) grid.append(card(r, group.weights || {}));
+    const wordsOnly = !(group.query && group.query.size);
+    for (const r of results) grid.append(card(r, group.weights || {}, wordsOnly));
     const filtered = Object.keys(filters()).length ? " with these filters" : "";
     if (!results.length) skulens.status(`No product matches${text ? ` “${text}”` : ""}${filtered}.`);
     else if (group.close === false) {
