@@ -71,11 +71,16 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     kind = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
     headers = dict(getattr(exc, "headers", None) or {})
+    detail = str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}"
+        if request.url.path.startswith("/v1/products/") and "/images" not in request.url.path:
+            detail += " (a SKU cannot hold '/')"
     if exc.status_code == 405:  # every method of every route on this path, not just the first route's
         methods = {m for route in request.app.routes if hasattr(route, "methods") and route.methods
                    and route.matches(request.scope)[0] != Match.NONE for m in route.methods}
         headers["Allow"] = ", ".join(sorted(methods))
-    return error_body(kind, exc.status_code, str(exc.detail), headers or None)
+    return error_body(kind, exc.status_code, detail, headers or None)
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -343,7 +343,9 @@ def test_operations_routes(client):
     assert client.get("/static/shopper.js").status_code == 200
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
-    assert client.get("/no/such/page").json()["error"] == "not_found"
+    assert client.get("/no/such/page").json() == {"error": "not_found", "detail": "no route GET /no/such/page"}
+    slash = client.put("/v1/products/a/b", json={"title": "x"}, headers=W)
+    assert slash.status_code == 404 and "a SKU cannot hold '/'" in slash.json()["detail"]
 
 
 def test_concurrent_searches_and_writes_never_see_half_a_write(client):
