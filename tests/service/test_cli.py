@@ -58,7 +58,8 @@ def test_search_json_has_query_analysis_and_all_signals(indexed, tmp_path):
     photo = tmp_path / "q.jpg"
     photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["RED-APPLE"], size=360), quality=75))
     doc = json.loads(skulens("search", str(photo), "--json", "--k", "3", data=root / "data").stdout)
-    assert set(doc) == {"query", "results"}
+    assert set(doc) == {"query", "results", "weights", "notes", "close"}
+    assert doc["close"] is True and doc["notes"] == [] and doc["weights"]["embedding"] > 0
     q = doc["query"]
     assert {"boxes", "palette", "ocr", "tags", "timings_ms"} <= set(q)
     assert {"detect", "colour", "ocr", "embed", "rank"} <= set(q["timings_ms"])
@@ -73,7 +74,7 @@ def test_search_all_objects_gives_a_list_of_groups(indexed, tmp_path):
     photo = tmp_path / "q.jpg"
     photo.write_bytes(jpeg_bytes(product_image(*CATALOGUE["LIME"])))
     doc = json.loads(skulens("search", str(photo), "--json", "--all-objects", data=root / "data").stdout)
-    assert isinstance(doc, list) and doc and all({"query", "results"} == set(g) for g in doc)
+    assert isinstance(doc, list) and doc and all({"query", "results", "weights", "notes", "close"} == set(g) for g in doc)
 
 
 def test_table_output_and_weights(indexed, tmp_path):
