@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -106,6 +107,10 @@ class Engine:
         self.ranker = FusionRanker(settings.colour.scale, settings.fusion.merchant_tag_weight, stages.geometry,
                                    settings.verify.top_k)
         self._lock = threading.RLock()
+        # files of prepared images not yet written: a delete of another product holding the same
+        # picture must not remove them (see _store_file and _drop_unused_files)
+        self._files_lock = threading.Lock()
+        self._pinned: Counter[str] = Counter()
         self.search_first = SearchFirst()
         if not reembedding:
             check_embedder(self.store, stages.embedder, self.data)
@@ -217,8 +222,14 @@ class Engine:
         An image that fails to decode raises :class:`InvalidImageError` before anything is written.
         """
         self._writable()
-        return self.write_prepared(product, [self.prepare_image(name, data) for name, data in images],
-                                   replace_images, source_hash)
+        prepared: list[NewImage] = []
+        try:
+            for name, data in images:
+                prepared.append(self.prepare_image(name, data))
+        except BaseException:
+            self.release_prepared(prepared)
+            raise
+        return self.write_prepared(product, prepared, replace_images, source_hash)
 
     def write_prepared(self, product: Product, images: list[NewImage], replace_images: bool = False,
                        source_hash: str | None = None) -> WriteResult:
@@ -229,7 +240,10 @@ class Engine:
         """Store several products as :meth:`write_prepared` stores one, in one transaction (all or none)."""
         self._writable()
         with self._lock:
-            results = self.store.write_products(items)
+            try:
+                results = self.store.write_products(items)
+            finally:
+                self._unpin([im.file for _, images, _, _ in items for im in images])
             for (product, *_), result in zip(items, results):
                 self.live.apply(result, product.sku)
             self._maybe_change_kind()
@@ -257,13 +271,26 @@ class Engine:
         fmt = (Image.open(io.BytesIO(data)).format or "bin").lower().replace("jpeg", "jpg").replace("mpo", "jpg")
         rel = f"images/{sha[:2]}/{sha}.{fmt}"
         path = self.data / rel
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # a name of its own: two workers may store the same picture at once
-            tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+        with self._files_lock:  # pinned until written: a delete meanwhile keeps the file
+            self._pinned[rel] += 1
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # a name of its own: two workers may store the same picture at once
+                tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
         return rel
+
+    def release_prepared(self, images: list[NewImage]) -> None:
+        """Images :meth:`prepare_image` made that will not be written: their files may go again."""
+        self._unpin([im.file for im in images])
+
+    def _unpin(self, files: list[str]) -> None:
+        with self._files_lock:
+            for rel in files:
+                self._pinned[rel] -= 1
+                if self._pinned[rel] <= 0:
+                    del self._pinned[rel]
 
     def replace_embeddings(self, rows: list, keypoints: dict | None = None) -> None:
         """Store every image's new vectors and tags (``(image id, {region: vector}, Tags)``, from
@@ -296,9 +323,12 @@ class Engine:
             self._drop_unused_files(files)
 
     def _drop_unused_files(self, files: list[str]) -> None:
-        for rel in files:
-            if not self.store.file_in_use(rel):
-                (self.data / rel).unlink(missing_ok=True)
+        """Delete the files no stored image uses and no prepared image is about to (a picture a
+        running import prepared but has not written yet stays)."""
+        with self._files_lock:
+            for rel in files:
+                if not self.store.file_in_use(rel) and not self._pinned.get(rel):
+                    (self.data / rel).unlink(missing_ok=True)
 
     def _apply(self, result: WriteResult, sku: str) -> None:
         """Bring the vector index and the in-memory view up to date with one committed write."""

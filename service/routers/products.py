@@ -80,10 +80,20 @@ async def create_product(
 
     def create() -> None:
         refuse_taken()  # before the analysis
-        prepared = [engine.prepare_image(name, data) for name, data in images]
+        prepared = []
+        try:
+            for name, data in images:
+                prepared.append(engine.prepare_image(name, data))
+        except BaseException:
+            engine.release_prepared(prepared)
+            raise
         with engine.write_lock():
-            refuse_taken()  # another request may have taken it meanwhile
-            engine.write_prepared(new, prepared)
+            try:
+                refuse_taken()  # another request may have taken it meanwhile
+            except ConflictError:
+                engine.release_prepared(prepared)
+                raise
+            engine.write_prepared(new, prepared)  # releases them itself
 
     await infer(request, create)
     return await anyio.to_thread.run_sync(product_out, engine, sku)

@@ -337,3 +337,28 @@ def test_an_import_gives_way_to_a_photo_search_being_analysed(settings, real_sta
         assert not importer.is_alive() and eng.store.count()[0] == len(CATALOGUE)  # then at full speed
     finally:
         eng.close()
+
+
+def test_a_picture_prepared_for_a_write_outlives_a_delete_of_its_other_owner(engine, catalogue_dir):
+    """An import prepares LIME's picture for a new SKU (file stored, nothing written yet); a merchant
+    deletes LIME meanwhile: the file stays for the write that follows, and goes with its last owner."""
+    from core.catalog import Product
+
+    data = (catalogue_dir / "LIME.jpg").read_bytes()
+    prepared = engine.prepare_image("lime.jpg", data)
+    path = engine.data / prepared.file
+    assert path.is_file() and [im.file for im in engine.store.images("LIME")] == [prepared.file]
+    engine.remove_product("LIME")
+    assert path.is_file()  # pinned: the import has not written it yet
+    engine.write_prepared(Product("LIME-AGAIN", "Lime again"), [prepared])
+    assert engine.store.images("LIME-AGAIN")[0].file == prepared.file and path.is_file()
+    engine.remove_product("LIME-AGAIN")
+    assert not path.exists()  # no owner and no pin left: the file goes
+
+
+def test_a_prepared_picture_that_is_never_written_does_not_keep_its_file(engine, catalogue_dir):
+    data = (catalogue_dir / "LIME.jpg").read_bytes()
+    prepared = engine.prepare_image("lime.jpg", data)
+    engine.release_prepared([prepared])  # e.g. the SKU was taken
+    engine.remove_product("LIME")
+    assert not (engine.data / prepared.file).exists()
