@@ -327,3 +327,21 @@ def test_ids_are_the_ids_it_holds_after_adds_and_removes(kind):
     np.testing.assert_array_equal(index.ids(), np.sort(IDS[7:]))
     index.add(IDS[:2], VECS[:2])
     np.testing.assert_array_equal(index.ids(), np.sort(np.concatenate([IDS[:2], IDS[7:]])))
+
+
+def test_a_write_finds_its_list_with_a_narrow_graph_search_and_searches_keep_their_width():
+    index = build("ivf-sq4", nprobe=16)
+    raw = faiss.extract_index_ivf(index._index)
+    quantizer = faiss.downcast_index(raw.quantizer)
+    wide = quantizer.hnsw.efSearch
+    assert wide >= 64
+    fresh = unit_vectors(3, DIM, seed=31)
+    index.exact.rows.update({10**9 + i: fresh[i] for i in range(3)})  # written to the database too
+    index.add(np.array([10**9, 10**9 + 1, 10**9 + 2]), fresh)
+    assert quantizer.hnsw.efSearch == wide  # restored for searches
+    centroids = quantizer.reconstruct_n(0, raw.nlist)
+    nearest = np.argmax(fresh @ centroids.T, axis=1)
+    for vid, lst in zip(range(10**9, 10**9 + 3), nearest):
+        held = faiss.rev_swig_ptr(raw.invlists.get_ids(int(lst)), raw.invlists.list_size(int(lst)))
+        assert vid in set(held.tolist())  # in its nearest list
+    assert index.search(fresh, 1)[1][:, 0].tolist() == [10**9, 10**9 + 1, 10**9 + 2]
