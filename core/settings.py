@@ -255,11 +255,18 @@ def _comma_list(value: object) -> object:
     return value
 
 
+class FileSettings(BaseModel):
+    root: Path | None = Field(None, description="where catalogue image files are kept (images/ab/<sha256>.<ext> "
+                              "under it); default the data directory; a shared folder every node mounts when "
+                              "several machines serve one catalogue")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKULENS_", env_nested_delimiter="__", extra="ignore")
 
     data: Path = Field(Path("skulens-data"), description="the data directory (SQLite + FAISS files)")
     images: ImageLimits = Field(default_factory=ImageLimits)
+    files: FileSettings = Field(default_factory=FileSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     background: BackgroundSettings = Field(default_factory=BackgroundSettings)

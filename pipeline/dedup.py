@@ -284,7 +284,7 @@ class Deduplicator:
         whole = eng.store.region_vectors("full", eng.stages.embedder.dim)
         images, items, loaders, skipped = [], [], [], []
         for n, im in enumerate(rows, 1):
-            load = self._loader(eng.data / im.file, im.file)
+            load = self._loader(eng.files.path(im.file), im.file)
             try:
                 hashes = self.hashes(im.sha256, None, load)
                 vector = whole.get(im.id)
@@ -349,7 +349,7 @@ class Deduplicator:
         hashed: dict[int, ImageHashes] = {}
         for i, im in enumerate(rows):
             try:
-                hashed[i] = self.hashes(im.sha256, None, self._loader(eng.data / im.file, im.file))
+                hashed[i] = self.hashes(im.sha256, None, self._loader(eng.files.path(im.file), im.file))
             except InvalidImageError as exc:  # a stored file went missing: the other layers still run
                 log.warning("no hashes for catalogue image %s: %s", im.id, exc)
         check = _PhotoChecks(self, image, rows)
@@ -421,7 +421,7 @@ class _PhotoChecks:
         if i not in self._seen:  # a phash match turned down is looked at again by the visual layer
             row = self.rows[i]
             try:
-                self._seen[i] = verifier.keypoints(self.dedup._loader(self.dedup.engine.data / row.file, row.file)())
+                self._seen[i] = verifier.keypoints(self.dedup._loader(self.dedup.engine.files.path(row.file), row.file)())
             except InvalidImageError as exc:
                 log.warning("cannot check catalogue image %s: %s", row.id, exc)
                 self._seen[i] = None

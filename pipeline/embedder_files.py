@@ -43,6 +43,7 @@ def stored_images(data: Path) -> list:
 def calibration_images(settings, n: int = 64) -> list:
     """Up to ``n`` images of the catalogue in ``settings.data``, spread over its SKUs (each SKU's first
     image first), decoded as indexing decodes them: what int8 quantisation measures its ranges on."""
+    from pipeline.files import FileStore
     from pipeline.images import decode_image, read_image_bytes
 
     by_sku: dict[str, list] = {}
@@ -53,7 +54,7 @@ def calibration_images(settings, n: int = 64) -> list:
     while len(picked) < n and any(round_ < len(v) for v in by_sku.values()):
         picked += [v[round_] for v in by_sku.values() if round_ < len(v)]
         round_ += 1
-    return [decode_image(read_image_bytes(Path(settings.data) / im.file, settings.images), settings.images, im.file)
+    return [decode_image(read_image_bytes(FileStore.of(settings).path(im.file), settings.images), settings.images, im.file)
             for im in picked[:n]]
 
 

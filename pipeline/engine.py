@@ -50,6 +50,7 @@ from pipeline.compat import (
     regions_record,
 )
 from pipeline.dedup import cached_centres, cached_hashes
+from pipeline.files import FileStore
 from pipeline.images import decode_image, sha256_hex
 from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.priority import SearchFirst
@@ -100,6 +101,7 @@ class Engine:
     def _open(self, feature_cache, reembedding: bool) -> None:
         settings, stages = self.settings, self.stages
         self.store = CatalogStore(self.data / "catalog.sqlite3")
+        self.files = FileStore.of(settings)  # the catalogue's image files
         self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"
         self.analyzer = Analyzer(stages, settings.ocr.enabled, settings.background.enabled, settings.ocr.parallel,
@@ -270,15 +272,9 @@ class Engine:
 
         fmt = (Image.open(io.BytesIO(data)).format or "bin").lower().replace("jpeg", "jpg").replace("mpo", "jpg")
         rel = f"images/{sha[:2]}/{sha}.{fmt}"
-        path = self.data / rel
         with self._files_lock:  # pinned until written: a delete meanwhile keeps the file
             self._pinned[rel] += 1
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # a name of its own: two workers may store the same picture at once
-                tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)
+            self.files.put(rel, data)
         return rel
 
     def release_prepared(self, images: list[NewImage]) -> None:
@@ -328,7 +324,7 @@ class Engine:
         with self._files_lock:
             for rel in files:
                 if not self.store.file_in_use(rel) and not self._pinned.get(rel):
-                    (self.data / rel).unlink(missing_ok=True)
+                    self.files.delete(rel)
 
     def _apply(self, result: WriteResult, sku: str) -> None:
         """Bring the vector index and the in-memory view up to date with one committed write."""

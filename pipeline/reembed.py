@@ -46,7 +46,7 @@ def reembed(engine, progress: Callable[[str, int, int], None] | None = None) -> 
             chunk = images[start:start + BATCH_IMAGES]
             named = []
             for im in chunk:
-                pixels = engine.decode((engine.data / im.file).read_bytes(), im.file)
+                pixels = engine.decode(engine.files.read(im.file), im.file)
                 h, w = pixels.shape[:2]
                 box = main_box(w, h, im.boxes)
                 if geometry is not None:

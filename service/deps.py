@@ -46,7 +46,7 @@ def image_url(sku: str, image_id: int) -> str:
 
 
 def product_out(engine: Engine, sku: str) -> dict:
-    return product_json(engine.store.get_product(sku), engine.store.images(sku), engine.data, image_url)
+    return product_json(engine.store.get_product(sku), engine.store.images(sku), engine.files.root, image_url)
 
 
 async def read_upload(request: Request, upload: UploadFile) -> bytes:

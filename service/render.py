@@ -48,7 +48,7 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
             if image_url is not None:
                 row["image_url"] = image_url(m.sku, m.image_id) if m.image_id is not None else None
             else:
-                row["image"] = str(Path(engine.data) / files[m.image_id]) if m.image_id in files else None
+                row["image"] = str(engine.files.path(files[m.image_id])) if m.image_id in files else None
             rows.append(row)
         query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings}
         if analysis:
@@ -59,12 +59,12 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
     return groups if all_objects else groups[0]
 
 
-def product_json(product: Product, images: list[StoredImage], data_dir: Path,
+def product_json(product: Product, images: list[StoredImage], files_root: Path,
                  image_url: ImageUrl | None = None) -> dict:
     """A product and its images, each named by file path, or by URL when ``image_url`` is given."""
     out = []
     for im in images:
-        where = {"url": image_url(product.sku, im.id)} if image_url else {"file": str(Path(data_dir) / im.file)}
+        where = {"url": image_url(product.sku, im.id)} if image_url else {"file": str(Path(files_root) / im.file)}
         out.append({"id": im.id, **where, "sha256": im.sha256, "size": [im.width, im.height],
                     "palette": palette_json(im.palette), "ocr": im.ocr.to_json(), "tags": im.tags.to_json(),
                     "boxes": im.boxes})

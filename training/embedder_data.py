@@ -45,7 +45,7 @@ def load_catalogue(engine, progress=None) -> tuple[list[str], list[TrainImage]]:
     seen: set[str] = set()
     items = []
     for n, im in enumerate(stored):
-        pixels = engine.decode((engine.data / im.file).read_bytes(), im.file)
+        pixels = engine.decode(engine.files.read(im.file), im.file)
         h, w = pixels.shape[:2]
         scale = min(1.0, KEEP_SIDE / max(h, w))
         if scale < 1.0:

@@ -67,12 +67,13 @@ def products_list(
 @products_app.command("show")
 def products_show(sku: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One product with its images (palette, OCR words, tags)."""
+    from pipeline.files import FileStore
     from pipeline.store import CatalogStore
     from service.render import product_json
 
     store = CatalogStore(common.settings().data / "catalog.sqlite3")
     try:
-        doc = product_json(store.get_product(sku), store.images(sku), common.settings().data)
+        doc = product_json(store.get_product(sku), store.images(sku), FileStore.of(common.settings()).root)
     finally:
         store.close()
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

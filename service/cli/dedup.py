@@ -59,12 +59,12 @@ def _find_duplicates(settings, image: Path | None, folder: Path | None, full: bo
         finder = Deduplicator(engine)
         if image is not None:
             report = finder.photo(read_image_bytes(image, settings.images), image.name).to_json()
-            root = engine.data
+            root = engine.files.root
         else:
             bar, update = progress_bar()
             with bar:
                 report = (finder.folder(folder, update) if folder is not None else finder.catalogue(update, full)).to_json()
-            root = folder if folder is not None else engine.data
+            root = folder if folder is not None else engine.files.root
     finally:
         engine.close()
     return report, root

@@ -39,7 +39,7 @@ def list_products(request: Request, offset: Annotated[int, Query(ge=0, le=2**63 
     store = engine_of(request).store
     query = ProductQuery(category, brand, tag, q, without_images, sort == "newest")
     items = store.list_products(offset, limit, query)
-    return {"items": [product_json(p, store.images(p.sku), store.path.parent, image_url) for p in items],
+    return {"items": [product_json(p, store.images(p.sku), engine_of(request).files.root, image_url) for p in items],
             "total": store.count_products(query), "offset": offset, "limit": limit}
 
 
@@ -157,7 +157,7 @@ def get_image(request: Request, sku: SkuPath, image_id: ImageIdPath):
     found = [im for im in engine.store.images(check_sku(sku)) if im.id == image_id]
     if not found:
         raise NotFoundError(f"product {sku!r} has no image {image_id}")
-    path = engine.data / found[0].file
+    path = engine.files.path(found[0].file)
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=31536000, immutable",
                                                          "ETag": found[0].sha256})

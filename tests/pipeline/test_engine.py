@@ -362,3 +362,23 @@ def test_a_prepared_picture_that_is_never_written_does_not_keep_its_file(engine,
     engine.release_prepared([prepared])  # e.g. the SKU was taken
     engine.remove_product("LIME")
     assert not (engine.data / prepared.file).exists()
+
+
+def test_image_files_can_live_in_a_folder_of_their_own(settings, real_stages, tmp_path, catalogue_dir):
+    """``files.root`` (a shared mount, say): files go there, not into the data directory, and the
+    catalogue finds, searches, re-reads and deletes them there."""
+    from core.catalog import Product
+
+    shared = tmp_path / "shared-images"
+    elsewhere = settings.model_copy(update={"files": settings.files.model_copy(update={"root": shared})})
+    eng = Engine(elsewhere, real_stages)
+    try:
+        eng.add_product(Product("LIME", "Lime"), [("lime.jpg", (catalogue_dir / "LIME.jpg").read_bytes())])
+        rel = eng.store.images("LIME")[0].file
+        assert (shared / rel).is_file() and not (eng.data / rel).exists()
+        assert eng.files.path(rel) == shared / rel
+        assert eng.search(query_photo("LIME"), k=1).groups[0].matches[0].sku == "LIME"
+        eng.remove_product("LIME")
+        assert not (shared / rel).exists()
+    finally:
+        eng.close()
