@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.errors import InvalidInputError
 from core.words import normalise
@@ -90,17 +90,24 @@ class FacetCounts:
     price_min: float | None
     price_max: float | None
     priced: int
+    labels: dict[str, str] = field(default_factory=dict)  # a normalised value -> how a product spells it
 
     def to_json(self, top_tags: int = 50) -> dict:
+        """Values as the catalogue spells them ("Plant-based", not the compared "plantbased")."""
         def rows(counts: dict[str, int], most: int | None = None) -> list[dict]:
-            return [{"value": v, "count": n} for v, n in Counter(counts).most_common(most)]
+            return [{"value": self.labels.get(v, v), "count": n} for v, n in Counter(counts).most_common(most)]
 
         return {"products": self.products, "categories": rows(self.categories), "brands": rows(self.brands),
                 "tags": rows(self.tags, top_tags), "colours": rows(self.colours),
                 "price": {"min": self.price_min, "max": self.price_max, "products": self.priced}}
 
 
-def count_facets(all_facets: Iterable[ProductFacets]) -> FacetCounts:
+def facet_labels(category: str, brand: str, tags: tuple[str, ...]) -> dict[str, str]:
+    """How a product spells the values its facets hold normalised."""
+    return {_norm(v): v.strip() for v in (category, brand, *tags) if v and _norm(v)}
+
+
+def count_facets(all_facets: Iterable[ProductFacets], labels: dict[str, str] | None = None) -> FacetCounts:
     cats: Counter[str] = Counter()
     brands: Counter[str] = Counter()
     tags: Counter[str] = Counter()
@@ -118,7 +125,8 @@ def count_facets(all_facets: Iterable[ProductFacets]) -> FacetCounts:
         if f.price is not None:
             prices.append(f.price)
     return FacetCounts(n, dict(cats), dict(brands), dict(tags), dict(colours),
-                       min(prices) if prices else None, max(prices) if prices else None, len(prices))
+                       min(prices) if prices else None, max(prices) if prices else None, len(prices),
+                       dict(labels or {}))
 
 
 def filter_notes(filters: SearchFilters, counts: FacetCounts) -> list[str]:
@@ -132,7 +140,7 @@ def filter_notes(filters: SearchFilters, counts: FacetCounts) -> list[str]:
         if not known:
             notes.append(f"no product has a {field}: the {field} filter {value!r} matches nothing")
             return
-        some = ", ".join(v for v, _ in Counter(known).most_common(8))
+        some = ", ".join(counts.labels.get(v, v) for v, _ in Counter(known).most_common(8))
         notes.append(f"no product has the {field} {value!r} ({plural}: {some}{', ...' if len(known) > 8 else ''})")
 
     check("category", "categories", filters.category, counts.categories)

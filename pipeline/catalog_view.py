@@ -13,7 +13,7 @@ import numpy as np
 
 from core.catalog import Product, WriteResult
 from core.errors import NotFoundError
-from core.filters import facets
+from core.filters import facet_labels, facets
 from core.protocols import VectorIndex
 from fusion.image_signals import ImageInfo, ImageSignals
 from fusion.ranker import CatalogView, merchant_words
@@ -29,6 +29,7 @@ class LiveView:
         self.view = CatalogView(index=index, images=ImageSignals(self._image_signals), fts=store.fts_search,
                                 local_features=store.local_features)
         self._df: Counter[str] = Counter()  # how many products each word appears in
+        self.labels: dict[str, str] = {}  # a normalised facet value -> how a product spells it
         self._load()
 
     def _load(self) -> None:
@@ -56,6 +57,8 @@ class LiveView:
         view.merchant_tags[product.sku] = merchant_words(product.tags)
         # the colour names of its images' palettes, as the full-text index holds them
         view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, set(colours))
+        for norm, label in facet_labels(product.category, product.brand, product.tags).items():
+            self.labels.setdefault(norm, label)  # the first spelling seen names the value
 
     def _refresh_scorer(self) -> None:
         """The text statistics changed: the scorer is made anew when a search next needs it, so a

@@ -210,7 +210,7 @@ class Engine:
     def facet_counts(self) -> FacetCounts:
         """How many products carry each category, brand, tag and colour, and the price range."""
         with self._lock:
-            return count_facets(list(self.view.facets.values()))
+            return count_facets(list(self.view.facets.values()), self.live.labels)
 
     # -- catalogue changes ------------------------------------------------------------
     def write_lock(self) -> threading.RLock:

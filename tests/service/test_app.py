@@ -149,6 +149,7 @@ def test_facets_list_what_the_filters_take(client):
     f = client.get("/v1/facets", headers=R).json()
     assert f["products"] == len(CATALOGUE)
     assert {c["value"] for c in f["categories"]} == {"box", "ellipse"}
+    assert {b["value"] for b in f["brands"]} == {"Arla", "Oatly", "Apple", "Lime"}  # as the catalogue spells them
     assert sum(c["count"] for c in f["categories"]) == len(CATALOGUE)
     assert {"value": "demo", "count": len(CATALOGUE)} in f["tags"]
     assert f["price"]["products"] == len(CATALOGUE) and f["price"]["min"] <= f["price"]["max"]
