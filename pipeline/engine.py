@@ -203,14 +203,17 @@ class Engine:
                 groups.append(ResultGroup(obj, matches))
             notes = []
             if filters is not None and not filters.empty and any(len(g.matches) < k for g in groups):
-                notes = filter_notes(filters, count_facets(self.view.facets.values()))
+                notes = filter_notes(filters, self._facet_counts())
         timings["rank"] = (time.perf_counter() - t0) * 1000
         return SearchResult(analysis, groups, timings, notes, dict(w))
 
     def facet_counts(self) -> FacetCounts:
         """How many products carry each category, brand, tag and colour, and the price range."""
         with self._lock:
-            return count_facets(list(self.view.facets.values()), self.live.labels)
+            return self._facet_counts()
+
+    def _facet_counts(self) -> FacetCounts:
+        return count_facets(list(self.view.facets.values()), self.live.labels)
 
     # -- catalogue changes ------------------------------------------------------------
     def write_lock(self) -> threading.RLock:
@@ -224,14 +227,7 @@ class Engine:
         An image that fails to decode raises :class:`InvalidImageError` before anything is written.
         """
         self._writable()
-        prepared: list[NewImage] = []
-        try:
-            for name, data in images:
-                prepared.append(self.prepare_image(name, data))
-        except BaseException:
-            self.release_prepared(prepared)
-            raise
-        return self.write_prepared(product, prepared, replace_images, source_hash)
+        return self.write_prepared(product, self.prepare_images(images), replace_images, source_hash)
 
     def write_prepared(self, product: Product, images: list[NewImage], replace_images: bool = False,
                        source_hash: str | None = None) -> WriteResult:
@@ -266,6 +262,17 @@ class Engine:
         rel = self._store_file(sha, data)
         return NewImage(rel, sha, analysis.width, analysis.height, obj.palette, obj.ocr, obj.tags,
                         tuple(analysis.boxes), obj.vectors, obj.local)
+
+    def prepare_images(self, images: list[tuple[str, bytes]]) -> list[NewImage]:
+        """:meth:`prepare_image` for each, all or none: when one fails, those before it are released."""
+        prepared: list[NewImage] = []
+        try:
+            for name, data in images:
+                prepared.append(self.prepare_image(name, data))
+        except BaseException:
+            self.release_prepared(prepared)
+            raise
+        return prepared
 
     def _store_file(self, sha: str, data: bytes) -> str:
         from PIL import Image

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidInputError
 from core.filters import SearchFilters
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ErrorBody(BaseModel):
@@ -121,17 +123,22 @@ def parse_filters(raw: str | None) -> SearchFilters | None:
     """Filters sent as a JSON object in a multipart form field."""
     if raw is None or not raw.strip():
         return None
-    example = 'e.g. {"category": "milk", "price_max": 2.5}'
+    return _json_field(raw, "filters", 'e.g. {"category": "milk", "price_max": 2.5}', FiltersIn).to_filters()
+
+
+def _json_field(raw: str, what: str, example: str, model: type[M]) -> M:
+    """A multipart form field holding a JSON object, checked against ``model``; every fault an
+    :class:`InvalidInputError` naming the field (``what``) without pydantic's links."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"filters must be a JSON object, {example}: {exc}") from None
+        raise InvalidInputError(f"{what} must be a JSON object, {example}: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidInputError(f"filters must be a JSON object, {example}")
+        raise InvalidInputError(f"{what} must be a JSON object, {example}")
     try:
-        return FiltersIn.model_validate(data).to_filters()
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(f"bad filters: {describe(exc.errors(), FiltersIn)}") from None
+        raise InvalidInputError(f"bad {what}: {describe(exc.errors(), model)}") from None
 
 
 def describe(errors: Sequence[Any], model: type[BaseModel] | None = None) -> str:
@@ -177,17 +184,7 @@ class ProductNew(ProductIn):
 
 def parse_new_product(raw: str) -> ProductNew:
     """The ``product`` form field of ``POST /v1/products``: a JSON object, checked like ``PUT``'s body."""
-    example = 'e.g. {"sku": "oat-milk-1l", "title": "Oat milk"}'
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"product must be a JSON object, {example}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"product must be a JSON object, {example}")
-    try:
-        return ProductNew.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInputError(f"bad product: {describe(exc.errors(), ProductNew)}") from None
+    return _json_field(raw, "product", 'e.g. {"sku": "oat-milk-1l", "title": "Oat milk"}', ProductNew)
 
 
 class ProductPatch(BaseModel):

@@ -80,13 +80,7 @@ async def create_product(
 
     def create() -> None:
         refuse_taken()  # before the analysis
-        prepared = []
-        try:
-            for name, data in images:
-                prepared.append(engine.prepare_image(name, data))
-        except BaseException:
-            engine.release_prepared(prepared)
-            raise
+        prepared = engine.prepare_images(images)
         with engine.write_lock():
             try:
                 refuse_taken()  # another request may have taken it meanwhile
