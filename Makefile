@@ -15,13 +15,15 @@ DEMO   ?= ../shared/datasets/grocery
 setup: system venv models
 
 # Debian packages: Tesseract OCR (the second OCR engine, `SKULENS_OCR__ENGINE=tesseract`), Chromium (the
-# headless browser the web-page tests drive; the service itself does not need it) and Fashion-MNIST's
-# 70,000 product photos (real vectors for `skulens bench --vector-data`; MIT licence).
+# headless browser the web-page tests drive; the service itself does not need it), Fashion-MNIST's
+# 70,000 product photos (real vectors for `skulens bench --vector-data`; MIT licence) and PostgreSQL
+# (the tests start their own server; the embedded default needs none).
 system:
 	@missing=""; \
 	command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx eng || missing="tesseract-ocr tesseract-ocr-eng"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || missing="$$missing dataset-fashion-mnist"; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

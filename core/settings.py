@@ -261,12 +261,20 @@ class FileSettings(BaseModel):
                               "several machines serve one catalogue")
 
 
+class StoreSettings(BaseModel):
+    url: str | None = Field(None, description="SKULENS_STORE__URL: a PostgreSQL catalogue "
+                            "(postgresql://user@host:5432/db) instead of the data directory's SQLite file")
+    pool_size: int = Field(8, ge=1, le=200, description="most PostgreSQL connections a process holds")
+    connect_timeout_s: float = Field(10.0, gt=0, description="how long to wait for PostgreSQL to answer at start-up")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKULENS_", env_nested_delimiter="__", extra="ignore")
 
     data: Path = Field(Path("skulens-data"), description="the data directory (SQLite + FAISS files)")
     images: ImageLimits = Field(default_factory=ImageLimits)
     files: FileSettings = Field(default_factory=FileSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     background: BackgroundSettings = Field(default_factory=BackgroundSettings)

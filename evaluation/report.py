@@ -21,7 +21,7 @@ from core.types import SIGNALS
 from evaluation.protocols import load_protocol, stratified_sample, visit_share, with_photo_gallery
 from evaluation.runner import ALL_REGIONS, ConfigResult, EvalConfig, Evaluator, Progress
 from pipeline.analysis import Stages, has_centre_views
-from pipeline.store import CatalogStore
+from pipeline.store import has_catalogue, open_store
 from pipeline.tuned import tuned_key
 from pipeline.tuned import tuned_weights as stored_tuned_weights
 from training.embedder_data import VISIT_MIN_PHOTOS
@@ -77,10 +77,9 @@ def tuned_record(settings: Settings, embedder_name: str | None = None, photos: b
     any: the weights learnt for ``embedder_name`` (or its float model) when there are some, else the
     plain ones -- the weights the engine would use; with ``photos``, those learnt against a gallery
     with shop photos first (G2's)."""
-    db = Path(settings.data) / "catalog.sqlite3"
-    if not db.exists():
+    if not has_catalogue(settings):
         return None
-    store = CatalogStore(db)
+    store = open_store(settings)
     try:
         return stored_tuned_weights(store, embedder_name, photos)
     finally:
@@ -205,7 +204,7 @@ def run_tune(root: Path, settings: Settings, stages: Stages, split: str = "train
         record["sku_images_fit"] = {str(k): {"weights": w, **f} for k, (w, f) in fits.items()}
     if trained is not None:
         record["embedder"] = stages.embedder.name
-    store = CatalogStore(Path(settings.data) / "catalog.sqlite3")
+    store = open_store(settings)
     try:
         store.set_meta(tuned_key(record.get("embedder"), photos=protocol == "G2"), json.dumps(record))
     finally:

@@ -25,7 +25,7 @@ from core.results import Candidate
 from core.types import SIGNALS, LocalFeatures, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
 from fusion.image_signals import ImageSignals
-from fusion.text import TextScorer, fts_match_expression, tokenize
+from fusion.text import TextScorer, tokenize
 from fusion.vector_owners import VectorOwners
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class CatalogView:
     text_scorer: TextScorer | None = None
     # set when the catalogue's words changed: makes the scorer anew on the next text search (not per write)
     stale_text_scorer: Callable[[], TextScorer] | None = None
-    fts: Callable[[str, int], list[tuple[str, float]]] | None = None
+    fts: Callable[[Sequence[str], int], list[tuple[str, float]]] | None = None  # full-text candidates of words
     local_features: Callable[[int], LocalFeatures | None] | None = None  # an image's keypoints, by image id
 
     def scorer(self) -> TextScorer | None:
@@ -129,9 +129,9 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
                 found[sku] = Candidate(sku, image_id, s)
         if found and ((pooling == "mean" and len(q) > 1) or sku_images > 1):
             found = {c.sku: c for c in pooled_candidates(view, q, list(found), gallery_regions, pooling, sku_images)}
-    expr = fts_match_expression([t for t, _ in tokens])
-    if expr and view.fts is not None and n_text > 0:
-        missing = [sku for sku, _ in view.fts(expr, n_text) if sku not in found]
+    words = [t for t, _ in tokens]
+    if words and view.fts is not None and n_text > 0:
+        missing = [sku for sku, _ in view.fts(words, n_text) if sku not in found]
         found.update(exact_candidates(view, query, missing, query_regions, gallery_regions, pooling, sku_images))
     return found
 

@@ -10,9 +10,8 @@ from core.naming import TrainedEmbedder
 from core.protocols import BackgroundRemover, Detector, TextReader
 from core.settings import DetectorSettings, ModelSettings, Settings
 from pipeline.analysis import Stages
-from pipeline.database import read_meta
 from pipeline.embedder_files import load_trained
-from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY
+from pipeline.store import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, catalogue_meta
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ def chosen_embedder(settings: Settings) -> TrainedEmbedder | None:
     if settings.embedder.weights is not None:
         return load_trained(settings.embedder.weights)
     data = Path(settings.data)
-    recorded = read_meta(data / "catalog.sqlite3", EMBEDDER_WEIGHTS_KEY)
+    recorded = catalogue_meta(settings, EMBEDDER_WEIGHTS_KEY)
     if not recorded:
         return None
     path = Path(recorded) if Path(recorded).is_absolute() else data / recorded
@@ -55,7 +54,7 @@ def named_embedder(option: str | Path | None) -> TrainedEmbedder | None | str:
 
 def recorded_embedder(settings: Settings) -> str | None:
     """The name of the embedder that made the vectors of the data directory's catalogue (None without one)."""
-    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY)
+    recorded = catalogue_meta(settings, EMBEDDER_KEY)
     return recorded.rsplit(":", 1)[0] if recorded else None
 
 

@@ -19,7 +19,7 @@ from fusion.image_signals import ImageInfo, ImageSignals
 from fusion.ranker import CatalogView, merchant_words
 from fusion.text import TextScorer, tokenize
 from fusion.vector_owners import VectorOwners
-from pipeline.store import CatalogStore
+from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 
 class LiveView:

@@ -15,12 +15,8 @@ from core.naming import input_size_of
 from core.protocols import Embedder
 from core.settings import FusionSettings
 from pipeline.analysis import has_centre_views
-from pipeline.store import (
-    EMBEDDER_KEY,
-    EMBEDDER_WEIGHTS_KEY,
-    INDEX_REGIONS_KEY,
-    CatalogStore,
-)
+from pipeline.store_base import EMBEDDER_KEY, EMBEDDER_WEIGHTS_KEY, INDEX_REGIONS_KEY
+from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 
 def regions_record(fusion: FusionSettings) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 from core.errors import ChecksumError, ConflictError, ModelNotFoundError
 from core.models import sha256_file
 from core.naming import BASE_NAME, NATIVE_INPUT_SIZE, TrainedEmbedder, size_suffix  # noqa: F401
+from core.settings import Settings
 
 FORMAT = 1
 """Card format this skulens reads and writes; a card of a newer format is refused."""
@@ -26,14 +27,13 @@ FOLDER = "embedders"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 
 
-def stored_images(data: Path) -> list:
-    """The stored images of the catalogue in the data directory ``data`` ([] without one)."""
-    from pipeline.store import CatalogStore
+def stored_images(settings: Settings) -> list:
+    """The stored images of the catalogue ``settings`` name ([] without one)."""
+    from pipeline.store import has_catalogue, open_store
 
-    db = Path(data) / "catalog.sqlite3"
-    if not db.is_file():
+    if not has_catalogue(settings):
         return []
-    store = CatalogStore(db)
+    store = open_store(settings)
     try:
         return store.images()
     finally:
@@ -47,7 +47,7 @@ def calibration_images(settings, n: int = 64) -> list:
     from pipeline.images import decode_image, read_image_bytes
 
     by_sku: dict[str, list] = {}
-    for im in stored_images(settings.data):
+    for im in stored_images(settings):
         by_sku.setdefault(im.sku, []).append(im)
     picked: list = []
     round_ = 0

@@ -54,7 +54,7 @@ from pipeline.files import FileStore
 from pipeline.images import decode_image, sha256_hex
 from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.priority import SearchFirst
-from pipeline.store import CatalogStore
+from pipeline.store import has_catalogue, open_store
 from pipeline.tuned import tuned_weights
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Engine:
         self.stages = stages
         self.read_only = read_only
         self.data = Path(settings.data)
-        if read_only and not (self.data / "catalog.sqlite3").is_file():
+        if read_only and not has_catalogue(settings):
             raise NotFoundError(f"no catalogue in {self.data}: index one first (`skulens --data {self.data} index ...`)")
         self.data.mkdir(parents=True, exist_ok=True)
         self._writer = None if read_only else writer_lock.acquire(self.data)
@@ -100,7 +100,7 @@ class Engine:
 
     def _open(self, feature_cache, reembedding: bool) -> None:
         settings, stages = self.settings, self.stages
-        self.store = CatalogStore(self.data / "catalog.sqlite3")
+        self.store = open_store(settings)
         self.files = FileStore.of(settings)  # the catalogue's image files
         self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"

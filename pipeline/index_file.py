@@ -23,7 +23,7 @@ import numpy as np
 from core.protocols import VectorIndex
 from core.settings import IndexSettings
 from fusion.faiss_index import IVF_CODES, ExactVectors, FaissIndex, choose_kind, train_size
-from pipeline.store import CatalogStore
+from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 log = logging.getLogger(__name__)
 

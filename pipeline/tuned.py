@@ -7,7 +7,7 @@ import json
 
 from core.naming import float_model_name
 from core.types import SIGNALS
-from pipeline.store import CatalogStore
+from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
 PHOTOS_SUFFIX = ":photos"  # ... and those learnt against a gallery with shop photos (`tune --protocol G2`)

@@ -43,6 +43,34 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data=tmp_path / "data")
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the whole test session (tests/servers.py)."""
+    from tests.servers import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"test_{next(_databases)}")
+
+
+STORE_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request) -> str | None:
+    """Each catalogue store in turn: None for the data directory's SQLite file, else a PostgreSQL URL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
 def product_image(colour: tuple[int, int, int], word: str, shape: str = "box", size: int = 320) -> np.ndarray:
     """A catalogue-style product picture: a coloured shape with a printed word on white."""
     img = Image.new("RGB", (size, size), "white")

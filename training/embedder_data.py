@@ -17,6 +17,7 @@ import numpy as np
 
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.naming import TrainedEmbedder
+from core.settings import Settings
 from pipeline.embedder_files import stored_images
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def training_photos(trained: TrainedEmbedder) -> tuple[set[str], set[str]]:
     if not (catalogue / "catalog.sqlite3").is_file():
         raise NotFoundError(f"{trained.folder}: the catalogue it was trained on ({catalogue}) is gone; "
                             "its held-out photos cannot be told apart")
-    stored = stored_images(catalogue)
+    stored = stored_images(Settings(data=catalogue))
     data = trained.card["data"]
     if len(stored) != data["train_images"] + data["held_out_images"]:
         raise ConflictError(f"{trained.folder}: the catalogue in {catalogue} has {len(stored)} images, it was trained "

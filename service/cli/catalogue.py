@@ -49,9 +49,9 @@ def products_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List products (sorted by SKU)."""
-    from pipeline.store import CatalogStore
+    from pipeline.store import open_store
 
-    store = CatalogStore(common.settings().data / "catalog.sqlite3")
+    store = open_store(common.settings())
     rows = store.list_products(offset, limit)
     counts = {p.sku: len(store.images(p.sku)) for p in rows}  # this page only
     store.close()
@@ -68,10 +68,10 @@ def products_list(
 def products_show(sku: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """One product with its images (palette, OCR words, tags)."""
     from pipeline.files import FileStore
-    from pipeline.store import CatalogStore
+    from pipeline.store import open_store
     from service.render import product_json
 
-    store = CatalogStore(common.settings().data / "catalog.sqlite3")
+    store = open_store(common.settings())
     try:
         doc = product_json(store.get_product(sku), store.images(sku), FileStore.of(common.settings()).root)
     finally:

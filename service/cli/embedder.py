@@ -175,12 +175,11 @@ def export_cmd(
 def list_cmd() -> None:
     """Trained embedders in the data directory, and which one the catalogue's vectors came from."""
     from core.naming import TrainedEmbedder
-    from pipeline.database import read_meta
     from pipeline.embedder_files import list_trained
-    from pipeline.store import EMBEDDER_KEY
+    from pipeline.store import EMBEDDER_KEY, catalogue_meta
 
     settings = common.settings()
-    recorded = read_meta(Path(settings.data) / "catalog.sqlite3", EMBEDDER_KEY) or "(no catalogue)"
+    recorded = catalogue_meta(settings, EMBEDDER_KEY) or "(no catalogue)"
     table = Table("name", "folder", "created", "held-out R@1", "epochs", "s/epoch")
     for t in list_trained(settings.data):
         if isinstance(t, TrainedEmbedder):

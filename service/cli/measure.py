@@ -126,6 +126,7 @@ def tune(
     G2's weights are kept apart from G1's: `eval G2`, and a catalogue with more images than products,
     use them."""
     from evaluation.report import check_tune_args, run_tune
+    from pipeline.store import catalogue_name
 
     check_tune_args(protocol, split)
     settings = common.settings()
@@ -137,7 +138,7 @@ def tune(
     images = f", each SKU by the mean of its {k} best images" if k > 1 else ""
     out.print(f"tuned {record['protocol']} weights {record['weights']}{images} on {record['queries']} {split} queries "
               f"(train fit: recall@1 {record['fit']['recall@1']:.3f}, mrr {record['fit']['mrr']:.3f}); "
-              f"saved in {settings.data / 'catalog.sqlite3'}", highlight=False)
+              f"saved in {catalogue_name(settings)}", highlight=False)
 
 
 def bench(

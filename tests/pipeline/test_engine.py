@@ -1,4 +1,7 @@
-"""The engine with the real models: index, search, change the catalogue, restart, bad input."""
+"""The engine with the real models: index, search, change the catalogue, restart, bad input.
+
+Every test runs on each catalogue store: the data directory's SQLite file and a real PostgreSQL
+server (``postgres`` marker)."""
 
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ import pytest
 from PIL import Image
 
 from core.errors import ConflictError, InvalidImageError, NotFoundError, StorageError
-from core.settings import Settings
+from core.settings import Settings, StoreSettings
 from core.types import SIGNALS
 from pipeline.catalog_source import read_catalog
 from pipeline.engine import Engine
 from pipeline.indexing import index_catalog
 from pipeline.reembed import reembed
-from pipeline.store import INDEX_REGIONS_KEY, CatalogStore
-from tests.conftest import CATALOGUE, jpeg_bytes, make_catalogue, product_image
+from pipeline.store import INDEX_REGIONS_KEY, open_store
+from tests.conftest import STORE_BACKENDS, CATALOGUE, jpeg_bytes, make_catalogue, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -34,12 +37,26 @@ def query_photo(sku: str) -> bytes:
     return jpeg_bytes(canvas[20:470, 30:500], quality=70)
 
 
+_names = iter(range(1 << 30))
+
+
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def indexed_template(real_stages, tmp_path_factory):
-    """The four-product catalogue indexed once; each test gets a copy of its data directory."""
+def indexed_template(real_stages, tmp_path_factory, backend, request):
+    """The four-product catalogue indexed once; each test gets a copy of its data directory (and,
+    on PostgreSQL, of its database)."""
     root = tmp_path_factory.mktemp("template")
     folder = make_catalogue(root / "catalog")
-    settings = Settings(data=root / "data")
+    url = None
+    if backend == "postgres":
+        name = f"template_{next(_names)}"
+        url = request.getfixturevalue("postgres_server").create_database(name)
+        (root / "database.txt").write_text(name)
+    settings = Settings(data=root / "data", store=StoreSettings(url=url))
     eng = Engine(settings, real_stages)
     report = index_catalog(eng, read_catalog(folder))
     eng.close()
@@ -48,13 +65,26 @@ def indexed_template(real_stages, tmp_path_factory):
 
 
 @pytest.fixture
+def settings(tmp_path, backend, request) -> Settings:
+    """A fresh data directory, and on PostgreSQL a fresh database."""
+    url = None
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_server").create_database(f"engine_{next(_names)}")
+    return Settings(data=tmp_path / "data", store=StoreSettings(url=url))
+
+
+@pytest.fixture
 def catalogue_dir(indexed_template):
     return indexed_template / "catalog"
 
 
 @pytest.fixture
-def engine(settings, real_stages, indexed_template):
+def engine(settings, real_stages, indexed_template, request):
     shutil.copytree(indexed_template / "data", settings.data)
+    if settings.store.url:  # the template's database too
+        template = (indexed_template / "database.txt").read_text()
+        request.getfixturevalue("postgres_server").create_database(settings.store.url.rsplit("/", 1)[1],
+                                                                   template=template, replace=True)
     eng = Engine(settings, real_stages)
     yield eng
     eng.close()
@@ -152,8 +182,9 @@ def test_photos_get_centre_views_and_other_regions_ask_for_a_reindex(engine, set
     assert top(reopened, "ARLA-MILK")[0] == "ARLA-MILK"
     reopened.close()
     # a catalogue from before the regions were recorded is judged by its vectors
-    store = CatalogStore(settings.data / "catalog.sqlite3")
-    store._conn.execute("DELETE FROM meta WHERE key = ?", (INDEX_REGIONS_KEY,))
+    store = open_store(settings)
+    with store._transaction() as tx:
+        tx.execute("DELETE FROM meta WHERE key = ?", (INDEX_REGIONS_KEY,))
     store.close()
     with pytest.raises(ConflictError, match=r"regions \['crop', 'full'\]"):
         Engine(settings, real_stages)
