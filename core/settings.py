@@ -266,6 +266,9 @@ class StoreSettings(BaseModel):
                             "(postgresql://user@host:5432/db) instead of the data directory's SQLite file")
     pool_size: int = Field(8, ge=1, le=200, description="most PostgreSQL connections a process holds")
     connect_timeout_s: float = Field(10.0, gt=0, description="how long to wait for PostgreSQL to answer at start-up")
+    follow_s: float = Field(0.25, ge=0, description="how often a process on a PostgreSQL catalogue looks for "
+                            "writes other processes (API replicas, workers) made, and applies them to its "
+                            "in-memory view and index (0: never)")
 
 
 class Settings(BaseSettings):

@@ -69,12 +69,14 @@ class LiveView:
 
         self.view.stale_text_scorer = make
 
-    def apply(self, result: WriteResult, sku: str) -> None:
-        """Bring the vector index and the view up to date with one committed write to ``sku``."""
+    def apply(self, result: WriteResult, sku: str, index: bool = True) -> None:
+        """Bring the vector index and the view up to date with one committed write to ``sku``
+        (``index`` False: the index has it already, being shared with the process that wrote it)."""
         view = self.view
-        view.index.remove(result.removed_ids)
+        if index:
+            view.index.remove(result.removed_ids)
         view.images.forget(image_id for image_id, _, _ in view.vector_owner.remove(result.removed_ids))
-        if len(result.added_ids):
+        if index and len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
         try:
             product = self.store.get_product(sku)
@@ -83,6 +85,17 @@ class LiveView:
         else:
             self._reload_product(product)
         self._refresh_scorer()
+
+    def sync(self, sku: str, dim: int, index: bool = True) -> None:
+        """Bring the view (and, with ``index``, the vector index) up to date with whatever another
+        process wrote to ``sku``: the vectors the store holds for it now against those the view holds."""
+        stored = np.asarray([r[0] for r in self.store.vector_owners(sku)], np.int64)
+        held = self.view.vector_owner.of_sku(sku)
+        added = np.setdiff1d(stored, held)
+        vectors = self.store.vectors_by_id(added, dim, missing_ok=True) if index and len(added) else \
+            np.zeros((0, dim), np.float32)
+        self.apply(WriteResult(added if index else np.zeros(0, np.int64), vectors, np.setdiff1d(held, stored)),
+                   sku, index)
 
     def _forget(self, sku: str) -> None:
         view = self.view

@@ -51,6 +51,7 @@ from pipeline.compat import (
 )
 from pipeline.dedup import cached_centres, cached_hashes
 from pipeline.files import FileStore
+from pipeline.follow import Follower
 from pipeline.images import decode_image, sha256_hex
 from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.priority import SearchFirst
@@ -101,6 +102,8 @@ class Engine:
     def _open(self, feature_cache, reembedding: bool) -> None:
         settings, stages = self.settings, self.stages
         self.store = open_store(settings)
+        self._seen = self.store.generation()  # read before the view loads: what comes after is caught up
+        self._follower: Follower | None = None
         self.files = FileStore.of(settings)  # the catalogue's image files
         self.features = feature_cache or self.store
         self.index_path = self.data / "index" / "vectors.faiss"
@@ -129,6 +132,8 @@ class Engine:
                                     read_only=self.read_only)
         if stale:
             self.index_file.changed()
+        if settings.store.url and settings.store.follow_s > 0:  # other processes write the catalogue too
+            self._follower = Follower(self.catch_up, settings.store.follow_s).start()
 
     @property
     def view(self) -> CatalogView:
@@ -346,6 +351,26 @@ class Engine:
             log.info("catalogue reached %d vectors: rebuilding the index as %s", len(index), kind)
             self.view.index = build_index(self.store, self.settings.index, self.stages.embedder.dim)
 
+    def catch_up(self) -> int:
+        """Apply the writes other processes made to the catalogue since this engine last looked (the
+        follower thread calls it; so may a caller that must see them now). How many products
+        changed; -1 when the view was reloaded whole (after a re-embedding, or too far behind)."""
+        if self.store.generation() == self._seen:
+            return 0
+        with self._lock:
+            now, skus = self.store.changes_since(self._seen)
+            if skus is None:
+                log.info("catalogue changed whole (generation %d -> %d): reloading the view", self._seen, now)
+                index = build_index(self.store, self.settings.index, self.stages.embedder.dim)
+                self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
+            else:
+                for sku in skus:
+                    self.live.sync(sku, self.stages.embedder.dim)
+                self._maybe_change_kind()
+            self.index_file.changed()
+            self._seen = now
+        return -1 if skus is None else len(skus)
+
     def save(self) -> None:
         """Write the vector index file now if it changed (atomic; stamped with the database generation).
         Writes save it in the background anyway; this is for the end of a batch."""
@@ -353,6 +378,8 @@ class Engine:
 
     def close(self) -> None:
         try:
+            if self._follower is not None:
+                self._follower.stop()
             self.index_file.close()
             self.store.close()
         finally:

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS vectors (
     region TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS vectors_owner ON vectors(image_id, region);
 CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, sku TEXT NOT NULL, PRIMARY KEY (generation, sku));
 CREATE TABLE IF NOT EXISTS keypoints (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE, data BLOB NOT NULL);
 """

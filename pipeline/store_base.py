@@ -7,7 +7,8 @@ index is built from); ``keypoints`` (the main box's SIFT features per image, for
 signal); a full-text index over titles, brands, descriptions, tags, OCR words and the colour words
 of the images' palettes (FTS5 in SQLite, ``tsvector`` in PostgreSQL); ``features`` (per-image
 analyses cached by content hash); ``meta`` (schema version, embedder, tuned weights
-(:mod:`pipeline.tuned`), and a generation number bumped by every write).
+(:mod:`pipeline.tuned`), and a generation number bumped by every write); ``changes`` (which
+products each generation changed, so API replicas and read-only processes follow the writes).
 Every write is one transaction: a crash leaves the previous consistent state.
 
 A backend supplies the connection handling (:meth:`_rows`, :meth:`_transaction`,
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +43,11 @@ EMBEDDER_KEY = "embedder"  # meta: '<name>:<dim>' of the embedder that made the 
 INDEX_REGIONS_KEY = "index_regions"  # meta: JSON {"regions": [...], "packshot_centre_views": bool} of the vectors
 EMBEDDER_WEIGHTS_KEY = "embedder_weights"  # meta: the trained embedder the vectors came from ('' = ImageNet's)
 _BUMP = ("INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
-         "DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)")
+         "DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value")
+CHANGES_KEPT = 100_000
+"""Generations the change log keeps: a process further behind than that reloads the catalogue whole."""
+EVERYTHING = "*"
+"""The change log's word for a write that changed every product (``skulens reindex``)."""
 _PRODUCT_COLUMNS = "sku, title, brand, category, tags, price, description, extra"
 
 
@@ -121,11 +126,31 @@ class CatalogStoreBase(StoreReads):
         return None if row is None else LocalFeatures.from_bytes(bytes(row[0]))
 
     @contextmanager
-    def _write(self) -> Iterator[Tx]:
-        """One write transaction that also bumps the generation."""
+    def _write(self, skus: Iterable[str]) -> Iterator[Tx]:
+        """One write transaction that also bumps the generation and logs which products it changed
+        (``skus``), so other processes on the catalogue can follow (:meth:`changes_since`).
+
+        The generation is bumped last, so the row it locks (PostgreSQL) is held only until the
+        commit: writers from several processes commit in generation order."""
         with self._transaction() as tx:
             yield tx
-            tx.execute(_BUMP)
+            generation = int(tx.execute(_BUMP).fetchone()[0])
+            tx.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
+            for sku in sorted(set(skus)) or [""]:  # every generation is logged, even one that changed none
+                tx.execute("INSERT INTO changes(generation, sku) VALUES (?, ?)", (generation, sku))
+
+    def changes_since(self, generation: int) -> tuple[int, set[str] | None]:
+        """(the generation now, the SKUs changed since ``generation``), or None for the SKUs when the
+        log does not reach back that far or a write changed everything: reload the catalogue whole."""
+        now = self.generation()
+        if now <= generation:
+            return now, set()
+        rows = self._rows("SELECT generation, sku FROM changes WHERE generation > ? AND generation <= ?",
+                          (generation, now))
+        if {r[0] for r in rows} != set(range(generation + 1, now + 1)):
+            return now, None
+        skus = {r[1] for r in rows}
+        return now, None if EVERYTHING in skus else skus - {""}
 
     # -- products ---------------------------------------------------------------------
     def write_product(self, product: Product, images: list[NewImage], replace_images: bool,
@@ -141,7 +166,7 @@ class CatalogStoreBase(StoreReads):
         """Several products as :meth:`write_product` writes one, all in one transaction (all or none)."""
         now = time.time()
         written = []
-        with self._write() as tx:
+        with self._write(product.sku for product, *_ in items) as tx:
             for product, images, replace_images, source_hash in items:
                 written.append(self._write_one(tx, product, images, replace_images, source_hash, now))
         results = []
@@ -215,7 +240,7 @@ class CatalogStoreBase(StoreReads):
 
     def delete_product(self, sku: str) -> np.ndarray:
         """Remove a product, its images and vectors; returns the removed vector ids."""
-        with self._write() as tx:
+        with self._write([sku]) as tx:
             if tx.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone() is None:
                 raise NotFoundError(f"no product with SKU {sku!r}")
             image_ids = [r[0] for r in tx.execute("SELECT id FROM images WHERE sku = ?", (sku,)).fetchall()]
@@ -229,7 +254,7 @@ class CatalogStoreBase(StoreReads):
         """Every image's vectors and visual tags anew (and ``keypoints``, by image id, when given), and
         the embedder and regions (JSON, see :func:`pipeline.compat.regions_record`) that made them
         (``skulens reindex``), in one transaction: a failure leaves the catalogue as it was."""
-        with self._write() as tx:
+        with self._write([EVERYTHING]) as tx:
             known = {r[0] for r in tx.execute("SELECT id FROM images").fetchall()}
             if known != {iid for iid, _, _ in images}:
                 raise ConflictError("the catalogue changed while it was being re-embedded; run the command again")
@@ -247,7 +272,7 @@ class CatalogStoreBase(StoreReads):
                 _set_meta(tx, key, value)
 
     def delete_image(self, sku: str, image_id: int) -> np.ndarray:
-        with self._write() as tx:
+        with self._write([sku]) as tx:
             if tx.execute("SELECT id FROM images WHERE id = ? AND sku = ?", (image_id, sku)).fetchone() is None:
                 raise NotFoundError(f"product {sku!r} has no image {image_id}")
             removed = self._delete_images(tx, [image_id])

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _MIGRATIONS: dict[int, str] = {1: """
+CREATE TABLE IF NOT EXISTS changes (generation BIGINT NOT NULL, sku TEXT NOT NULL, PRIMARY KEY (generation, sku));
 CREATE TABLE IF NOT EXISTS products (
     sku TEXT COLLATE "C" PRIMARY KEY, title TEXT NOT NULL DEFAULT '', brand TEXT NOT NULL DEFAULT '',
     category TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '[]', price DOUBLE PRECISION,

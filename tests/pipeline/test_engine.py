@@ -23,7 +23,7 @@ from pipeline.engine import Engine
 from pipeline.indexing import index_catalog
 from pipeline.reembed import reembed
 from pipeline.store import INDEX_REGIONS_KEY, open_store
-from tests.conftest import STORE_BACKENDS, CATALOGUE, jpeg_bytes, make_catalogue, product_image
+from tests.conftest import CATALOGUE, STORE_BACKENDS, jpeg_bytes, make_catalogue, product_image
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

@@ -323,7 +323,7 @@ def test_readers_never_see_a_write_in_progress(tmp_path):
     store = CatalogStore(tmp_path / "c.sqlite3")
     store.write_product(Product("A", "first"), [], replace_images=False)
     seen: list[str] = []
-    with store._write() as conn:
+    with store._write(["A"]) as conn:
         conn.execute("UPDATE products SET title = 'half-written' WHERE sku = 'A'")
         t = threading.Thread(target=lambda: seen.append(store.get_product("A").title))
         t.start()
@@ -427,3 +427,22 @@ def test_write_products_writes_all_in_one_transaction_or_none(store, monkeypatch
     assert store.count()[:2] == (2, 2) and store.generation() == generation  # SKU-3 rolled back with SKU-4
     with pytest.raises(NotFoundError):
         store.get_product("SKU-3")
+
+
+def test_the_change_log_names_the_products_each_write_changed(store, monkeypatch):
+    from pipeline import store_base
+
+    assert store.changes_since(0) == (0, set())
+    one = store.write_products([(SHOE, [image("a")], True, None), (Product("SKU-2"), [image("b")], True, None)])
+    store.delete_image("SKU-2", one[1].image_ids[0])
+    assert store.changes_since(0) == (2, {"SKU-1", "SKU-2"})
+    assert store.changes_since(1) == (2, {"SKU-2"}) and store.changes_since(2) == (2, set())
+    store.write_products([])  # a write that changed nothing is still a generation
+    assert store.changes_since(2) == (3, set())
+    store.replace_embeddings([(iid, {}, Tags(("x",), np.ones(1))) for iid in (one[0].image_ids[0],)], "e:8", "", "{}")
+    assert store.changes_since(3) == (4, None)  # everything changed: reload whole
+    monkeypatch.setattr(store_base, "CHANGES_KEPT", 2)
+    store.delete_product("SKU-2")
+    store.write_product(SHOE, [], replace_images=False)
+    assert store.changes_since(5) == (6, {"SKU-1"})
+    assert store.changes_since(2) == (6, None)  # the log no longer reaches back that far
