@@ -130,6 +130,15 @@ class IndexSettings(BaseModel):
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     use_gpu: Literal["auto", "never"] = "auto"
+    uri: str | None = Field(None, description="SKULENS_INDEX__URI: a Milvus server (http://host:19530) holding the "
+                            "vectors for every process of a deployment, instead of a FAISS file in the data directory")
+    collection: str = Field("skulens_vectors", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+                            description="the Milvus collection of this catalogue's vectors")
+    milvus_index: Literal["HNSW", "IVF_SQ8", "IVF_FLAT", "FLAT"] = Field(
+        "HNSW", description="Milvus's index over the collection (HNSW takes hnsw_m and hnsw_ef_search; the IVF "
+        "kinds milvus_nlist lists and nprobe)")
+    milvus_nlist: int = Field(1024, ge=1)
+    milvus_timeout_s: float = Field(30.0, gt=0, description="how long a Milvus request may take")
     save_interval_s: float = Field(
         30.0, ge=0, description="a changed index file is written at most this often, in the background, and when "
         "the catalogue is closed (0: after every write); the database holds every vector, and an index opened "

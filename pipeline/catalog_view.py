@@ -69,14 +69,12 @@ class LiveView:
 
         self.view.stale_text_scorer = make
 
-    def apply(self, result: WriteResult, sku: str, index: bool = True) -> None:
-        """Bring the vector index and the view up to date with one committed write to ``sku``
-        (``index`` False: the index has it already, being shared with the process that wrote it)."""
+    def apply(self, result: WriteResult, sku: str) -> None:
+        """Bring the vector index and the view up to date with one committed write to ``sku``."""
         view = self.view
-        if index:
-            view.index.remove(result.removed_ids)
+        view.index.remove(result.removed_ids)
         view.images.forget(image_id for image_id, _, _ in view.vector_owner.remove(result.removed_ids))
-        if index and len(result.added_ids):
+        if len(result.added_ids):
             view.index.add(result.added_ids, result.added_vectors)
         try:
             product = self.store.get_product(sku)
@@ -86,16 +84,18 @@ class LiveView:
             self._reload_product(product)
         self._refresh_scorer()
 
-    def sync(self, sku: str, dim: int, index: bool = True) -> None:
-        """Bring the view (and, with ``index``, the vector index) up to date with whatever another
-        process wrote to ``sku``: the vectors the store holds for it now against those the view holds."""
+    def sync(self, sku: str, dim: int, shared: bool = False) -> None:
+        """Bring the view and the vector index up to date with whatever another process wrote to
+        ``sku``: the vectors the store holds for it now against those the view holds.  A ``shared``
+        index (Milvus) has them from the writer; only those it lacks (the writer died between its
+        commit and its index write) are added, and removing what the writer removed is harmless."""
         stored = np.asarray([r[0] for r in self.store.vector_owners(sku)], np.int64)
         held = self.view.vector_owner.of_sku(sku)
         added = np.setdiff1d(stored, held)
-        vectors = self.store.vectors_by_id(added, dim, missing_ok=True) if index and len(added) else \
-            np.zeros((0, dim), np.float32)
-        self.apply(WriteResult(added if index else np.zeros(0, np.int64), vectors, np.setdiff1d(held, stored)),
-                   sku, index)
+        if shared and len(added):
+            added = np.setdiff1d(added, self.view.index.held(added))  # type: ignore[attr-defined]
+        vectors = self.store.vectors_by_id(added, dim, missing_ok=True) if len(added) else np.zeros((0, dim), np.float32)
+        self.apply(WriteResult(added, vectors, np.setdiff1d(held, stored)), sku)
 
     def _forget(self, sku: str) -> None:
         view = self.view

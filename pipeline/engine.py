@@ -344,7 +344,14 @@ class Engine:
         self._maybe_change_kind()
         self.index_file.changed()
 
+    @property
+    def _shared_index(self) -> bool:
+        """Whether the vector index is shared with other processes (Milvus), not this process's own."""
+        return bool(self.settings.index.uri)
+
     def _maybe_change_kind(self) -> None:
+        if self._shared_index:
+            return
         index = self.view.index
         kind = choose_kind(self.settings.index, len(index))
         if kind != index.kind:
@@ -361,11 +368,12 @@ class Engine:
             now, skus = self.store.changes_since(self._seen)
             if skus is None:
                 log.info("catalogue changed whole (generation %d -> %d): reloading the view", self._seen, now)
-                index = build_index(self.store, self.settings.index, self.stages.embedder.dim)
+                index = self.view.index if self._shared_index else \
+                    build_index(self.store, self.settings.index, self.stages.embedder.dim)
                 self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
             else:
                 for sku in skus:
-                    self.live.sync(sku, self.stages.embedder.dim)
+                    self.live.sync(sku, self.stages.embedder.dim, shared=self._shared_index)
                 self._maybe_change_kind()
             self.index_file.changed()
             self._seen = now

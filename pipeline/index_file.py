@@ -23,6 +23,7 @@ import numpy as np
 from core.protocols import VectorIndex
 from core.settings import IndexSettings
 from fusion.faiss_index import IVF_CODES, ExactVectors, FaissIndex, choose_kind, train_size
+from fusion.milvus_index import MilvusIndex
 from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,16 @@ def exact_vectors(store: CatalogStore, dim: int) -> ExactVectors:
     return lambda ids: store.vectors_by_id(ids, dim, missing_ok=True)
 
 
-def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> FaissIndex:
+def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> VectorIndex:
     """A fresh index of every stored vector, read from the database in chunks (an IVF is trained on
-    a random sample first), so a million vectors never sit in memory as float32 all at once."""
+    a random sample first), so a million vectors never sit in memory as float32 all at once.
+    With ``index.uri``, the Milvus collection is emptied and filled the same way."""
+    if settings.uri:
+        shared = MilvusIndex(dim, settings, exact=exact_vectors(store, dim))
+        shared.clear()
+        for ids, vectors in store.vector_chunks(dim, chunk=10_000):
+            shared.add(ids, vectors)
+        return shared
     ids = store.vector_ids()
     sample = np.zeros((0, dim), np.float32)
     if choose_kind(settings, len(ids)) in IVF_CODES:
@@ -48,8 +56,11 @@ def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> Faiss
                                  exact=exact_vectors(store, dim))
 
 
-def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: int) -> tuple[FaissIndex, bool]:
-    """The index of every stored vector, and whether it differs from the file (so needs saving)."""
+def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: int) -> tuple[VectorIndex, bool]:
+    """The index of every stored vector, and whether it differs from the file (so needs saving).
+    With ``index.uri``, the Milvus collection, brought level with the database."""
+    if settings.uri:
+        return open_shared(store, settings, dim), False
     index = FaissIndex.load(path, settings, None, dim, exact=exact_vectors(store, dim))
     if index is not None and index.generation == store.generation():
         return index, False  # saved after the last write: nothing to do
@@ -74,6 +85,24 @@ def open_index(path: Path, store: CatalogStore, settings: IndexSettings, dim: in
     return build_index(store, settings, dim), True
 
 
+def open_shared(store: CatalogStore, settings: IndexSettings, dim: int) -> MilvusIndex:
+    """The Milvus collection, with the vectors the database holds and it lacks added and those it
+    holds beyond them removed (a process killed between its database commit and its Milvus write
+    left them so)."""
+    shared = MilvusIndex(dim, settings, exact=exact_vectors(store, dim))
+    stored, held = store.vector_ids(), shared.ids()
+    missing = np.setdiff1d(stored, held, assume_unique=True)
+    extra = np.setdiff1d(held, stored, assume_unique=True)
+    shared.remove(extra)
+    for start in range(0, len(missing), 10_000):
+        part = missing[start:start + 10_000]
+        shared.add(part, store.vectors_by_id(part, dim))
+    if len(missing) or len(extra):
+        log.info("Milvus collection %r caught up with the database: %d vectors added, %d removed",
+                 settings.collection, len(missing), len(extra))
+    return shared
+
+
 class IndexFile:
     """Keeps ``path`` close behind the live index that ``current()`` returns.
 
@@ -84,6 +113,7 @@ class IndexFile:
                  current: Callable[[], VectorIndex], lock: threading.RLock, read_only: bool = False) -> None:
         """``read_only``: never write the file (another process owns it)."""
         self.path = Path(path)
+        self.shared = bool(settings.uri)  # Milvus keeps the index: no file
         self.store = store
         self.interval = settings.save_interval_s
         self.read_only = read_only
@@ -98,7 +128,7 @@ class IndexFile:
 
     def changed(self) -> None:
         """The live index changed: save it within ``save_interval_s`` (at once when that is 0)."""
-        if self.read_only:
+        if self.read_only or self.shared:
             return
         with self._lock:
             self._dirty = True

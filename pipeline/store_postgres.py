@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,6 +171,18 @@ class PostgresStore(CatalogStoreBase):
 
     def close(self) -> None:
         self._pool.close()
+
+    def copy_in(self, tx: Tx, table: str, columns: str, chunks: Iterable[list[tuple]],
+                progress: Callable[[int], None]) -> None:
+        """Rows into ``table`` with COPY (``skulens migrate``), inside the transaction ``tx``."""
+        assert isinstance(tx, _PgTx)
+        done = 0
+        with tx.conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for rows in chunks:
+                for row in rows:
+                    copy.write_row(row)
+                done += len(rows)
+                progress(done)
 
     # -- the feature cache -------------------------------------------------------------------
     def cached_features(self, key: str) -> bytes | None:

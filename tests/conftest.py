@@ -62,7 +62,28 @@ def postgres_url(postgres_server) -> str:
     return postgres_server.create_database(f"test_{next(_databases)}")
 
 
+@pytest.fixture(scope="session")
+def milvus_server():
+    """A real Milvus Lite server for the whole test session (tests/servers.py)."""
+    from tests.servers import MilvusLiteServer
+
+    server = MilvusLiteServer().start()
+    yield server
+    server.stop()
+
+
+_collections = iter(range(1, 1 << 30))
+
+
+def new_collection() -> str:
+    """A collection name no other test uses."""
+    return f"test_{next(_collections)}"
+
+
 STORE_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+DEPLOYMENTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+               pytest.param("postgres+milvus", marks=[pytest.mark.postgres, pytest.mark.milvus])]
+"""The embedded default (SQLite + FAISS), PostgreSQL with FAISS, and PostgreSQL with Milvus."""
 
 
 @pytest.fixture(params=STORE_BACKENDS)

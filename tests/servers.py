@@ -99,3 +99,48 @@ class PostgresServer:
                 self.process.wait()
         self.process = None
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MilvusLiteServer:
+    """Milvus Lite's gRPC server (the PyPI package milvus-lite) on a free loopback port, over a
+    temporary data folder: the API a Milvus standalone server speaks."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.program = Path(sys.executable).parent / "milvus-lite"
+        if not self.program.exists():
+            raise FileNotFoundError(f"{self.program} is not installed (pip install milvus-lite; `make venv`)")
+        self.folder = Path(tempfile.mkdtemp(prefix="skulens-milvus-"))
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "MilvusLiteServer":
+        self.process = subprocess.Popen(
+            [str(self.program), "server", "--data-dir", str(self.folder / "data"), "--host", "127.0.0.1",
+             "--port", str(self.port)], stdout=open(self.folder / "server.log", "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"Milvus Lite did not start on port {self.port}:\n{log}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        shutil.rmtree(self.folder, ignore_errors=True)

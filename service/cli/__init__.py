@@ -15,7 +15,7 @@ import typer
 
 from core.errors import SkulensError
 from core.settings import Settings
-from service.cli import catalogue, dedup, detector, embedder, measure, models, scale, search
+from service.cli import catalogue, dedup, deploy, detector, embedder, measure, models, scale, search
 from service.cli.common import err, state
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ app.command("dedup")(dedup.dedup)
 app.command("dedup-eval")(dedup.dedup_eval)
 app.command("bench-dedup")(dedup.bench_dedup)
 app.command("reindex")(embedder.reindex)
+app.command("migrate")(deploy.migrate)
 app.add_typer(models.app, name="models")
 app.add_typer(catalogue.products_app, name="products")
 app.add_typer(detector.app, name="detector")
