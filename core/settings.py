@@ -173,6 +173,11 @@ class IngestSettings(BaseModel):
     workers: int = Field(2, ge=1, le=64, description="catalogue images analysed at once while earlier products are "
                          "written (`skulens index`, imports); 1 analyses one product at a time")
     ahead: int = Field(8, ge=1, le=1024, description="products analysed ahead of the one being written, at most")
+    part_rows: int = Field(25, ge=1, le=100_000, description="manifest rows per queued part of an import "
+                           "(PostgreSQL catalogues: `skulens worker` processes share an import part by part)")
+    stalled_s: float = Field(30.0, ge=1, description="a worker silent this long is taken for dead, and the part "
+                             "it held is queued again for another worker")
+    progress_every_s: float = Field(1.0, ge=0, description="how often a job's progress is written")
     search_first_s: float = Field(
         10.0, ge=0, description="an import's next image waits up to this long while shoppers' photo searches "
         "run in the same process (then one import analysis at a time goes ahead), so searches keep their speed beside an import; 0: no waiting")

@@ -57,20 +57,33 @@ def import_handler(engine: Engine) -> Callable[[Path, Callable[[Progress], None]
     """The job handler that indexes an import folder into ``engine``."""
 
     def run(folder: Path, report: Callable[[Progress], None]) -> Progress:
-        source = uploaded_only(folder)
-        done = IndexReport(skipped=list(source.skipped))
-        progress = Progress(done=len(source.skipped))  # rows skipped before indexing are done
-
-        def step(_sku: str) -> None:
-            progress.done += 1
-            _fill(progress, done)
-            report(progress)
-
-        index_catalog(engine, CatalogSource(source.entries), step, report=done)
-        _fill(progress, done)
-        return progress
+        return run_part(engine, folder, 0, None, report)
 
     return run
+
+
+def part_bounds(folder: Path, rows: int) -> list[tuple[int, int]]:
+    """The parts of an import folder's entries, ``rows`` each: (start, stop) pairs, at least one."""
+    n = len(uploaded_only(folder).entries)
+    return [(start, min(start + rows, n)) for start in range(0, n, rows)] or [(0, 0)]
+
+
+def run_part(engine: Engine, folder: Path, start: int, stop: int | None,
+             report: Callable[[Progress], None]) -> Progress:
+    """Index the entries ``start:stop`` of an import folder (``stop`` None: to the end); the part at 0
+    also reports the rows skipped before indexing (they count as done)."""
+    source = uploaded_only(folder)
+    done = IndexReport(skipped=list(source.skipped) if start == 0 else [])
+    progress = Progress(done=len(done.skipped))
+
+    def step(_sku: str) -> None:
+        progress.done += 1
+        _fill(progress, done)
+        report(progress)
+
+    index_catalog(engine, CatalogSource(source.entries[start:stop]), step, report=done)
+    _fill(progress, done)
+    return progress
 
 
 def _fill(progress: Progress, report: IndexReport) -> None:

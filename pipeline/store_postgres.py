@@ -25,7 +25,7 @@ from pipeline.store_base import CatalogStoreBase, ProductText, Tx
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {1: """
 CREATE TABLE IF NOT EXISTS changes (generation BIGINT NOT NULL, sku TEXT NOT NULL, PRIMARY KEY (generation, sku));
 CREATE TABLE IF NOT EXISTS products (
@@ -53,6 +53,15 @@ CREATE TABLE IF NOT EXISTS products_text (
     title TEXT NOT NULL, brand TEXT NOT NULL, category TEXT NOT NULL, tags TEXT NOT NULL,
     description TEXT NOT NULL, ocr TEXT NOT NULL, colours TEXT NOT NULL, doc TSVECTOR NOT NULL);
 CREATE INDEX IF NOT EXISTS products_text_doc ON products_text USING GIN (doc);
+""", 2: """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, total INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+CREATE TABLE IF NOT EXISTS job_parts (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, start INTEGER NOT NULL, stop INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued', done INTEGER NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
+    errors TEXT NOT NULL DEFAULT '[]', started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, error TEXT,
+    worker TEXT, attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (job_id, start));
 """}
 _LOCK_KEY = 7_261_930_501  # pg_advisory_xact_lock key: one process migrates at a time
 # ts_rank's weights for D, C, B, A: description; category, tags, colours; printed words; title and brand

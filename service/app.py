@@ -24,7 +24,9 @@ from core.settings import Settings
 from pipeline.build import build_stages
 from pipeline.engine import Engine
 from pipeline.imports import KIND, import_handler
+from pipeline.job_queue import QueuedJobs
 from pipeline.jobs import JobRunner, JobStore
+from pipeline.store_postgres import PostgresStore
 from service.errors import add_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics
@@ -58,8 +60,12 @@ def _lifespan(settings: Settings, engine_factory: EngineFactory):
     return lifespan
 
 
-def _job_runner(engine: Engine) -> JobRunner:
-    """The data directory's job runner, with the jobs a previous process left unfinished queued again."""
+def _job_runner(engine: Engine) -> JobRunner | QueuedJobs:
+    """The data directory's job runner, with the jobs a previous process left unfinished queued again;
+    on a PostgreSQL catalogue, the queue `skulens worker` processes take imports from."""
+    if engine.settings.store.url:
+        assert isinstance(engine.store, PostgresStore)
+        return QueuedJobs(engine.settings, engine.store)
     runner = JobRunner(JobStore(engine.data / "jobs.sqlite3"), engine.data / "jobs", {KIND: import_handler(engine)})
     runner.resume()
     return runner

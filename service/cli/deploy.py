@@ -50,3 +50,19 @@ def migrate(
         common.err.print(f"migrate: the counts differ (above): {where} is incomplete", highlight=False)
         raise typer.Exit(1)
     out.print(f"moved {settings.data} into {where}: every row accounted for", highlight=False)
+
+
+def worker(
+    name: Annotated[Optional[str], typer.Option(help="how this worker is named in jobs and logs (default host:pid)")] = None,
+) -> None:
+    """Run the imports queued on a PostgreSQL catalogue (SKULENS_STORE__URL), part by part, until
+    stopped (Ctrl-C or SIGTERM: the part in hand finishes). Run one per core pair, on any machine that
+    reaches the database, the vector index and the shared image folder (SKULENS_FILES__ROOT)."""
+    import logging
+
+    from pipeline.build import build_stages
+    from pipeline.worker import run_worker
+
+    settings = common.settings()
+    logging.getLogger("pipeline").setLevel(min(logging.getLogger().getEffectiveLevel(), logging.INFO))
+    run_worker(settings, build_stages(settings), name)

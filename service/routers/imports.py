@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from core.errors import ImageTooLargeError, InvalidInputError
 from pipeline.imports import KIND, prepare_import
+from pipeline.job_queue import QueuedJobs
 from pipeline.jobs import Job, JobRunner
 from service import schemas as s
 from service.deps import ERROR_RESPONSES, read_upload, settings_of
@@ -22,7 +23,7 @@ write = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
 JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{16}$", description="the id the import answered with")]
 
 
-def jobs_of(request: Request) -> JobRunner:
+def jobs_of(request: Request) -> JobRunner | QueuedJobs:
     return request.app.state.jobs
 
 
@@ -45,7 +46,8 @@ async def bulk_import(
     = None,
 ):
     """Queue an import: the manifest and images are on disk when this answers, and the job runs in
-    the background (one at a time); a row naming an image that was not uploaded is skipped."""
+    the background (one at a time; on a PostgreSQL catalogue, in `skulens worker` processes, part by
+    part); a row naming an image that was not uploaded is skipped."""
     service = settings_of(request).service
     files = file or []
     raw = await manifest.read(service.max_manifest_bytes + 1)
