@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 KIND = "milvus"
 _BATCH = 1000  # rows per insert or delete request (a request stays well under gRPC's 64 MB)
+COUNT_TTL_S = 1.0
+"""How long a count of the collection's vectors is trusted (other processes write it too)."""
 ExactVectors = Callable[[np.ndarray], np.ndarray]
 
 
@@ -55,6 +58,7 @@ class MilvusIndex:
         self.collection = settings.collection
         self._errors = MilvusException
         self._lock = threading.Lock()  # the client is shared by the process's threads
+        self._counted: tuple[int, float] | None = None  # (count, when)
         try:
             self._client = MilvusClient(uri=settings.uri, timeout=settings.milvus_timeout_s)
             self._open()
@@ -93,9 +97,14 @@ class MilvusIndex:
 
     # -- VectorIndex ----------------------------------------------------------------------
     def __len__(self) -> int:
-        rows = self._call("count the vectors", lambda: self._client.query(
-            self.collection, filter="", output_fields=["count(*)"]))
-        return int(rows[0]["count(*)"]) if rows else 0
+        """How many vectors the collection holds: counted at most every :data:`COUNT_TTL_S` (a count
+        is a query of its own; every search asks), and after this process's own writes."""
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[1] > COUNT_TTL_S:
+            rows = self._call("count the vectors", lambda: self._client.query(
+                self.collection, filter="", output_fields=["count(*)"]))
+            self._counted = (int(rows[0]["count(*)"]) if rows else 0, now)
+        return self._counted[0]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Write ``vectors`` under ``ids`` (an id already held is overwritten: adding twice is harmless)."""
@@ -105,12 +114,14 @@ class MilvusIndex:
             rows = [{"id": int(i), "vector": v.tolist()}
                     for i, v in zip(ids[start:start + _BATCH], vectors[start:start + _BATCH])]
             self._call("write vectors", partial(self._client.upsert, self.collection, rows))
+        self._counted = None
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, np.int64).reshape(-1)
         for start in range(0, len(ids), _BATCH):
             part = ids[start:start + _BATCH].tolist()
             self._call("delete vectors", partial(self._client.delete, self.collection, ids=part))
+        self._counted = None
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
@@ -173,6 +184,7 @@ class MilvusIndex:
         """Drop every vector (and the collection, made anew): before a rebuild from the database."""
         self._call("drop the collection", lambda: self._client.drop_collection(self.collection))
         self._call("create the collection", self._open)
+        self._counted = None
 
     def save(self, path: Path, generation: int) -> None:
         return None  # Milvus keeps it

@@ -96,6 +96,8 @@ class Engine:
         try:
             self._open(feature_cache, reembedding)
         except BaseException:
+            if getattr(self, "store", None) is not None:
+                self.store.close()
             self._release()
             raise
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import ConflictError
 from core.protocols import VectorIndex
 from core.settings import IndexSettings
 from fusion.faiss_index import IVF_CODES, ExactVectors, FaissIndex, choose_kind, train_size
@@ -89,8 +90,19 @@ def open_shared(store: CatalogStore, settings: IndexSettings, dim: int) -> Milvu
     """The Milvus collection, with the vectors the database holds and it lacks added and those it
     holds beyond them removed (a process killed between its database commit and its Milvus write
     left them so)."""
-    shared = MilvusIndex(dim, settings, exact=exact_vectors(store, dim))
+    shared = MilvusIndex(dim, settings, exact=None)
     stored, held = store.vector_ids(), shared.ids()
+    both = np.intersect1d(stored, held, assume_unique=True)
+    # the collection must be this catalogue's: some ids in common, holding the same vectors
+    mine = len(both) > 0 or not len(held)
+    if len(both):
+        sample = np.random.default_rng(0).choice(both, min(len(both), 32), replace=False)
+        mine = float(np.einsum("ij,ij->i", shared.reconstruct(sample), store.vectors_by_id(sample, dim)).min()) > 0.99
+    if not mine:
+        raise ConflictError(f"the Milvus collection {settings.collection!r} holds vectors this catalogue does not "
+                            "(another catalogue's collection?): name another with SKULENS_INDEX__COLLECTION, or "
+                            "drop it to have it filled from this catalogue")
+    shared.exact = exact_vectors(store, dim)
     missing = np.setdiff1d(stored, held, assume_unique=True)
     extra = np.setdiff1d(held, stored, assume_unique=True)
     shared.remove(extra)

@@ -424,3 +424,21 @@ def test_image_files_can_live_in_a_folder_of_their_own(settings, real_stages, tm
         assert not (shared / rel).exists()
     finally:
         eng.close()
+
+
+def test_a_milvus_collection_of_another_catalogue_is_refused(engine, settings, real_stages, tmp_path, request):
+    if not settings.index.uri:
+        pytest.skip("only a shared index can belong to another catalogue")
+    lime = engine.store.get_product("LIME")
+    engine.close()
+    other = deployment("postgres+milvus", tmp_path / "other", request)
+    with pytest.raises(ConflictError, match="holds vectors this catalogue does not"):  # an empty catalogue
+        Engine(other.model_copy(update={"index": settings.index}), real_stages)
+    eng = Engine(other, real_stages)  # a catalogue of its own, whose ids are the first one's
+    eng.add_product(lime, [("shelf.jpg", shelf_photo("LIME"))])
+    eng.close()
+    with pytest.raises(ConflictError, match="holds vectors this catalogue does not"):
+        Engine(settings.model_copy(update={"index": other.index}), real_stages)
+    again = Engine(settings, real_stages)
+    assert top(again, "LIME")[0] == "LIME"  # nothing was lost to either
+    again.close()
