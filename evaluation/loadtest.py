@@ -42,13 +42,15 @@ class Server:
     write_key: str
     log: Path
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings of its own (e.g. a PostgreSQL catalogue), as environment variables."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "SKULENS_API_READ_KEYS": self.read_key, "SKULENS_API_WRITE_KEYS": self.write_key}
+        env = {**os.environ, **self.env, "SKULENS_API_READ_KEYS": self.read_key, "SKULENS_API_WRITE_KEYS": self.write_key}
         cmd = [sys.executable, "-m", "service.cli", "serve", "--data", str(self.data), "--host", "127.0.0.1",
                "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)

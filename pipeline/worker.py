@@ -66,6 +66,7 @@ def run_worker(settings: Settings, stages: Stages, name: str | None = None) -> N
 
         app = make_app(settings.store.url, import_part)
         ensure_queue_schema(store, app)
+        stages.warmup()  # models in before the first part: a part's time is its rows' 
         log.info("worker %s takes import parts from %s", name, store.path)
         asyncio.run(_serve(app, settings.ingest.stalled_s, name))
     finally:

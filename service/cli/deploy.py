@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
 from service.cli import common
@@ -66,3 +67,52 @@ def worker(
     settings = common.settings()
     logging.getLogger("pipeline").setLevel(min(logging.getLogger().getEffectiveLevel(), logging.INFO))
     run_worker(settings, build_stages(settings), name)
+
+
+def bench_deploy(
+    postgres: Annotated[str, typer.Option(help="a PostgreSQL server URL whose user may create databases, e.g. "
+                                               "postgresql://skulens@127.0.0.1:5432/postgres")],
+    milvus: Annotated[str, typer.Option(help="a Milvus server, e.g. http://127.0.0.1:19530")],
+    photos: Annotated[Path, typer.Option(help="a folder of real photos (searched recursively): the replicas' writes "
+                                              "and the workers' import")],
+    writes: Annotated[int, typer.Option(min=0, help="products written through replica A (0: skip the replicas)")] = 50,
+    images: Annotated[int, typer.Option(min=0, help="photos the workers import (0: skip the workers)")] = 60,
+    workers: Annotated[str, typer.Option(help="worker counts to run, comma-separated")] = "1,2",
+    threads: Annotated[str, typer.Option(help="threads per worker to run, comma-separated (0: as configured)")] = "0,1",
+    part_rows: Annotated[int, typer.Option(min=1, help="manifest rows per queued part")] = 5,
+    migrate_data: Annotated[Optional[list[Path]], typer.Option("--migrate", help="a data directory to migrate "
+                                                                "(repeatable)")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(help="where the processes' data go (default: a temporary folder)")] = None,
+    benchmarks: Annotated[Optional[Path], typer.Option(help="the BENCHMARKS.md to update")] = None,
+) -> None:
+    """Replicas, workers and migrate against real PostgreSQL and Milvus servers (evaluation/bench_deploy.py)."""
+    import tempfile
+
+    from core.errors import SkulensError
+    from evaluation import bench_deploy as bd
+    from evaluation.benchmarks_md import update_section
+    from pipeline.catalog_source import IMAGE_SUFFIXES
+
+    pool = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not pool:
+        raise SkulensError(f"no photos in {photos}")
+    picked = [pool[i] for i in np.linspace(0, len(pool) - 1, min(images, len(pool))).astype(int)] if images else []
+    servers = bd.Servers(postgres, milvus, Path(workdir or tempfile.mkdtemp(prefix="skulens-bench-deploy-")))
+    vis = bd.replicas(servers, pool, writes) if writes else None
+    if vis is not None:
+        out.print(f"replicas: seen through B in p50 {np.percentile(vis.visible_ms, 50):.0f} ms, "
+                  f"p95 {np.percentile(vis.visible_ms, 95):.0f} ms", highlight=False)
+    runs = []
+    for t in (int(x) for x in threads.split(",")) if images else ():
+        for n in (int(x) for x in workers.split(",")):
+            run = bd.workers(servers, picked, n, t or None, part_rows)
+            out.print(f"workers {n}, threads {t or 'default'}: {run.rate:.2f} images/s ({run.state})", highlight=False)
+            runs.append(run)
+    moved = bd.migrations(servers, list(migrate_data or []))
+    for m in moved:
+        out.print(f"migrate {m.data}: {m.seconds:.1f} s, complete: {m.complete}", highlight=False)
+    body = bd.markdown(vis, runs, moved)
+    if benchmarks is not None:
+        update_section(benchmarks, "deploy", "Past one machine: PostgreSQL + Milvus, replicas, workers, migrate", body)
+    else:
+        out.print(body)

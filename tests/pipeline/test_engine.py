@@ -442,3 +442,30 @@ def test_a_milvus_collection_of_another_catalogue_is_refused(engine, settings, r
     again = Engine(settings, real_stages)
     assert top(again, "LIME")[0] == "LIME"  # nothing was lost to either
     again.close()
+
+
+def test_filtered_searches_give_the_same_answers_on_every_deployment(engine):
+    """Category, brand, tag, price and colour filters, by photo and by words: the expected SKUs
+    (the same lists on SQLite + FAISS, PostgreSQL + FAISS and PostgreSQL + Milvus)."""
+    from core.catalog import Product
+    from core.filters import SearchFilters
+
+    meta = {"ARLA-MILK": ("dairy", "Arla", ("organic",), 1.5), "OATLY-OAT": ("dairy", "Oatly", ("vegan",), 2.5),
+            "RED-APPLE": ("fruit", "", ("organic",), 0.5), "LIME": ("fruit", "", (), 0.3)}
+    with engine.write_lock():
+        for sku, (category, brand, tags, price) in meta.items():
+            old = engine.store.get_product(sku)
+            engine.add_product(Product(sku, old.title, brand, category, tags, price), [])
+
+    def skus(data, text, **filters) -> list[str]:
+        result = engine.search(data, text, k=4, filters=SearchFilters(**filters))
+        return sorted(m.sku for m in result.groups[0].matches)
+
+    assert skus(query_photo("LIME"), None, category="fruit") == ["LIME", "RED-APPLE"]
+    assert skus(query_photo("LIME"), None, brand="oatly") == ["OATLY-OAT"]
+    assert skus(query_photo("ARLA-MILK"), None, tags=("organic",)) == ["ARLA-MILK", "RED-APPLE"]
+    assert skus(query_photo("ARLA-MILK"), None, price_min=1.0, price_max=2.0) == ["ARLA-MILK"]
+    assert skus(query_photo("RED-APPLE"), None, colour="red") == ["RED-APPLE"]
+    assert skus(None, "product", category="dairy") == ["ARLA-MILK", "OATLY-OAT"]
+    assert skus(None, "lime", category="dairy") == []
+    assert engine.facet_counts().categories == {"dairy": 2, "fruit": 2}
