@@ -1,9 +1,7 @@
-"""The engine: a catalogue in a data directory, and search over it.
-
-Owns the SQLite store (source of truth), the FAISS index built from the stored vectors,
-and the in-memory view the ranker reads.  Every change to a product changes the index in
-place and is visible to the next search; the index file is written in the background
-(:mod:`pipeline.index_file`) and, on open, catches up with the database.
+"""The engine: a catalogue and search over it.  Owns the store (source of truth: SQLite in the data
+directory, or PostgreSQL), the vector index (FAISS, saved in the background by
+:mod:`pipeline.index_file`; or a shared Milvus collection) and the in-memory view the ranker reads.
+Every change applies to the index in place; writes other processes make are followed (:meth:`catch_up`).
 """
 
 from __future__ import annotations
@@ -104,6 +102,7 @@ class Engine:
     def _open(self, feature_cache, reembedding: bool) -> None:
         settings, stages = self.settings, self.stages
         self.store = open_store(settings)
+        self._shared_index = bool(settings.index.uri)  # Milvus: other processes write the same index
         self._seen = self.store.generation()  # read before the view loads: what comes after is caught up
         self._follower: Follower | None = None
         self.files = FileStore.of(settings)  # the catalogue's image files
@@ -345,11 +344,6 @@ class Engine:
         self.live.apply(result, sku)
         self._maybe_change_kind()
         self.index_file.changed()
-
-    @property
-    def _shared_index(self) -> bool:
-        """Whether the vector index is shared with other processes (Milvus), not this process's own."""
-        return bool(self.settings.index.uri)
 
     def _maybe_change_kind(self) -> None:
         if self._shared_index:

@@ -58,6 +58,9 @@ def run_worker(settings: Settings, stages: Stages, name: str | None = None) -> N
             except SkulensError as exc:
                 done = jobs.part_ended(job_id, start, None, f"rows {start}-{stop}: {exc}")
                 log.warning("job %s rows %d-%d failed: %s", job_id, start, stop, exc)
+            except Exception as exc:  # a bug: the part says so, rather than staying "running" for ever
+                done = jobs.part_ended(job_id, start, None, f"rows {start}-{stop}: internal error: {exc}")
+                log.exception("job %s rows %d-%d failed", job_id, start, stop)
             else:
                 done = jobs.part_ended(job_id, start, final, None)
                 log.info("job %s rows %d-%d done: %s", job_id, start, stop, final.counts)
