@@ -14,7 +14,8 @@ from core.errors import InvalidInputError
 from core.words import normalise
 
 
-def _norm(text: str) -> str:
+def norm_value(text: str) -> str:
+    """A filter value as filters compare it: folded words (``"Plant-based Milk "`` -> ``"plantbased milk"``)."""
     return " ".join(normalise(w) for w in str(text).split() if normalise(w))
 
 
@@ -57,13 +58,13 @@ class SearchFilters:
             return True
         if facets is None:
             return False
-        if self.category and _norm(self.category) != facets.category:
+        if self.category and norm_value(self.category) != facets.category:
             return False
-        if self.brand and _norm(self.brand) != facets.brand:
+        if self.brand and norm_value(self.brand) != facets.brand:
             return False
-        if self.tags and not all(_norm(t) in facets.tags for t in self.tags):
+        if self.tags and not all(norm_value(t) in facets.tags for t in self.tags):
             return False
-        if self.colour and _norm(self.colour) not in facets.colours:
+        if self.colour and norm_value(self.colour) not in facets.colours:
             return False
         if self.price_min is not None and (facets.price is None or facets.price < self.price_min):
             return False
@@ -73,7 +74,7 @@ class SearchFilters:
 
 
 def facets(category: str, brand: str, tags: tuple[str, ...], price: float | None, colours: set[str]) -> ProductFacets:
-    return ProductFacets(_norm(category), _norm(brand), frozenset(_norm(t) for t in tags), price,
+    return ProductFacets(norm_value(category), norm_value(brand), frozenset(norm_value(t) for t in tags), price,
                          frozenset(colours))
 
 
@@ -104,7 +105,7 @@ class FacetCounts:
 
 def facet_labels(category: str, brand: str, tags: tuple[str, ...]) -> dict[str, str]:
     """How a product spells the values its facets hold normalised."""
-    return {_norm(v): v.strip() for v in (category, brand, *tags) if v and _norm(v)}
+    return {norm_value(v): v.strip() for v in (category, brand, *tags) if v and norm_value(v)}
 
 
 def count_facets(all_facets: Iterable[ProductFacets], labels: dict[str, str] | None = None) -> FacetCounts:
@@ -135,7 +136,7 @@ def filter_notes(filters: SearchFilters, counts: FacetCounts) -> list[str]:
     notes = []
 
     def check(field: str, plural: str, value: str | None, known: dict[str, int]) -> None:
-        if not value or _norm(value) in known:
+        if not value or norm_value(value) in known:
             return
         if not known:
             notes.append(f"no product has a {field}: the {field} filter {value!r} matches nothing")

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from core.filters import SearchFilters
 from core.naming import TrainedEmbedder
 from core.types import Box, LocalFeatures, Mask, OcrText, Palette, Tags, Verification
 
@@ -108,13 +109,16 @@ class IndexSnapshotLike(Protocol):
 @runtime_checkable
 class VectorIndex(Protocol):
     kind: str
-    """'flat', 'ivf', 'ivf-sq8', 'ivf-sq4' or 'hnsw'."""
+    """'flat', 'ivf', 'ivf-sq8', 'ivf-sq4' or 'hnsw' (FAISS), or 'milvus'."""
+    filters_inside: bool
+    """Whether :meth:`search` applies search filters itself (Milvus: only vectors of products the
+    filters accept are searched); otherwise it ignores them and the ranker filters its candidates."""
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> None: ...
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, filters: SearchFilters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Similarities and ids, each ``(len(vectors), k)``; missing hits have id -1."""
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:

@@ -114,19 +114,26 @@ class WorkerRun:
     images: int
     seconds: float
     state: str
+    pinned: bool = False
 
     @property
     def rate(self) -> float:
         return self.images / self.seconds
 
 
-def start_worker(env: dict[str, str], data: Path, name: str, threads: int | None) -> subprocess.Popen:
+def start_worker(env: dict[str, str], data: Path, name: str, threads: int | None, core: int | None) -> subprocess.Popen:
+    """A worker process; with ``core``, held to that CPU core (as one machine of its own would be)."""
     extra = {} if threads is None else {"OMP_NUM_THREADS": str(threads), "SKULENS_INGEST__WORKERS": "1",
                                         "SKULENS_OCR__PARALLEL": "false"}
     data.mkdir(parents=True, exist_ok=True)
+
+    def pin() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+
     return subprocess.Popen([sys.executable, "-m", "service.cli", "-v", "--data", str(data), "worker", "--name", name],
                             env={**os.environ, **env, **extra}, stdout=subprocess.DEVNULL,
-                            stderr=open(data / "worker.log", "wb"))
+                            stderr=open(data / "worker.log", "wb"), preexec_fn=pin)
 
 
 def wait_ready(proc: subprocess.Popen, log_file: Path, timeout: float = 600) -> None:
@@ -137,14 +144,18 @@ def wait_ready(proc: subprocess.Popen, log_file: Path, timeout: float = 600) -> 
         time.sleep(0.5)
 
 
-def workers(servers: Servers, photos: list[Path], n: int, threads: int | None, part_rows: int) -> WorkerRun:
+def workers(servers: Servers, photos: list[Path], n: int, threads: int | None, part_rows: int,
+            pin: bool = False) -> WorkerRun:
+    """``pin``: worker k runs on core k only (one core per worker, as one machine per worker)."""
     from pipeline.imports import KIND, prepare_import
     from pipeline.job_queue import QueuedJobs
     from pipeline.store_postgres import PostgresStore
 
-    env = servers.fresh(f"workers{n}t{threads or 0}")
-    folder = servers.root / f"workers{n}t{threads or 0}-{servers.tag}"
-    procs = [start_worker(env, folder / f"w{k}", f"w{k}", threads) for k in range(n)]
+    env = servers.fresh(f"workers{n}t{threads or 0}{'p' if pin else ''}")
+    folder = servers.root / f"workers{n}t{threads or 0}{'p' if pin else ''}-{servers.tag}"
+    cores = sorted(os.sched_getaffinity(0))
+    procs = [start_worker(env, folder / f"w{k}", f"w{k}", threads, cores[k % len(cores)] if pin else None)
+             for k in range(n)]
     settings = settings_of(env, folder / "api")
     settings = settings.model_copy(update={"ingest": IngestSettings(part_rows=part_rows)})
     store = PostgresStore(settings.store.url or "", settings.store)
@@ -166,7 +177,7 @@ def workers(servers: Servers, photos: list[Path], n: int, threads: int | None, p
             p.wait(120)
         jobs.close()
         store.close()
-    return WorkerRun(n, threads, len(photos), seconds, final.state)
+    return WorkerRun(n, threads, len(photos), seconds, final.state, pin)
 
 
 # -- migrate ----------------------------------------------------------------------------------------
@@ -205,18 +216,21 @@ def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateR
                 f"| {vis.writes} | {np.percentile(w, 50):.0f} / {np.percentile(w, 95):.0f} | "
                 f"{np.percentile(v, 50):.0f} / {np.percentile(v, 95):.0f} / {v.max():.0f} |", ""]
     if runs:
-        base = {r.threads: r.rate for r in runs if r.workers == 1}
+        base = {(r.threads, r.pinned): r.rate for r in runs if r.workers == 1}
         out += ["### Ingest workers", "",
                 "One import of real photos (one product each), queued on a fresh database and collection, run by "
                 "`skulens worker` processes on this machine; the clock runs from the submission to the job's end, "
-                "the workers' models loaded before. *threads 1*: each worker on one thread (OMP_NUM_THREADS=1, "
-                "SKULENS_INGEST__WORKERS=1, OCR not parallel); *default*: each worker as configured (it already "
-                "keeps both cores busy).", "",
-                "| workers | threads | images | seconds | images/s | vs one worker | job |", "|---|---|---|---|---|---|---|"]
+                "the workers' models loaded before. *threads 1*: each worker on one thread where its libraries "
+                "allow (OMP_NUM_THREADS=1, SKULENS_INGEST__WORKERS=1, OCR not parallel); *default*: each worker "
+                "as configured. *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
+                "per worker would be; otherwise the workers share both cores.", "",
+                "| workers | threads | cores | images | seconds | images/s | vs one worker | job |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in runs:
-            ratio = r.rate / base[r.threads] if r.threads in base else float("nan")
-            out.append(f"| {r.workers} | {r.threads or 'default'} | {r.images} | {r.seconds:.1f} | {r.rate:.2f} | "
-                       f"{ratio:.2f}x | {r.state} |")
+            one = base.get((r.threads, r.pinned))
+            ratio = f"{r.rate / one:.2f}x" if one else "-"
+            out.append(f"| {r.workers} | {r.threads or 'default'} | {'one core each' if r.pinned else 'shared'} | "
+                       f"{r.images} | {r.seconds:.1f} | {r.rate:.2f} | {ratio} | {r.state} |")
         out.append("")
     if moved:
         out += ["### skulens migrate", "", "| data directory | seconds | products | images | vectors | keypoints | "

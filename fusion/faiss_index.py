@@ -80,6 +80,8 @@ def _gpu_available(settings: IndexSettings) -> bool:
 
 
 class FaissIndex:
+    filters_inside = False
+    """Searches take no filters: the ranker filters the candidates (see :class:`core.protocols.VectorIndex`)."""
     """``add / remove / search`` over int64 ids; ``save`` and ``load`` are atomic."""
 
     def __init__(self, dim: int, settings: IndexSettings, kind: str = "flat", exact: ExactVectors | None = None) -> None:
@@ -195,7 +197,8 @@ class FaissIndex:
             self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
         self._gpu = None
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, filters: object = None) -> tuple[np.ndarray, np.ndarray]:
+        """``filters`` are not applied here (:attr:`filters_inside` is False)."""
         vectors = _as_f32(vectors, self.dim)
         k = max(1, int(k))
         if self._index.ntotal == 0:

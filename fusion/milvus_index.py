@@ -9,6 +9,7 @@ found through another at once.  Nothing is saved to the data directory: Milvus k
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ConflictError, MissingDependencyError, StorageError
+from core.filters import ProductFacets, SearchFilters, norm_value
 from core.settings import IndexSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,29 @@ _BATCH = 1000  # rows per insert or delete request (a request stays well under g
 COUNT_TTL_S = 1.0
 """How long a count of the collection's vectors is trusted (other processes write it too)."""
 ExactVectors = Callable[[np.ndarray], np.ndarray]
+Attributes = Callable[[Iterable[int]], dict[int, tuple[str, ProductFacets]]]
+"""Vector id -> (its product's SKU, that product's facets), for the ids given (those still stored)."""
+_TEXT = 1024  # longest category or brand kept (longer ones are cut: a filter on them then misses)
+_TAG, _TAGS = 256, 128  # longest tag or colour word, most tags or colours kept per product
+
+
+def filter_expression(filters: SearchFilters) -> str:
+    """Milvus's boolean expression for ``filters`` over the facet fields (values folded as the
+    facets are; each string a JSON string literal, so no value can break out of it)."""
+    parts = []
+    if filters.category:
+        parts.append(f"category == {json.dumps(norm_value(filters.category))}")
+    if filters.brand:
+        parts.append(f"brand == {json.dumps(norm_value(filters.brand))}")
+    if filters.tags:
+        parts.append(f"array_contains_all(tags, {json.dumps([norm_value(t) for t in filters.tags])})")
+    if filters.colour:
+        parts.append(f"array_contains(colours, {json.dumps(norm_value(filters.colour))})")
+    if filters.price_min is not None:
+        parts.append(f"price >= {float(filters.price_min)!r}")
+    if filters.price_max is not None:
+        parts.append(f"price <= {float(filters.price_max)!r}")
+    return " and ".join(parts)
 
 
 class _NoFile:
@@ -40,10 +65,12 @@ class _NoFile:
 
 class MilvusIndex:
     kind = KIND
-    shared = True
-    """Other processes write the same index: a process following their writes need not repeat them."""
+    filters_inside = True
 
-    def __init__(self, dim: int, settings: IndexSettings, exact: ExactVectors | None = None) -> None:
+    def __init__(self, dim: int, settings: IndexSettings, exact: ExactVectors | None = None,
+                 attributes: Attributes | None = None) -> None:
+        """``exact``: the database's vectors by id; ``attributes``: the facets each vector is stored
+        with, so searches filter inside Milvus (without them, a vector's facets are empty)."""
         if not settings.uri:
             raise ValueError("a Milvus index needs index.uri")
         try:
@@ -55,6 +82,7 @@ class MilvusIndex:
         self.dim = dim
         self.settings = settings
         self.exact = exact
+        self.attributes = attributes
         self.collection = settings.collection
         self._errors = MilvusException
         self._lock = threading.Lock()  # the client is shared by the process's threads
@@ -72,6 +100,9 @@ class MilvusIndex:
         if client.has_collection(name):
             fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
             dim = int(fields.get("vector", {}).get("params", {}).get("dim", -1))
+            if "category" not in fields:
+                raise ConflictError(f"the Milvus collection {name!r} was made without the products' facets (by an "
+                                    "older skulens): drop it, and the next start fills it anew from the database")
             if dim != self.dim:
                 raise ConflictError(f"the Milvus collection {name!r} holds vectors of dimension {dim}, this "
                                     f"embedder makes {self.dim}: name another (SKULENS_INDEX__COLLECTION)")
@@ -80,6 +111,14 @@ class MilvusIndex:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        # what search filters look at, per vector (its product's facets): a filtered search scans none
+        schema.add_field("sku", DataType.VARCHAR, max_length=512)
+        schema.add_field("category", DataType.VARCHAR, max_length=_TEXT)
+        schema.add_field("brand", DataType.VARCHAR, max_length=_TEXT)
+        schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=_TAGS, max_length=_TAG)
+        schema.add_field("colours", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=_TAGS,
+                         max_length=_TAG)
+        schema.add_field("price", DataType.DOUBLE, nullable=True)
         params = client.prepare_index_params()
         s = self.settings
         build = {"HNSW": {"M": s.hnsw_m, "efConstruction": 200}, "FLAT": {}}.get(
@@ -107,14 +146,37 @@ class MilvusIndex:
         return self._counted[0]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Write ``vectors`` under ``ids`` (an id already held is overwritten: adding twice is harmless)."""
+        """Write ``vectors`` under ``ids``, each with its product's facets (an id already held is
+        overwritten: adding twice is harmless; an id whose product is gone meanwhile is left out)."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         vectors = np.asarray(vectors, np.float32).reshape(len(ids), self.dim)
         for start in range(0, len(ids), _BATCH):
-            rows = [{"id": int(i), "vector": v.tolist()}
-                    for i, v in zip(ids[start:start + _BATCH], vectors[start:start + _BATCH])]
-            self._call("write vectors", partial(self._client.upsert, self.collection, rows))
+            part = ids[start:start + _BATCH]
+            known = self.attributes(part) if self.attributes is not None else None
+            rows = [self._row(int(i), v, known) for i, v in zip(part, vectors[start:start + _BATCH])]
+            rows = [r for r in rows if r is not None]
+            if rows:
+                self._call("write vectors", partial(self._client.upsert, self.collection, rows))
         self._counted = None
+
+    @staticmethod
+    def _row(vid: int, vector: np.ndarray, known: dict[int, tuple[str, ProductFacets]] | None) -> dict | None:
+        if known is not None and vid not in known:
+            return None
+        sku, f = known[vid] if known is not None else ("", None)
+        return {"id": vid, "vector": vector.tolist(), "sku": sku[:512],
+                "category": f.category[:_TEXT] if f else "", "brand": f.brand[:_TEXT] if f else "",
+                "tags": sorted(t[:_TAG] for t in f.tags)[:_TAGS] if f else [],
+                "colours": sorted(c[:_TAG] for c in f.colours)[:_TAGS] if f else [],
+                "price": f.price if f else None}
+
+    def refresh(self, ids: np.ndarray) -> None:
+        """Write the vectors of ``ids`` again with their products' facets as they are now (a product's
+        category, brand, tags, price or colours changed)."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        for start in range(0, len(ids), _BATCH):
+            part = ids[start:start + _BATCH]
+            self.add(part, self.reconstruct(part))
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, np.int64).reshape(-1)
@@ -123,7 +185,8 @@ class MilvusIndex:
             self._call("delete vectors", partial(self._client.delete, self.collection, ids=part))
         self._counted = None
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vectors: np.ndarray, k: int, filters: SearchFilters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest vectors of products ``filters`` accept (all products without filters)."""
         vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         sims = np.full((len(vectors), k), -np.inf, np.float32)
         ids = np.full((len(vectors), k), -1, np.int64)
@@ -131,8 +194,10 @@ class MilvusIndex:
             return sims, ids
         s = self.settings
         params = {"ef": max(k, s.hnsw_ef_search)} if s.milvus_index == "HNSW" else {"nprobe": s.nprobe}
+        expression = filter_expression(filters) if filters is not None else ""
         hits = self._call("search", lambda: self._client.search(
-            self.collection, data=vectors.tolist(), limit=k, output_fields=[], search_params={"params": params}))
+            self.collection, data=vectors.tolist(), limit=min(k, 16_384), output_fields=[], filter=expression,
+            search_params={"params": params}))
         for row, found in enumerate(hits):
             for col, hit in enumerate(list(found)[:k]):
                 ids[row, col] = int(hit["id"])

@@ -98,7 +98,7 @@ def query_vectors(query: ObjectFeatures, regions: Sequence[str] | None) -> np.nd
 def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
                       n_neighbours: int, n_text: int, query_regions: Sequence[str] | None = None,
                       gallery_regions: Sequence[str] | None = None, pooling: str = "max",
-                      sku_images: int = 1) -> dict[str, Candidate]:
+                      sku_images: int = 1, filters: SearchFilters | None = None) -> dict[str, Candidate]:
     """SKUs near any query region in the index, plus SKUs found by text, each with its embedding score.
 
     ``query_regions`` / ``gallery_regions`` restrict which embeddings take part (all when None).
@@ -116,7 +116,8 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
         q = query_vectors(query, query_regions)
         # ask for more when some catalogue regions will be filtered out
         spare = 3 if gallery_regions is not None else 1
-        sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)))
+        # an index that filters by itself searches only the products the filters accept
+        sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)), filters)
         owners = view.vector_owner
         held, images, skus, regions = owners.lookup(ids.ravel())
         if gallery_regions is not None:

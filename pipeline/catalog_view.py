@@ -69,19 +69,26 @@ class LiveView:
 
         self.view.stale_text_scorer = make
 
-    def apply(self, result: WriteResult, sku: str) -> None:
-        """Bring the vector index and the view up to date with one committed write to ``sku``."""
+    def apply(self, result: WriteResult, sku: str, refresh: bool = True) -> None:
+        """Bring the vector index and the view up to date with one committed write to ``sku``.
+
+        An index that filters by itself (Milvus) keeps each vector's product facets: when they
+        changed, the product's other vectors are written again with them (``refresh`` False: the
+        process that made the write did that, the index being shared)."""
         view = self.view
         view.index.remove(result.removed_ids)
         view.images.forget(image_id for image_id, _, _ in view.vector_owner.remove(result.removed_ids))
-        if len(result.added_ids):
-            view.index.add(result.added_ids, result.added_vectors)
+        before = view.facets.get(sku)
         try:
             product = self.store.get_product(sku)
         except NotFoundError:  # the product is gone: forget it
             self._forget(sku)
         else:
             self._reload_product(product)
+        if len(result.added_ids):
+            view.index.add(result.added_ids, result.added_vectors)
+        if refresh and view.index.filters_inside and before is not None and view.facets.get(sku, before) != before:
+            view.index.refresh(np.setdiff1d(view.vector_owner.of_sku(sku), result.added_ids))  # type: ignore[attr-defined]
         self._refresh_scorer()
 
     def sync(self, sku: str, dim: int, shared: bool = False) -> None:
@@ -95,7 +102,7 @@ class LiveView:
         if shared and len(added):
             added = np.setdiff1d(added, self.view.index.held(added))  # type: ignore[attr-defined]
         vectors = self.store.vectors_by_id(added, dim, missing_ok=True) if len(added) else np.zeros((0, dim), np.float32)
-        self.apply(WriteResult(added, vectors, np.setdiff1d(held, stored)), sku)
+        self.apply(WriteResult(added, vectors, np.setdiff1d(held, stored)), sku, refresh=not shared)
 
     def _forget(self, sku: str) -> None:
         view = self.view

@@ -200,7 +200,7 @@ class Engine:
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences.tolist(), text) if obj else \
                     query_tokens((), (), text)
                 cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates,
-                                          pooling=fs.region_pooling, sku_images=self.sku_images)
+                                          pooling=fs.region_pooling, sku_images=self.sku_images, filters=filters)
                 cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit,
                                       pooling=fs.region_pooling, sku_images=self.sku_images)
                 matches = self.ranker.rank(self.view, obj, tokens, cands, w, k)

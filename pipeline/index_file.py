@@ -43,7 +43,7 @@ def build_index(store: CatalogStore, settings: IndexSettings, dim: int) -> Vecto
     a random sample first), so a million vectors never sit in memory as float32 all at once.
     With ``index.uri``, the Milvus collection is emptied and filled the same way."""
     if settings.uri:
-        shared = MilvusIndex(dim, settings, exact=exact_vectors(store, dim))
+        shared = MilvusIndex(dim, settings, exact=exact_vectors(store, dim), attributes=store.vector_facets)
         shared.clear()
         for ids, vectors in store.vector_chunks(dim, chunk=10_000):
             shared.add(ids, vectors)
@@ -90,7 +90,7 @@ def open_shared(store: CatalogStore, settings: IndexSettings, dim: int) -> Milvu
     """The Milvus collection, with the vectors the database holds and it lacks added and those it
     holds beyond them removed (a process killed between its database commit and its Milvus write
     left them so)."""
-    shared = MilvusIndex(dim, settings, exact=None)
+    shared = MilvusIndex(dim, settings, exact=None, attributes=store.vector_facets)
     stored, held = store.vector_ids(), shared.ids()
     both = np.intersect1d(stored, held, assume_unique=True)
     # the collection must be this catalogue's: some ids in common, holding the same vectors

@@ -64,6 +64,7 @@ class CatalogStore(FeatureTable, CatalogStoreBase):
     """The catalogue in one SQLite file (see :mod:`pipeline.store_base` for what it holds)."""
 
     OWNER_SCAN = "vectors INDEXED BY vectors_owner"
+    COLOURS_OF = "SELECT p.sku, f.colours FROM products_fts f JOIN products p ON p.rowid = f.rowid WHERE p.sku IN ({marks})"
     ALL_ROWS = -1
 
     def __init__(self, path: Path) -> None:

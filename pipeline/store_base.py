@@ -30,6 +30,7 @@ import numpy as np
 from core.catalog import ImageRef, NewImage, Product, ProductQuery, StoredImage, WriteResult
 from core.colours import colour_names
 from core.errors import ConflictError, NotFoundError
+from core.filters import ProductFacets, facets
 from core.types import LocalFeatures, OcrText, Palette, Tags
 from pipeline.store_vectors import (  # noqa: F401 - re-exported
     OwnerColumns,
@@ -84,6 +85,9 @@ class CatalogStoreBase(StoreReads):
 
     def _drop_text(self, tx: Tx, sku: str) -> None:
         raise NotImplementedError
+
+    COLOURS_OF = ""
+    """SQL of (sku, its colour words) from the text index for the SKUs in ``{marks}``."""
 
     def _tag_clause(self) -> str:
         """SQL true when the product's tags (a JSON list) hold ``?``, ignoring case."""
@@ -328,6 +332,18 @@ class CatalogStoreBase(StoreReads):
         if query.without_images:
             clauses.append("NOT EXISTS (SELECT 1 FROM images WHERE images.sku = products.sku)")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+    def vector_facets(self, ids: Iterable[int]) -> dict[int, tuple[str, ProductFacets]]:
+        """Vector id -> (its product's SKU, what filters look at of that product), for those stored:
+        what a vector index that filters by itself (Milvus) keeps beside each vector."""
+        owners = dict(self._chunked("SELECT v.id, i.sku FROM vectors v JOIN images i ON i.id = v.image_id "
+                                    "WHERE v.id IN ({marks})", [int(i) for i in ids]))
+        skus = sorted(set(owners.values()))
+        products = self.get_products(skus)
+        colours = {r[0]: (r[1] or "").split() for r in self._chunked(self.COLOURS_OF, skus)}
+        made = {sku: facets(p.category, p.brand, p.tags, p.price, set(colours.get(sku, ())))
+                for sku, p in products.items()}
+        return {vid: (sku, made[sku]) for vid, sku in owners.items() if sku in made}
 
     def count(self) -> tuple[int, int, int]:
         """(products, images, vectors)."""

@@ -114,6 +114,8 @@ class _PgSnapshot:
 class PostgresStore(CatalogStoreBase):
     """The catalogue in a PostgreSQL database (see :mod:`pipeline.store_base` for what it holds)."""
 
+    COLOURS_OF = "SELECT sku, colours FROM products_text WHERE sku IN ({marks})"
+
     def __init__(self, url: str, settings: StoreSettings | None = None) -> None:
         try:
             import psycopg

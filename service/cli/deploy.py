@@ -80,6 +80,8 @@ def bench_deploy(
     workers: Annotated[str, typer.Option(help="worker counts to run, comma-separated")] = "1,2",
     threads: Annotated[str, typer.Option(help="threads per worker to run, comma-separated (0: as configured)")] = "0,1",
     part_rows: Annotated[int, typer.Option(min=1, help="manifest rows per queued part")] = 5,
+    pin: Annotated[str, typer.Option(help="run the workers sharing the cores (no), each on a core of its own "
+                                          "(yes), or both, comma-separated")] = "no",
     migrate_data: Annotated[Optional[list[Path]], typer.Option("--migrate", help="a data directory to migrate "
                                                                 "(repeatable)")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="where the processes' data go (default: a temporary folder)")] = None,
@@ -103,11 +105,13 @@ def bench_deploy(
         out.print(f"replicas: seen through B in p50 {np.percentile(vis.visible_ms, 50):.0f} ms, "
                   f"p95 {np.percentile(vis.visible_ms, 95):.0f} ms", highlight=False)
     runs = []
-    for t in (int(x) for x in threads.split(",")) if images else ():
-        for n in (int(x) for x in workers.split(",")):
-            run = bd.workers(servers, picked, n, t or None, part_rows)
-            out.print(f"workers {n}, threads {t or 'default'}: {run.rate:.2f} images/s ({run.state})", highlight=False)
-            runs.append(run)
+    for pinned in (p.strip() == "yes" for p in pin.split(",")) if images else ():
+        for t in (int(x) for x in threads.split(",")):
+            for n in (int(x) for x in workers.split(",")):
+                run = bd.workers(servers, picked, n, t or None, part_rows, pinned)
+                out.print(f"workers {n}, threads {t or 'default'}, {'one core each' if pinned else 'shared cores'}: "
+                          f"{run.rate:.2f} images/s ({run.state})", highlight=False)
+                runs.append(run)
     moved = bd.migrations(servers, list(migrate_data or []))
     for m in moved:
         out.print(f"migrate {m.data}: {m.seconds:.1f} s, complete: {m.complete}", highlight=False)

@@ -86,3 +86,41 @@ def test_a_server_away_is_a_storage_error_naming_it():
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StorageError, match=f"Milvus collection 'x' at {uri}"):
         MilvusIndex(DIM, IndexSettings(uri=uri, collection="x", milvus_timeout_s=2))
+
+
+def test_filter_expressions_fold_values_as_the_facets_do():
+    from core.filters import SearchFilters
+    from fusion.milvus_index import filter_expression
+
+    assert filter_expression(SearchFilters()) == ""
+    assert filter_expression(SearchFilters(category=" Plant-based ", brand="Arla", tags=("Ekologisk", "vegan"),
+                                           colour="Red", price_min=1, price_max=2.5)) == (
+        'category == "plantbased" and brand == "arla" and array_contains_all(tags, ["ekologisk", "vegan"]) and '
+        'array_contains(colours, "red") and price >= 1.0 and price <= 2.5')
+    assert filter_expression(SearchFilters(category='x" or id > 0 or "')) == 'category == "x or id 0 or"'
+
+
+def test_a_filtered_search_looks_only_at_the_products_the_filters_accept(settings):
+    from core.filters import SearchFilters, facets
+
+    vectors = unit_rows(40)
+    products = {i: (f"P{i % 4}", facets(("fruit", "dairy")[i % 2], "", ("organic",) if i % 4 == 0 else (),
+                                        float(i % 4), {"red"} if i % 4 == 1 else set())) for i in range(40)}
+    index = MilvusIndex(DIM, settings, attributes=lambda ids: {int(i): products[int(i)] for i in ids if int(i) in products})
+    index.add(np.arange(40), vectors)
+
+    def found(**f) -> set[str]:
+        _, ids = index.search(vectors[:3], 40, SearchFilters(**f))
+        return {products[int(i)][0] for i in ids.ravel() if i >= 0}
+
+    assert found() == {"P0", "P1", "P2", "P3"}
+    assert found(category="Fruit") == {"P0", "P2"}
+    assert found(tags=("organic",)) == {"P0"} and found(colour="red") == {"P1"}
+    assert found(price_min=1.5, price_max=3) == {"P2", "P3"}
+    assert found(category="fruit", colour="red") == set()
+    del products[5]  # a vector whose product is gone meanwhile is left out
+    index.add(np.array([5]), vectors[[5]])
+    products[8] = ("P0", facets("dairy", "", ("organic",), 0.0, set()))  # P0's category changed
+    index.refresh(np.array([8]))
+    assert 8 in index.search(vectors[[8]], 1, SearchFilters(category="dairy"))[1]
+    index.close()

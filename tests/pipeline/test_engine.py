@@ -469,3 +469,13 @@ def test_filtered_searches_give_the_same_answers_on_every_deployment(engine):
     assert skus(None, "product", category="dairy") == ["ARLA-MILK", "OATLY-OAT"]
     assert skus(None, "lime", category="dairy") == []
     assert engine.facet_counts().categories == {"dairy": 2, "fruit": 2}
+    with engine.write_lock():  # a change of category alone (no new picture) moves LIME between filters
+        old = engine.store.get_product("LIME")
+        engine.add_product(Product("LIME", old.title, "", "dairy", (), 0.3), [])
+    assert "LIME" in skus(query_photo("LIME"), None, category="dairy")
+    assert "LIME" not in skus(query_photo("LIME"), None, category="fruit")
+    if engine.view.index.filters_inside:  # Milvus filters by itself: LIME's vectors carry the new category
+        lime = engine.view.vector_owner.of_sku("LIME")
+        query = engine.view.index.reconstruct(lime[:1])
+        assert lime[0] in engine.view.index.search(query, 50, SearchFilters(category="dairy"))[1]
+        assert lime[0] not in engine.view.index.search(query, 50, SearchFilters(category="fruit"))[1]
