@@ -94,20 +94,27 @@ class MilvusIndex:
             raise StorageError(f"cannot use the Milvus collection {self.collection!r} at {settings.uri}: {exc}") from exc
 
     def _open(self) -> None:
+        client, name = self._client, self.collection
+        if not client.has_collection(name):
+            try:
+                self._create()
+            except self._errors:  # another process made it at the same moment: use theirs
+                if not client.has_collection(name):
+                    raise
+        fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
+        dim = int(fields.get("vector", {}).get("params", {}).get("dim", -1))
+        if "category" not in fields:
+            raise ConflictError(f"the Milvus collection {name!r} was made without the products' facets (by an "
+                                "older skulens): drop it, and the next start fills it anew from the database")
+        if dim != self.dim:
+            raise ConflictError(f"the Milvus collection {name!r} holds vectors of dimension {dim}, this "
+                                f"embedder makes {self.dim}: name another (SKULENS_INDEX__COLLECTION)")
+        client.load_collection(name)
+
+    def _create(self) -> None:
         from pymilvus import DataType, MilvusClient
 
         client, name = self._client, self.collection
-        if client.has_collection(name):
-            fields = {f["name"]: f for f in client.describe_collection(name)["fields"]}
-            dim = int(fields.get("vector", {}).get("params", {}).get("dim", -1))
-            if "category" not in fields:
-                raise ConflictError(f"the Milvus collection {name!r} was made without the products' facets (by an "
-                                    "older skulens): drop it, and the next start fills it anew from the database")
-            if dim != self.dim:
-                raise ConflictError(f"the Milvus collection {name!r} holds vectors of dimension {dim}, this "
-                                    f"embedder makes {self.dim}: name another (SKULENS_INDEX__COLLECTION)")
-            client.load_collection(name)
-            return
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)

@@ -29,6 +29,18 @@ def postgres_bin() -> Path | None:
     return Path(folders[-1]) if folders else None
 
 
+def _end(process: subprocess.Popen | None, folder: Path) -> None:
+    """Stop a server process (SIGTERM, then SIGKILL after 20 s) and remove its folder."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class PostgresServer:
     """One throw-away PostgreSQL cluster: trust authentication on 127.0.0.1 only, no fsync."""
 
@@ -90,15 +102,8 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # a "smart" shutdown would wait for the pools' connections
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _end(self.process, self.folder)  # SIGTERM: a "smart" shutdown would wait for the pools' connections
         self.process = None
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class MilvusLiteServer:
@@ -135,12 +140,5 @@ class MilvusLiteServer:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _end(self.process, self.folder)  # SIGTERM: a "smart" shutdown would wait for the pools' connections
         self.process = None
-        shutil.rmtree(self.folder, ignore_errors=True)
