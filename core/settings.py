@@ -34,6 +34,10 @@ class ImageLimits(BaseModel):
 class ModelSettings(BaseModel):
     cache_dir: Path = Field(default_factory=default_model_cache)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    threads: int = Field(0, ge=0, le=256, description="CPU threads each model may use (torch, OpenCV and every "
+                         "onnxruntime session: detector, background, OCR, embedder); 0: the libraries' defaults "
+                         "(about one per core). Several `skulens worker` or `serve` processes on one machine: "
+                         "its cores divided among them")
 
 
 class DetectorSettings(BaseModel):
@@ -113,7 +117,7 @@ class EmbedderSettings(BaseModel):
         "made at another size asks for `skulens reindex --input-size N`")
     batch_size: int = 16
     tags_top_k: int = 5
-    threads: int = Field(0, description="torch CPU threads; 0 leaves torch's default")
+    threads: int = Field(0, ge=0, description="the embedder's CPU threads (torch or onnxruntime); 0: `models.threads`")
 
 
 class IndexSettings(BaseModel):

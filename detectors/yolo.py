@@ -98,6 +98,7 @@ class YoloDetector:
         self._device = "cpu"
         self._image_size = settings.image_size or 640
         self._runtime: tuple[str, Path | None, dict] | None = None  # ("torch" | "onnx", export, its sidecar)
+        self._threads_held = not models.threads  # models.threads: the onnxruntime session is remade once
 
     @property
     def name(self) -> str:
@@ -179,4 +180,27 @@ class YoloDetector:
             # its first call on CPU sets torch to one thread fewer than the cores, process-wide,
             # which would slow every other stage (and itself); give the process its threads back
             torch.set_num_threads(threads)
+        if not self._threads_held:
+            self._hold_threads(model)
         return boxes_from_results(results[0], self.settings, w, h)
+
+    def _hold_threads(self, model) -> None:
+        """Hold the ONNX export's session to ``models.threads``: ultralytics makes it (on the first call)
+        with onnxruntime's default of one thread per core and takes no session options, so the session
+        is made again with them (same file, same outputs). torch weights follow ``torch.set_num_threads``."""
+        with self._lock:
+            if self._threads_held:
+                return
+            self._threads_held = True
+            backend = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
+            session = getattr(backend, "session", None)
+            export = self._runtime[1] if self._runtime else None
+            if backend is None or session is None or export is None or getattr(backend, "use_io_binding", False):
+                return  # torch weights, or a GPU session
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = self.models.threads
+            backend.session = ort.InferenceSession(str(export), opts, providers=session.get_providers())
+            log.info("YOLO's onnxruntime session held to %d threads", self.models.threads)

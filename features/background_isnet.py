@@ -32,11 +32,13 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session_options():
+def _session_options(threads: int = 0):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
     return opts
 
 
@@ -80,8 +82,14 @@ class IsNetBackgroundRemover:
         with self._lock:
             if self._session is None:
                 path = model_path(self.settings.model, self.models.cache_dir)
-                self._session = _session_class()(
-                    "dis_custom", _session_options(), model_path=str(path), providers=_providers(self.models.device)
+                import torch
+
+                threads = torch.get_num_threads()
+                session_class = _session_class()
+                if torch.get_num_threads() != threads:  # importing rembg sets torch to every core, process-wide
+                    torch.set_num_threads(threads)
+                self._session = session_class(
+                    "dis_custom", _session_options(self.models.threads), model_path=str(path), providers=_providers(self.models.device)
                 )
                 log.info("loaded %s from %s", self.settings.model, path)
         return self._session

@@ -191,8 +191,8 @@ class EfficientNetLite2Embedder:
         import torch
 
         device = resolve_device(self.models.device)
-        if self.settings.threads:
-            torch.set_num_threads(self.settings.threads)
+        if threads := self.settings.threads or self.models.threads:
+            torch.set_num_threads(threads)
         module = embedding_module(load_network(self.trained, self.models)).to(device)
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +211,8 @@ class EfficientNetLite2Embedder:
                 ["--input-size", str(self.input_size)] if self.input_size != trained_input_size(self.trained) else []) + (
                 ["--int8"] if int8 else [])
             raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")
-        session = open_session(path, resolve_device(self.models.device), self.settings.threads)
+        session = open_session(path, resolve_device(self.models.device),
+                               self.settings.threads or self.models.threads)
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             vec, probs = session.run(None, {"image": batch})

@@ -117,6 +117,8 @@ class RapidOcrReader:
             "Rec.rec_img_shape": [3, 48, _REC_WIDTH],
             "Rec.rec_batch_num": self.settings.max_lines,
         }
+        if self.models.threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.models.threads
         if self.settings.angle_classifier:
             params["Cls.model_path"] = str(model_path(ANGLE_MODEL, cache))
         engine = RapidOCR(params=params)

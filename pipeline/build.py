@@ -91,6 +91,20 @@ def make_reader(settings: Settings) -> TextReader:
     return RapidOcrReader(settings.ocr, settings.models)
 
 
+def hold_threads(models: ModelSettings) -> None:
+    """Hold this process's torch and OpenCV thread pools to ``models.threads`` (0: leave the libraries'
+    defaults); each onnxruntime session reads the setting itself. Several processes on one machine
+    (workers, replicas) that each take every core only wait on one another."""
+    if not models.threads:
+        return
+    import cv2
+    import torch
+
+    torch.set_num_threads(models.threads)
+    cv2.setNumThreads(models.threads)
+    log.info("models held to %d CPU threads", models.threads)
+
+
 def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = RECORDED,
                  remover: BackgroundRemover | None = None) -> Stages:
     """The stages the settings ask for.
@@ -98,6 +112,7 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
     ``trained``: the fine-tuned embedder to use (None: ImageNet's); by default :func:`chosen_embedder`.
     ``remover``: the background remover to use (the detector's masks come from it too); by default
     :func:`make_remover`'s."""
+    hold_threads(settings.models)
     embedder = make_embedder(settings, chosen_embedder(settings) if isinstance(trained, str) else trained)
     from detectors.mask import MaskDetector
     from detectors.yolo import YoloDetector
