@@ -123,8 +123,8 @@ class WorkerRun:
 
 def start_worker(env: dict[str, str], data: Path, name: str, threads: int | None, core: int | None) -> subprocess.Popen:
     """A worker process; with ``core``, held to that CPU core (as one machine of its own would be)."""
-    extra = {} if threads is None else {"OMP_NUM_THREADS": str(threads), "SKULENS_INGEST__WORKERS": "1",
-                                        "SKULENS_OCR__PARALLEL": "false"}
+    extra = {} if threads is None else {"SKULENS_MODELS__THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+                                        "SKULENS_INGEST__WORKERS": "1", "SKULENS_OCR__PARALLEL": "false"}
     data.mkdir(parents=True, exist_ok=True)
 
     def pin() -> None:
@@ -220,9 +220,10 @@ def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateR
         out += ["### Ingest workers", "",
                 "One import of real photos (one product each), queued on a fresh database and collection, run by "
                 "`skulens worker` processes on this machine; the clock runs from the submission to the job's end, "
-                "the workers' models loaded before. *threads 1*: each worker on one thread where its libraries "
-                "allow (OMP_NUM_THREADS=1, SKULENS_INGEST__WORKERS=1, OCR not parallel); *default*: each worker "
-                "as configured. *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
+                "the workers' models loaded before. *threads 1*: each worker's models on one CPU thread "
+                "(`SKULENS_MODELS__THREADS=1`: torch, OpenCV and every onnxruntime session) analysing one image at a "
+                "time (`SKULENS_INGEST__WORKERS=1`, OCR not parallel), as a worker on a one-core machine; *default*: "
+                "each worker as configured (every model's threads on every core, two images at a time). *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
                 "per worker would be; otherwise the workers share both cores.", "",
                 "| workers | threads | cores | images | seconds | images/s | vs one worker | job |",
                 "|---|---|---|---|---|---|---|---|"]
