@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -203,9 +204,52 @@ def migrations(servers: Servers, folders: list[Path]) -> list[MigrateRun]:
     return runs
 
 
+# -- quality ----------------------------------------------------------------------------------------
+@dataclass
+class Parity:
+    """One protocol's ``skulens eval --json`` reports on the embedded default and on PostgreSQL + Milvus."""
+
+    protocol: str
+    split: str
+    queries: int
+    embedded: dict[str, float]
+    distributed: dict[str, float]
+    same_rank: int
+    same_top: int
+
+
+def parity(embedded: Path, distributed: Path) -> Parity:
+    """Compare two reports of one protocol, query by query (the SKU's rank and the top three)."""
+    a, b = (json.loads(Path(p).read_text()) for p in (embedded, distributed))
+    if (a["protocol"], a["split"], a["queries"]) != (b["protocol"], b["split"], b["queries"]):
+        raise SkulensError(f"{embedded} and {distributed} are not reports of the same protocol, split and queries")
+    qa, qb = ({q["path"]: q for q in r["per_query"]} for r in (a, b))
+    if set(qa) != set(qb):
+        raise SkulensError(f"{embedded} and {distributed} rank different photos")
+    return Parity(a["protocol"], a["split"], a["queries"], a["metrics"], b["metrics"],
+                  sum(qa[k].get("rank") == qb[k].get("rank") for k in qa),
+                  sum(qa[k].get("top") == qb[k].get("top") for k in qa))
+
+
 # -- the section ------------------------------------------------------------------------------------
-def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateRun]) -> str:
+def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateRun],
+             quality: Sequence[Parity] = ()) -> str:
     out = []
+    if quality:
+        out += ["### Quality on PostgreSQL + Milvus", "",
+                "The same protocol, embedder and weights on the embedded default (SQLite + FAISS) and on PostgreSQL + "
+                "Milvus (`skulens eval --json` on each; commands in docs/evaluation.md), compared query by query.", "",
+                "| protocol | split | queries | R@1 embedded / distributed | R@5 | R@10 | mAP | |R@1 difference| | "
+                "same rank of the right SKU | same top 3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for q in quality:
+            e, d = q.embedded, q.distributed
+
+            def both(key: str) -> str:
+                return f"{e[key]:.3f} / {d[key]:.3f}"
+            out.append(f"| {q.protocol} | {q.split} | {q.queries} | {both('recall@1')} | {both('recall@5')} | "
+                       f"{both('recall@10')} | {both('map')} | {abs(e['recall@1'] - d['recall@1']):.3f} | {q.same_rank} of {q.queries} | "
+                       f"{q.same_top} of {q.queries} |")
+        out.append("")
     if vis is not None:
         v, w = np.asarray(vis.visible_ms), np.asarray(vis.write_ms)
         out += ["### A write through replica A, seen through replica B", "",

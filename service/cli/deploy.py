@@ -84,6 +84,9 @@ def bench_deploy(
                                           "(yes), or both, comma-separated")] = "no",
     migrate_data: Annotated[Optional[list[Path]], typer.Option("--migrate", help="a data directory to migrate "
                                                                 "(repeatable)")] = None,
+    parity: Annotated[Optional[list[str]], typer.Option(help="two `skulens eval --json` reports of one protocol, "
+                                                          "embedded then PostgreSQL + Milvus, as EMBEDDED.json,"
+                                                          "OTHER.json: compared query by query (repeatable)")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="where the processes' data go (default: a temporary folder)")] = None,
     benchmarks: Annotated[Optional[Path], typer.Option(help="the BENCHMARKS.md to update")] = None,
 ) -> None:
@@ -95,6 +98,10 @@ def bench_deploy(
     from evaluation.benchmarks_md import update_section
     from pipeline.catalog_source import IMAGE_SUFFIXES
 
+    pairs = [tuple(x.split(",")) for x in parity or []]
+    if any(len(p) != 2 for p in pairs):
+        raise SkulensError("--parity takes two reports, EMBEDDED.json,OTHER.json")
+    quality = [bd.parity(Path(a), Path(b)) for a, b in pairs]
     pool = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not pool:
         raise SkulensError(f"no photos in {photos}")
@@ -115,7 +122,7 @@ def bench_deploy(
     moved = bd.migrations(servers, list(migrate_data or []))
     for m in moved:
         out.print(f"migrate {m.data}: {m.seconds:.1f} s, complete: {m.complete}", highlight=False)
-    body = bd.markdown(vis, runs, moved)
+    body = bd.markdown(vis, runs, moved, quality)
     if benchmarks is not None:
         update_section(benchmarks, "deploy", "Past one machine: PostgreSQL + Milvus, replicas, workers, migrate", body)
     else:
