@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -90,6 +93,32 @@ DEPLOYMENTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
 def store_url(request) -> str | None:
     """Each catalogue store in turn: None for the data directory's SQLite file, else a PostgreSQL URL."""
     return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+T = TypeVar("T")
+
+
+def open_together(make: Callable[[], T], n: int = 4) -> list[T]:
+    """``make()`` called by ``n`` threads at the same moment (as processes starting together would):
+    what they made, or the first error any of them raised."""
+    made: list[T] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            made.append(make())
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    assert len(made) == n, "a thread did not finish in 60 s"
+    return made
 
 
 def product_image(colour: tuple[int, int, int], word: str, shape: str = "box", size: int = 320) -> np.ndarray:

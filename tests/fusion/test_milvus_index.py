@@ -10,7 +10,7 @@ from core.errors import ConflictError, StorageError
 from core.settings import IndexSettings
 from fusion.faiss_index import FaissIndex
 from fusion.milvus_index import MilvusIndex
-from tests.conftest import new_collection
+from tests.conftest import new_collection, open_together
 
 pytestmark = pytest.mark.milvus
 DIM = 32
@@ -127,23 +127,7 @@ def test_a_filtered_search_looks_only_at_the_products_the_filters_accept(setting
 
 
 def test_processes_opening_a_new_collection_together_share_it(settings):
-    import threading
-
-    opened: list[MilvusIndex] = []
-    errors: list[BaseException] = []
-
-    def open_one() -> None:
-        try:
-            opened.append(MilvusIndex(DIM, settings))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors and len(opened) == 4
+    opened = open_together(lambda: MilvusIndex(DIM, settings))
     opened[0].add(np.arange(3), unit_rows(3))
     assert len(opened[3]) == 3
     for index in opened:

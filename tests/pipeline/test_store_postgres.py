@@ -13,6 +13,7 @@ from core.errors import InvalidInputError, StorageError
 from core.settings import Settings, StoreSettings
 from pipeline.store import catalogue_meta, catalogue_name, open_store
 from pipeline.store_postgres import SCHEMA_VERSION, PostgresStore, redacted
+from tests.conftest import open_together
 from tests.pipeline.test_store import DIM, SHOE, image
 
 pytestmark = pytest.mark.postgres
@@ -29,21 +30,7 @@ def test_an_unreachable_server_is_a_storage_error_naming_it_without_its_password
 
 
 def test_processes_opening_a_new_database_together_migrate_it_once(postgres_url):
-    stores: list[PostgresStore] = []
-    errors: list[BaseException] = []
-
-    def open_one() -> None:
-        try:
-            stores.append(PostgresStore(postgres_url))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_one) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors and len(stores) == 4
+    stores = open_together(lambda: PostgresStore(postgres_url))
     assert stores[0].get_meta("schema_version") == str(SCHEMA_VERSION)
     for s in stores:
         s.close()
