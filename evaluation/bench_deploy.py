@@ -46,7 +46,7 @@ class Servers:
 
         name = f"bench_{name}_{self.tag}"
         with psycopg.connect(self.postgres, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0')
         url = self.postgres.rsplit("/", 1)[0] + "/" + name
         return {"SKULENS_STORE__URL": url, "SKULENS_INDEX__URI": self.milvus, "SKULENS_INDEX__COLLECTION": name,
                 "SKULENS_FILES__ROOT": str(self.root / name / "files")}

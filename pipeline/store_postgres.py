@@ -135,7 +135,23 @@ class PostgresStore(CatalogStoreBase):
         except Exception as exc:  # psycopg_pool.PoolTimeout, or a bad URL
             self._pool.close()
             raise StorageError(f"cannot reach the PostgreSQL catalogue {self.path}: {exc}") from exc
+        self._check_encoding()
         self._migrate()
+
+    def _check_encoding(self) -> None:
+        """Refuse a database that does not keep text as UTF-8 (initdb with the C locale makes SQL_ASCII
+        ones: their text comes back as undecoded bytes, and non-ASCII titles are not checked)."""
+        with self._pool.connection() as conn:
+            row = conn.execute("SHOW server_encoding").fetchone()
+            encoding = row[0] if row else "unknown"
+            if isinstance(encoding, bytes):
+                encoding = encoding.decode("ascii", "replace")
+            name = conn.info.dbname
+        if encoding.upper() not in ("UTF8", "UTF-8"):
+            self._pool.close()
+            raise StorageError(f"the PostgreSQL database {name!r} ({self.path}) keeps text as {encoding}; skulens "
+                               f"needs UTF8: create it with `createdb -E UTF8 -T template0 {name}` (or "
+                               "`CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0`)")
 
     def _migrate(self) -> None:
         with self._transaction() as tx:

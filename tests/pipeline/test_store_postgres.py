@@ -29,6 +29,18 @@ def test_an_unreachable_server_is_a_storage_error_naming_it_without_its_password
     assert redacted("postgresql://a@h/db") == "postgresql://a@h/db"
 
 
+def test_a_database_that_does_not_keep_utf8_is_refused_with_the_command_that_makes_one(postgres_server):
+    """initdb with the C locale makes SQL_ASCII databases; psycopg hands their text back as bytes."""
+    import psycopg
+
+    with psycopg.connect(postgres_server.url("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ascii_shop ENCODING 'SQL_ASCII' TEMPLATE template0")
+    with pytest.raises(StorageError, match=r"'ascii_shop' .* keeps text as SQL_ASCII.*createdb -E UTF8 -T template0"):
+        PostgresStore(postgres_server.url("ascii_shop"))
+    with psycopg.connect(postgres_server.url("ascii_shop")) as conn:  # and nothing was made in it
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+
+
 def test_processes_opening_a_new_database_together_migrate_it_once(postgres_url):
     stores = open_together(lambda: PostgresStore(postgres_url))
     assert stores[0].get_meta("schema_version") == str(SCHEMA_VERSION)
