@@ -232,24 +232,25 @@ def parity(embedded: Path, distributed: Path) -> Parity:
 
 
 # -- the section ------------------------------------------------------------------------------------
-def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateRun],
-             quality: Sequence[Parity] = ()) -> str:
-    out = []
-    if quality:
-        out += ["### Quality on PostgreSQL + Milvus", "",
-                "The same protocol, embedder and weights on the embedded default (SQLite + FAISS) and on PostgreSQL + "
-                "Milvus (`skulens eval --json` on each; commands in docs/evaluation.md), compared query by query.", "",
-                "| protocol | split | queries | R@1 embedded / distributed | R@5 | R@10 | mAP | |R@1 difference| | "
-                "same rank of the right SKU | same top 3 |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for q in quality:
-            e, d = q.embedded, q.distributed
+def parity_markdown(quality: Sequence[Parity]) -> str:
+    out = ["The same protocol, embedder and weights on the embedded default (SQLite + FAISS) and on PostgreSQL + "
+           "Milvus (`skulens eval --json` on each, the second on a fresh database and collection; commands in "
+           "docs/evaluation.md), compared query by query.", "",
+           "| protocol | split | queries | R@1 embedded / distributed | R@5 | R@10 | mAP | R@1 difference | "
+           "same rank of the right SKU | same top 3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for q in quality:
+        e, d = q.embedded, q.distributed
 
-            def both(key: str) -> str:
-                return f"{e[key]:.3f} / {d[key]:.3f}"
-            out.append(f"| {q.protocol} | {q.split} | {q.queries} | {both('recall@1')} | {both('recall@5')} | "
-                       f"{both('recall@10')} | {both('map')} | {abs(e['recall@1'] - d['recall@1']):.3f} | {q.same_rank} of {q.queries} | "
-                       f"{q.same_top} of {q.queries} |")
-        out.append("")
+        def both(key: str) -> str:
+            return f"{e[key]:.3f} / {d[key]:.3f}"
+        out.append(f"| {q.protocol} | {q.split} | {q.queries} | {both('recall@1')} | {both('recall@5')} | "
+                   f"{both('recall@10')} | {both('map')} | {abs(e['recall@1'] - d['recall@1']):.3f} | "
+                   f"{q.same_rank} of {q.queries} | {q.same_top} of {q.queries} |")
+    return "\n".join(out) + "\n"
+
+
+def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateRun]) -> str:
+    out = []
     if vis is not None:
         v, w = np.asarray(vis.visible_ms), np.asarray(vis.write_ms)
         out += ["### A write through replica A, seen through replica B", "",

@@ -122,8 +122,15 @@ def bench_deploy(
     moved = bd.migrations(servers, list(migrate_data or []))
     for m in moved:
         out.print(f"migrate {m.data}: {m.seconds:.1f} s, complete: {m.complete}", highlight=False)
-    body = bd.markdown(vis, runs, moved, quality)
-    if benchmarks is not None:
-        update_section(benchmarks, "deploy", "Past one machine: PostgreSQL + Milvus, replicas, workers, migrate", body)
-    else:
-        out.print(body)
+    sections = []
+    if vis is not None or runs or moved:
+        sections.append(("deploy", "Past one machine: PostgreSQL + Milvus, replicas, workers, migrate",
+                         bd.markdown(vis, runs, moved)))
+    if quality:
+        sections.append(("deploy-quality", "Past one machine: quality on PostgreSQL + Milvus",
+                         bd.parity_markdown(quality)))
+    for key, title, body in sections:
+        if benchmarks is not None:
+            update_section(benchmarks, key, title, body)
+        else:
+            out.print(body)

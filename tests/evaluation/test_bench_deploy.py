@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import SkulensError
-from evaluation.bench_deploy import MigrateRun, WorkerRun, markdown, parity
+from evaluation.bench_deploy import MigrateRun, WorkerRun, markdown, parity, parity_markdown
 
 
 def report(path: Path, ranks: list[int | None], tops: list[list[str]], split: str = "val") -> Path:
@@ -25,7 +25,7 @@ def test_parity_counts_the_queries_ranked_alike(tmp_path: Path) -> None:
     b = report(tmp_path / "b.json", [1, 1, 1], [["A", "B"], ["A", "B"], ["A", "D"]])
     p = parity(a, b)
     assert (p.queries, p.same_rank, p.same_top) == (3, 2, 1)
-    md = markdown(None, [], [], [p])
+    md = parity_markdown([p])
     assert "| G1 | val | 3 | 0.667 / 1.000 |" in md and "| 0.333 | 2 of 3 | 1 of 3 |" in md
 
 
