@@ -63,6 +63,12 @@ class _NoFile:
         return None
 
 
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": False}
+"""pymilvus pings an idle connection every 10 s; a gRPC server with the library's default policy (Milvus
+Lite's) allows one ping in 5 minutes and then closes the connection ("Too many pings"), failing the next
+calls. Every call has a timeout (``index.milvus_timeout_s``), which finds a dead server without pings."""
+
+
 class MilvusIndex:
     kind = KIND
     filters_inside = True
@@ -88,7 +94,7 @@ class MilvusIndex:
         self._lock = threading.Lock()  # the client is shared by the process's threads
         self._counted: tuple[int, float] | None = None  # (count, when)
         try:
-            self._client = MilvusClient(uri=settings.uri, timeout=settings.milvus_timeout_s)
+            self._client = MilvusClient(uri=settings.uri, timeout=settings.milvus_timeout_s, grpc_options=GRPC_OPTIONS)
             self._open()
         except MilvusException as exc:
             raise StorageError(f"cannot use the Milvus collection {self.collection!r} at {settings.uri}: {exc}") from exc
