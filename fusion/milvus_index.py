@@ -63,10 +63,13 @@ class _NoFile:
         return None
 
 
-GRPC_OPTIONS = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": False}
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": False,
+                "grpc.initial_reconnect_backoff_ms": 200, "grpc.max_reconnect_backoff_ms": 5_000}
 """pymilvus pings an idle connection every 10 s; a gRPC server with the library's default policy (Milvus
 Lite's) allows one ping in 5 minutes and then closes the connection ("Too many pings"), failing the next
-calls. Every call has a timeout (``index.milvus_timeout_s``), which finds a dead server without pings."""
+calls. Every call has a timeout (``index.milvus_timeout_s``), which finds a dead server without pings.
+A lost connection is tried again within 5 s (gRPC's default waits up to 2 minutes), so a restarted
+Milvus is back for every process within seconds."""
 
 
 class MilvusIndex:
