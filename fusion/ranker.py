@@ -112,12 +112,15 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
     if sku_images < 1:
         raise InvalidInputError(f"expected sku_images >= 1, got {sku_images}")
     found: dict[str, Candidate] = {}
-    if query is not None and len(view.index):
+    # the catalogue's vectors as the view knows them (the index holds the same; a shared index, Milvus,
+    # would have to be asked over the network for its count)
+    held_vectors = len(view.vector_owner)
+    if query is not None and held_vectors:
         q = query_vectors(query, query_regions)
         # ask for more when some catalogue regions will be filtered out
         spare = 3 if gallery_regions is not None else 1
         # an index that filters by itself searches only the products the filters accept
-        sims, ids = view.index.search(q, min(n_neighbours * spare, len(view.index)), filters)
+        sims, ids = view.index.search(q, min(n_neighbours * spare, held_vectors), filters)
         owners = view.vector_owner
         held, images, skus, regions = owners.lookup(ids.ravel())
         if gallery_regions is not None:

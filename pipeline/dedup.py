@@ -373,9 +373,10 @@ class Deduplicator:
         if query.vector is None:  # the photo's embedding is always made here; no vector, no visual match
             return
         with self.engine.write_lock():  # the index and its owners change with catalogue writes
-            if len(view.index) == 0:
+            held = len(view.vector_owner)  # as the index holds (a count of Milvus's is a query of its own)
+            if held == 0:
                 return
-            k = min(len(view.index), st.neighbours * 4)
+            k = min(held, st.neighbours * 4)
             sims, ids = view.index.search(query.vector[None, :].astype(np.float32), k)
             hits = [(s, view.vector_owner.get(vid)) for s, vid in zip(sims[0].tolist(), ids[0].tolist())]
         position = {im.id: i for i, im in enumerate(rows)}
