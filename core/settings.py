@@ -35,9 +35,10 @@ class ModelSettings(BaseModel):
     cache_dir: Path = Field(default_factory=default_model_cache)
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     threads: int = Field(0, ge=0, le=256, description="CPU threads each model may use (torch, OpenCV and every "
-                         "onnxruntime session: detector, background, OCR, embedder); 0: the libraries' defaults "
-                         "(about one per core). Several `skulens worker` or `serve` processes on one machine: "
-                         "its cores divided among them")
+                         "onnxruntime session: detector, background, OCR, embedder); 0: each onnxruntime session "
+                         "half the process's cores (a process analyses two images at once), torch and OpenCV their "
+                         "defaults. Several `skulens worker` or `serve` processes on one machine: its cores "
+                         "divided among them")
 
 
 class DetectorSettings(BaseModel):

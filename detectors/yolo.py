@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.devices import resolve_device
+from core.devices import onnx_threads, resolve_device
 from core.errors import ModelNotFoundError, SkulensError
 from core.settings import DetectorSettings, ModelSettings
 from core.types import Box, Mask, check_image
@@ -98,7 +98,7 @@ class YoloDetector:
         self._device = "cpu"
         self._image_size = settings.image_size or 640
         self._runtime: tuple[str, Path | None, dict] | None = None  # ("torch" | "onnx", export, its sidecar)
-        self._threads_held = not models.threads  # models.threads: the onnxruntime session is remade once
+        self._threads_held = False  # the onnxruntime session is remade once, with onnx_threads
 
     @property
     def name(self) -> str:
@@ -185,7 +185,7 @@ class YoloDetector:
         return boxes_from_results(results[0], self.settings, w, h)
 
     def _hold_threads(self, model) -> None:
-        """Hold the ONNX export's session to ``models.threads``: ultralytics makes it (on the first call)
+        """Hold the ONNX export's session to :func:`onnx_threads`: ultralytics makes it (on the first call)
         with onnxruntime's default of one thread per core and takes no session options, so the session
         is made again with them (same file, same outputs). torch weights follow ``torch.set_num_threads``."""
         with self._lock:
@@ -201,6 +201,6 @@ class YoloDetector:
 
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.intra_op_num_threads = self.models.threads
+            opts.intra_op_num_threads = threads = onnx_threads(self.models.threads)
             backend.session = ort.InferenceSession(str(export), opts, providers=session.get_providers())
-            log.info("YOLO's onnxruntime session held to %d threads", self.models.threads)
+            log.info("YOLO's onnxruntime session held to %d threads", threads)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from core.devices import onnx_threads
 from core.errors import MissingDependencyError
 from core.models import model_path
 from core.settings import BackgroundSettings, ModelSettings
@@ -89,7 +90,7 @@ class IsNetBackgroundRemover:
                 if torch.get_num_threads() != threads:  # importing rembg sets torch to every core, process-wide
                     torch.set_num_threads(threads)
                 self._session = session_class(
-                    "dis_custom", _session_options(self.models.threads), model_path=str(path), providers=_providers(self.models.device)
+                    "dis_custom", _session_options(onnx_threads(self.models.threads)), model_path=str(path), providers=_providers(self.models.device)
                 )
                 log.info("loaded %s from %s", self.settings.model, path)
         return self._session

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.devices import resolve_device
+from core.devices import onnx_threads, resolve_device
 from core.errors import ModelNotFoundError
 from core.models import MODELS, model_path
 from core.naming import (
@@ -212,7 +212,7 @@ class EfficientNetLite2Embedder:
                 ["--int8"] if int8 else [])
             raise ModelNotFoundError(f"no ONNX form of {self.name} at {path}: run `{' '.join(command)}`")
         session = open_session(path, resolve_device(self.models.device),
-                               self.settings.threads or self.models.threads)
+                               onnx_threads(self.settings.threads or self.models.threads))
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             vec, probs = session.run(None, {"image": batch})

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.devices import onnx_threads
 from core.errors import MissingDependencyError
 from core.models import model_path
 from core.settings import ModelSettings, OcrSettings
@@ -117,8 +118,7 @@ class RapidOcrReader:
             "Rec.rec_img_shape": [3, 48, _REC_WIDTH],
             "Rec.rec_batch_num": self.settings.max_lines,
         }
-        if self.models.threads:
-            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.models.threads
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = onnx_threads(self.models.threads)
         if self.settings.angle_classifier:
             params["Cls.model_path"] = str(model_path(ANGLE_MODEL, cache))
         engine = RapidOCR(params=params)

@@ -20,7 +20,8 @@ from core.settings import ModelSettings, Settings
 from pipeline.build import build_stages
 from tests.conftest import product_image
 
-stages = build_stages(Settings(models=ModelSettings(threads=1)))
+torch.set_num_threads(2)
+stages = build_stages(Settings(models=ModelSettings(threads=int(sys.argv[1]))))
 image = product_image((200, 20, 20), "APPLE", "ellipse", size=320)
 boxes = stages.detector.detect(image)
 mask = stages.remover.remove(image)
@@ -39,13 +40,38 @@ json.dump({
 """
 
 
+def probe(threads: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(threads)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
 @pytest.mark.slow
 def test_one_thread_holds_every_model_of_the_process() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
-    assert out.returncode == 0, out.stderr[-3000:]
-    held = json.loads(out.stdout)
+    held = probe(1)
     assert held["torch"] == 1 and held["cv2"] == 1
     assert held["yolo"] == 1, "the detector's onnxruntime session"
     assert held["isnet"] == 1 and held["ocr"] == [1, 1]
     assert held["boxes"] >= 1 and 0.05 < held["mask"] < 0.95 and held["vectors"][0] == 1  # and the models still work
+
+
+@pytest.mark.slow
+def test_by_default_each_onnxruntime_session_takes_half_the_cores() -> None:
+    """A process analyses two images at once; torch is left as it was."""
+    import os
+
+    half = max(1, len(os.sched_getaffinity(0)) // 2)
+    held = probe(0)
+    assert held["yolo"] == held["isnet"] == half and held["ocr"] == [half, half]
+    assert held["torch"] == 2
+    assert held["boxes"] >= 1 and held["vectors"][0] == 1
+
+
+def test_onnx_threads_is_the_setting_else_half_the_cores() -> None:
+    import os
+
+    from core.devices import onnx_threads
+
+    assert onnx_threads(3) == 3
+    assert onnx_threads(0) == max(1, len(os.sched_getaffinity(0)) // 2)
