@@ -268,7 +268,7 @@ def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateR
                 "the workers' models loaded before. *threads 1*: each worker's models on one CPU thread "
                 "(`SKULENS_MODELS__THREADS=1`: torch, OpenCV and every onnxruntime session) analysing one image at a "
                 "time (`SKULENS_INGEST__WORKERS=1`, OCR not parallel), as a worker on a one-core machine; *default*: "
-                "each worker as configured (every model's threads on every core, two images at a time). *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
+                "each worker as configured (two images at a time, each onnxruntime session on half the cores). *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
                 "per worker would be; otherwise the workers share both cores.", "",
                 "| workers | threads | cores | images | seconds | images/s | vs one worker | job |",
                 "|---|---|---|---|---|---|---|---|"]
