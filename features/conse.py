@@ -1,0 +1,49 @@
+"""An image's place in word space without training (ConSE, Norouzi et al., ICLR 2014): the mix of
+its most likely ImageNet classes' label vectors, each weighted by the class's probability. It works
+on a fresh catalogue (the embedder already gives the classes, the "tags"); a catalogue's own
+image/text pairs can later learn a better map (DeViSE)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.types import Tags
+from features.text_wordllama import WordLlamaTextEmbedder
+
+
+class ConseMapper:
+    """``vector(tags)``: a unit vector in the text embedder's space (zero for no tags)."""
+
+    def __init__(self, text: WordLlamaTextEmbedder, top: int = 5) -> None:
+        self.text = text
+        self.top = top
+        self._lock = threading.Lock()
+        self._labels: dict[str, np.ndarray] = {}
+
+    def label_vectors(self, labels: Sequence[str]) -> np.ndarray:
+        """The labels' text vectors (remembered: a catalogue repeats its classes)."""
+        with self._lock:
+            new = [label for label in dict.fromkeys(labels) if label not in self._labels]
+            if new:
+                self._labels.update(zip(new, self.text.embed(new)))
+            return np.stack([self._labels[label] for label in labels]) if labels else np.zeros((0, self.text.dim),
+                                                                                                np.float32)
+
+    def vector(self, tags: Tags) -> np.ndarray:
+        labels, scores = list(tags.labels[: self.top]), np.asarray(tags.scores[: self.top], np.float32)
+        if not labels or not scores.any():
+            return np.zeros(self.text.dim, np.float32)
+        mixed = scores @ self.label_vectors(labels)
+        norm = float(np.linalg.norm(mixed))
+        return (mixed / norm).astype(np.float32) if norm > 0 else np.zeros(self.text.dim, np.float32)
+
+    def nearest(self, vector: np.ndarray, words: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` of ``words`` nearest ``vector``, with their cosine."""
+        if not words or not np.any(vector):
+            return []
+        sims = self.label_vectors(list(words)) @ vector
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [(words[i], float(sims[i])) for i in order]
