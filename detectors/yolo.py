@@ -195,12 +195,12 @@ class YoloDetector:
             backend = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
             session = getattr(backend, "session", None)
             export = self._runtime[1] if self._runtime else None
-            if backend is None or session is None or export is None or getattr(backend, "use_io_binding", False):
-                return  # torch weights, or a GPU session
+            if backend is None or session is None or export is None or session.get_providers() != ["CPUExecutionProvider"]:
+                return  # torch weights, or a GPU session (its provider options are ultralytics' own)
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.intra_op_num_threads = threads = onnx_threads(self.models.threads)
-            backend.session = ort.InferenceSession(str(export), opts, providers=session.get_providers())
+            backend.session = ort.InferenceSession(str(export), opts, providers=["CPUExecutionProvider"])
             log.info("YOLO's onnxruntime session held to %d threads", threads)
