@@ -218,9 +218,20 @@ class Parity:
     same_top: int
 
 
+def _report(path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SkulensError(f"cannot read the eval report {path}: {exc}") from exc
+    missing = {"protocol", "split", "queries", "metrics", "per_query"} - set(report if isinstance(report, dict) else ())
+    if missing:
+        raise SkulensError(f"{path} is not a `skulens eval --json` report of G1 or G2 (no {', '.join(sorted(missing))})")
+    return report
+
+
 def parity(embedded: Path, distributed: Path) -> Parity:
     """Compare two reports of one protocol, query by query (the SKU's rank and the top three)."""
-    a, b = (json.loads(Path(p).read_text()) for p in (embedded, distributed))
+    a, b = (_report(Path(p)) for p in (embedded, distributed))
     if (a["protocol"], a["split"], a["queries"]) != (b["protocol"], b["split"], b["queries"]):
         raise SkulensError(f"{embedded} and {distributed} are not reports of the same protocol, split and queries")
     qa, qb = ({q["path"]: q for q in r["per_query"]} for r in (a, b))
@@ -268,8 +279,8 @@ def markdown(vis: Visibility | None, runs: list[WorkerRun], moved: list[MigrateR
                 "the workers' models loaded before. *threads 1*: each worker's models on one CPU thread "
                 "(`SKULENS_MODELS__THREADS=1`: torch, OpenCV and every onnxruntime session) analysing one image at a "
                 "time (`SKULENS_INGEST__WORKERS=1`, OCR not parallel), as a worker on a one-core machine; *default*: "
-                "each worker as configured (two images at a time, each onnxruntime session on half the cores). *one core each*: worker k held to CPU core k (sched_setaffinity), as one machine "
-                "per worker would be; otherwise the workers share both cores.", "",
+                "each worker as configured (two images at a time, each onnxruntime session on half the cores). "
+                "*one core each*: worker k held to CPU core k (sched_setaffinity), as one machine per worker would be; otherwise the workers share both cores.", "",
                 "| workers | threads | cores | images | seconds | images/s | vs one worker | job |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in runs:

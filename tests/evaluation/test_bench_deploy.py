@@ -44,3 +44,12 @@ def test_worker_ratios_are_against_one_worker_of_the_same_kind() -> None:
     assert "| 2 | 1 | shared | 60 | 33.3 | 1.80 | 1.80x | succeeded |" in md
     assert "| 2 | default | shared | 60 | 30.0 | 2.00 | 1.00x | succeeded |" in md
     assert "| yes |" in md
+
+
+def test_parity_names_a_file_that_is_not_an_eval_report(tmp_path: Path) -> None:
+    good = report(tmp_path / "a.json", [1], [["A"]])
+    (tmp_path / "bad.json").write_text('{"metrics": {}}')
+    with pytest.raises(SkulensError, match=r"bad.json is not a `skulens eval --json` report .*per_query"):
+        parity(good, tmp_path / "bad.json")
+    with pytest.raises(SkulensError, match="cannot read the eval report"):
+        parity(good, tmp_path / "missing.json")
