@@ -33,15 +33,20 @@ def test_the_mix_leans_to_the_likelier_class(mapper) -> None:
     assert mapper.nearest(np.zeros(mapper.text.dim, np.float32), WORDS) == []
 
 
+@pytest.fixture(scope="module")
+def image_embedder():
+    from pipeline.build import make_embedder
+
+    return make_embedder(Settings(), None)
+
+
 @pytest.mark.dataset
 @pytest.mark.skipif(models_missing() is not None, reason=str(models_missing()))
 @pytest.mark.parametrize(("picture", "word"), [("Banana", "banana"), ("Lemon", "lemon"), ("Red-Bell-Pepper", "pepper")])
-def test_a_real_picture_lands_nearest_its_class_word(mapper, picture: str, word: str) -> None:
+def test_a_real_picture_lands_nearest_its_class_word(mapper, image_embedder, picture: str, word: str) -> None:
     path = DATASETS / "grocery" / "catalog" / f"{picture}.jpg"
     if not path.exists():
         pytest.skip(f"no grocery catalogue at {path.parent}")
-    from pipeline.build import make_embedder
-
-    _, tags = make_embedder(Settings(), None).embed([np.asarray(Image.open(path).convert("RGB"))])
+    _, tags = image_embedder.embed([np.asarray(Image.open(path).convert("RGB"))])
     nearest = mapper.nearest(mapper.vector(tags[0]), WORDS, k=3)
     assert nearest[0][0] == word, nearest
