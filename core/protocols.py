@@ -58,6 +58,15 @@ class TextReader(Protocol):
         """Words printed in the image."""
 
 
+class TextEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 unit vectors; a text without a word gives a zero row."""
+        ...
+
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str

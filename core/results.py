@@ -43,6 +43,7 @@ class ResultGroup:
 
     features: ObjectFeatures | None
     matches: list[Match]
+    words: list[tuple[str, float]] = field(default_factory=list)  # the catalogue's words nearest its picture
 
 
 @dataclass

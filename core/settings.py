@@ -162,11 +162,13 @@ class Weights(BaseModel):
     tags: float = Field(0.05, ge=0)
     text: float = Field(0.10, ge=0)
     verify: float = Field(0.15, ge=0)
+    semantic: float = Field(0.10, ge=0, description="typed words against the products' pictures in word space "
+                            "(counts only for searches with typed words; `skulens tune` leaves it as set)")
 
     @field_validator("verify")
     @classmethod
     def _not_all_zero(cls, v: float, info) -> float:  # noqa: ANN001 - pydantic's ValidationInfo
-        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s != "verify"):
+        if v == 0 and all(info.data.get(s, 0) == 0 for s in SIGNALS if s not in ("verify", "semantic")):
             raise ValueError("at least one fusion weight must be positive")
         return v
 
@@ -258,6 +260,26 @@ class DedupSettings(BaseModel):
     keypoints: KeypointSettings = Field(default_factory=KeypointSettings)
 
 
+class WordsSettings(BaseModel):
+    """Words and pictures in one space (WordLlama's 256-d word vectors): typed words find products by
+    what their pictures show, and pictures get describing words."""
+
+    enabled: bool = Field(True, description="embed typed words and place every product's pictures in word space "
+                          "(the `semantic` signal, products found by meaning, describing words)")
+    projection: bool = Field(True, description="place pictures with the map `skulens words train` learnt from "
+                             "this catalogue's own pictures and texts, when there is one (else ConSE: the mix of "
+                             "each picture's ImageNet classes' names)")
+    mix: float = Field(0.5, ge=0, le=1, description="with a word map, the share of ConSE in where a picture "
+                       "falls (0: the map alone). A map knows only the kinds of product it was learnt from: on "
+                       "Caltech-101, kinds it never saw were found at P@10 0.03 by the map alone and 0.36 mixed "
+                       "half and half, kinds it knew at 0.78 and 0.77 (BENCHMARKS.md, words)")
+    floor: float = Field(0.35, ge=-1, lt=1, description="cosine between a search's words and a product's "
+                         "pictures at which the semantic score starts above 0 (it reaches 1 at cosine 1)")
+    candidates: int = Field(20, ge=0, le=1000, description="products added to a search's candidates by meaning "
+                            "(those nearest its typed words, above the floor)")
+    describe: int = Field(5, ge=0, le=50, description="describing words given for a picture (besides its colours)")
+
+
 class ServiceSettings(BaseModel):
     host: str | None = Field(None, description="bind address; default 127.0.0.1, and 0.0.0.0 only when API keys are set")
     port: int = Field(8000, ge=1, le=65535)
@@ -307,6 +329,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    words: WordsSettings = Field(default_factory=WordsSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     api_read_keys: Annotated[list[str], NoDecode] = Field(

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNALS = ("embedding", "colour", "tags", "text", "verify")
+SIGNALS = ("embedding", "colour", "tags", "text", "verify", "semantic")
+"""The fusion ranker's signals, in the order of its score matrix's columns.  ``semantic`` (typed words
+against the product's pictures in word space) counts only when a search has typed words."""
+PHOTO_SIGNALS = SIGNALS[:5]
+"""The signals a photo alone gives (what ``skulens tune`` learns weights for)."""
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.types import SIGNALS
+from core.types import PHOTO_SIGNALS, SIGNALS
 
 log = logging.getLogger(__name__)
 
 
-def simplex_grid(step: float = 0.05, dims: int = len(SIGNALS)) -> np.ndarray:
+def simplex_grid(step: float = 0.05, dims: int = len(PHOTO_SIGNALS)) -> np.ndarray:
     """All non-negative weight vectors with entries on a ``step`` grid summing to 1, ``(G, dims)``."""
     n = round(1 / step)
     if n < 1 or abs(n * step - 1) > 1e-9:
@@ -51,16 +51,18 @@ def objective(ranks: np.ndarray) -> np.ndarray:
 def tune_weights(signals: Sequence[np.ndarray], relevant: Sequence[int | None], step: float = 0.05,
                  without: Sequence[str] = ()) -> tuple[dict[str, float], dict[str, float]]:
     """Best weights on the grid and their training figures (recall@1, mrr); the signals named in
-    ``without`` weigh 0."""
+    ``without`` weigh 0.  Only a photo's signals are tuned (:data:`PHOTO_SIGNALS`): the ``semantic``
+    one counts for typed words alone, and keeps the weight set for it."""
     if not any(r is not None for r in relevant):
         raise ValueError("no query has its relevant item among the candidates: nothing to tune on")
     grid = simplex_grid(step)
     if without:
-        grid = grid[(grid[:, [SIGNALS.index(s) for s in without]] == 0).all(axis=1)]
+        grid = grid[(grid[:, [PHOTO_SIGNALS.index(s) for s in without]] == 0).all(axis=1)]
+    signals = [m[:, [SIGNALS.index(s) for s in PHOTO_SIGNALS]] for m in signals]
     ranks = ranks_for_grid(signals, relevant, grid)
     scores = objective(ranks)
     best = int(np.argmax(scores))  # first best: the grid order prefers earlier signals on ties
-    weights = {name: round(float(w), 4) for name, w in zip(SIGNALS, grid[best])}
+    weights = {name: round(float(w), 4) for name, w in zip(PHOTO_SIGNALS, grid[best])}
     col = ranks[:, best]
     fit = {"recall@1": float((col == 1).mean()),
            "mrr": float(np.where(col > 0, 1.0 / np.maximum(col, 1), 0.0).mean()),

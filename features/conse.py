@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.protocols import TextEmbedder
 from core.types import Tags
-from features.text_wordllama import WordLlamaTextEmbedder
 
 
 class ConseMapper:
     """``vector(tags)``: a unit vector in the text embedder's space (zero for no tags)."""
 
-    def __init__(self, text: WordLlamaTextEmbedder, top: int = 5) -> None:
+    def __init__(self, text: TextEmbedder, top: int = 5) -> None:
         self.text = text
         self.top = top
         self._lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Fusion ranker: candidates from FAISS (and from full-text search), scored on five signals.
+"""Fusion ranker: candidates from FAISS (and from full-text search and word space), scored on six signals.
 
 Each candidate SKU gets, in [0, 1]: ``embedding`` (best cosine between any query region
 and any of the SKU's image vectors), ``colour`` (palette similarity to the best-matching
@@ -6,7 +6,9 @@ image), ``tags`` (overlap of visual tags, and of the merchant's own tags), ``tex
 (IDF-weighted overlap of the query's OCR and typed words with the SKU's text), and
 ``verify`` (local features of the query's object that the best-matching image explains under
 one perspective transform; checked for the few best candidates by the other four only, 0 for
-the rest).  The fused score is the weighted mean of the five, so it is monotone in each signal.
+the rest), and ``semantic`` (the typed words' vector against the SKU's pictures in word space,
+:mod:`fusion.semantic`; only for searches with typed words).  The fused score is the weighted mean
+of the signals the query has, so it is monotone in each signal.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from core.results import Candidate
 from core.types import SIGNALS, LocalFeatures, Match, ObjectFeatures, Palette, Tags
 from fusion.colour import palette_similarities
 from fusion.image_signals import ImageSignals
+from fusion.semantic import SemanticSpace, semantic_scores
 from fusion.text import TextScorer, tokenize
 from fusion.vector_owners import VectorOwners
 
@@ -47,6 +50,8 @@ class CatalogView:
     stale_text_scorer: Callable[[], TextScorer] | None = None
     fts: Callable[[Sequence[str], int], list[tuple[str, float]]] | None = None  # full-text candidates of words
     local_features: Callable[[int], LocalFeatures | None] | None = None  # an image's keypoints, by image id
+    semantic: SemanticSpace | None = None  # each SKU's pictures in word space (None: words.enabled off)
+    semantic_floor: float = 0.35  # the cosine at which the semantic score starts above 0
 
     def scorer(self) -> TextScorer | None:
         """The text scorer, made anew first if the catalogue's words changed since."""
@@ -98,8 +103,11 @@ def query_vectors(query: ObjectFeatures, regions: Sequence[str] | None) -> np.nd
 def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
                       n_neighbours: int, n_text: int, query_regions: Sequence[str] | None = None,
                       gallery_regions: Sequence[str] | None = None, pooling: str = "max",
-                      sku_images: int = 1, filters: SearchFilters | None = None) -> dict[str, Candidate]:
-    """SKUs near any query region in the index, plus SKUs found by text, each with its embedding score.
+                      sku_images: int = 1, filters: SearchFilters | None = None, words: np.ndarray | None = None,
+                      n_semantic: int = 0) -> dict[str, Candidate]:
+    """SKUs near any query region in the index, plus SKUs found by text, plus the ``n_semantic`` SKUs
+    whose pictures lie nearest the typed words' vector ``words`` in word space (above the floor, among
+    those ``filters`` accept), each with its embedding score.
 
     ``query_regions`` / ``gallery_regions`` restrict which embeddings take part (all when None).
     ``pooling`` turns the cosines of the query's regions with a SKU's vectors into one score:
@@ -133,9 +141,16 @@ def gather_candidates(view: CatalogView, query: ObjectFeatures | None, tokens: l
                 found[sku] = Candidate(sku, image_id, s)
         if found and ((pooling == "mean" and len(q) > 1) or sku_images > 1):
             found = {c.sku: c for c in pooled_candidates(view, q, list(found), gallery_regions, pooling, sku_images)}
-    words = [t for t, _ in tokens]
-    if words and view.fts is not None and n_text > 0:
-        missing = [sku for sku, _ in view.fts(words, n_text) if sku not in found]
+    typed = [t for t, _ in tokens]
+    missing: list[str] = []
+    if typed and view.fts is not None and n_text > 0:
+        missing = [sku for sku, _ in view.fts(typed, n_text) if sku not in found]
+    if words is not None and view.semantic is not None and n_semantic > 0:
+        allowed = None if filters is None or filters.empty else \
+            [sku for sku, f in view.facets.items() if filters.accepts(f)]
+        near = view.semantic.nearest(words, n_semantic, view.semantic_floor, allowed)
+        missing += [sku for sku, _ in near if sku not in found and sku not in missing]
+    if missing:
         found.update(exact_candidates(view, query, missing, query_regions, gallery_regions, pooling, sku_images))
     return found
 
@@ -260,10 +275,13 @@ class FusionRanker:
         self.verify_top_k = verify_top_k
 
     def rank(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
-             candidates: dict[str, Candidate], weights: dict[str, float], k: int) -> list[Match]:
+             candidates: dict[str, Candidate], weights: dict[str, float], k: int,
+             words: np.ndarray | None = None) -> list[Match]:
+        """The ``k`` best candidates; ``words``: the typed words' unit vector in word space (the
+        ``semantic`` signal; None without typed words)."""
         if not candidates:
             return []
-        cands, matrix = self.score(view, query, tokens, candidates)
+        cands, matrix = self.score(view, query, tokens, candidates, words)
         if self.verifier is not None and query is not None and query.local is not None \
                 and view.local_features is not None:
             verifier, local, stored = self.verifier, query.local, view.local_features
@@ -274,15 +292,15 @@ class FusionRanker:
                 return verifier.score(verifier.inliers(local, theirs)) if theirs is not None else 0.0
 
             matrix = verify_top(matrix, weights, self.verify_top_k, check)
-        fused = fuse(matrix, weights, has_image=query is not None)
+        fused = fuse(matrix, weights, has_image=query is not None, has_words=words is not None)
         order = np.argsort(-fused, kind="stable")[:k]
         return [Match(cands[i].sku, float(fused[i]),
                       {name: round(float(matrix[i, j]), 4) for j, name in enumerate(SIGNALS)},
                       cands[i].image_id, view.titles.get(cands[i].sku, "")) for i in order]
 
     def score(self, view: CatalogView, query: ObjectFeatures | None, tokens: list[tuple[str, float]],
-              candidates: dict[str, Candidate]) -> tuple[list[Candidate], np.ndarray]:
-        """Candidates and their ``(n, 5)`` signal matrix, columns in :data:`SIGNALS` order, in [0, 1]
+              candidates: dict[str, Candidate], words: np.ndarray | None = None) -> tuple[list[Candidate], np.ndarray]:
+        """Candidates and their ``(n, 6)`` signal matrix, columns in :data:`SIGNALS` order, in [0, 1]
         (``verify`` still 0: :func:`verify_top` fills it for the best few)."""
         cands = list(candidates.values())
         signals = {name: np.zeros(len(cands), np.float64) for name in SIGNALS}
@@ -298,6 +316,9 @@ class FusionRanker:
         if scorer is not None:
             docs = [view.sku_tokens.get(c.sku, frozenset()) for c in cands]
             signals["text"] = scorer.score_many(tokens, docs).astype(np.float64)
+        if words is not None and view.semantic is not None:
+            signals["semantic"] = semantic_scores(view.semantic.cosines(words, [c.sku for c in cands]),
+                                                  view.semantic_floor)
         matrix = np.clip(np.stack([signals[name] for name in SIGNALS], axis=1), 0.0, 1.0)
         return cands, matrix
 
@@ -310,20 +331,26 @@ def verify_top(signals: np.ndarray, weights: dict[str, float], top_k: int,
     out[:, VERIFY] = 0.0
     if top_k <= 0 or weights.get("verify", 0.0) <= 0 or not len(out):
         return out
-    for row in np.argsort(-fuse(out, weights), kind="stable")[:top_k]:
+    for row in np.argsort(-fuse(out, weights, has_words=True), kind="stable")[:top_k]:
         out[row, VERIFY] = float(np.clip(check(int(row)), 0.0, 1.0))
     return out
 
 
-def fuse(signals: np.ndarray, weights: dict[str, float], has_image: bool = True) -> np.ndarray:
+WORD_SIGNALS = ("text", "semantic")
+
+
+def fuse(signals: np.ndarray, weights: dict[str, float], has_image: bool = True, has_words: bool = False) -> np.ndarray:
     """Weighted mean of the signal columns (in :data:`SIGNALS` order): monotone in each, in [0, 1].
 
     Without a photo there is nothing to compare embeddings, colours, visual tags or keypoints with:
-    only the text weight counts.
+    only the text and semantic weights count.  Without typed words (``has_words`` False) the semantic
+    signal has nothing to compare and does not count, so a photo's scores are as without it.
     """
     w = np.asarray([weights.get(name, 0.0) for name in SIGNALS], np.float64)  # a signal left out weighs 0
+    if not has_words:
+        w = w * np.asarray([name != "semantic" for name in SIGNALS], np.float64)
     if not has_image:
-        w = w * np.asarray([name == "text" for name in SIGNALS], np.float64)
+        w = w * np.asarray([name in WORD_SIGNALS for name in SIGNALS], np.float64)
         if w.sum() <= 0:
             w = np.asarray([name == "text" for name in SIGNALS], np.float64)
     total = w.sum() or 1.0

@@ -27,6 +27,7 @@ from core.protocols import (
     GeometricVerifier,
     ImageHasher,
     PairVerifier,
+    TextEmbedder,
     TextReader,
 )
 from core.results import Analysis
@@ -56,6 +57,7 @@ class Stages:
     hasher: ImageHasher | None = None
     verifier: PairVerifier | None = None
     geometry: GeometricVerifier | None = None  # local features of each object, for the verify signal
+    text: TextEmbedder | None = None  # typed words and pictures in one space (the semantic signal)
 
     def warmup(self) -> None:
         for stage in (self.embedder, self.detector, self.remover, self.reader):

@@ -146,7 +146,15 @@ def build_stages(settings: Settings, trained: TrainedEmbedder | None | str = REC
         hasher=PerceptualHasher(),
         verifier=OrbVerifier(settings.dedup.keypoints),
         geometry=SiftVerifier(settings.verify) if settings.verify.enabled else None,
+        text=make_text_embedder(settings) if settings.words.enabled else None,
     )
+
+
+def make_text_embedder(settings: Settings):
+    """The text embedder words and pictures share a space in (WordLlama; its files load on first use)."""
+    from features.text_wordllama import WordLlamaTextEmbedder
+
+    return WordLlamaTextEmbedder(settings.models)
 
 
 def imagenet_embedder(settings: Settings):

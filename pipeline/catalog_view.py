@@ -1,13 +1,16 @@
 """The in-memory view of the catalogue that the ranker reads, kept in step with the store.
 
 :class:`LiveView` loads a :class:`fusion.ranker.CatalogView` from the store at start-up (vector
-owners, image palettes and tags, product titles, words, tags and facets, the text statistics) and
-applies each committed write to it, so the next search sees the change without a reload.
+owners, image palettes and tags, product titles, words, tags and facets, the text statistics, each
+product's place in word space) and applies each committed write to it, so the next search sees the
+change without a reload.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import logging
+import time
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -17,17 +20,29 @@ from core.filters import facet_labels, facets
 from core.protocols import VectorIndex
 from fusion.image_signals import ImageInfo, ImageSignals
 from fusion.ranker import CatalogView, merchant_words
+from fusion.semantic import SemanticSpace
 from fusion.text import TextScorer, tokenize
 from fusion.vector_owners import VectorOwners
 from pipeline.store_base import CatalogStoreBase as CatalogStore
+from pipeline.words import WordMapper, vocabulary
+
+log = logging.getLogger(__name__)
 
 
 class LiveView:
-    def __init__(self, store: CatalogStore, index: VectorIndex, text_scale: float) -> None:
+    def __init__(self, store: CatalogStore, index: VectorIndex, text_scale: float, words: WordMapper | None = None,
+                 semantic_floor: float = 0.35, dim: int = 0) -> None:
+        """``words``: places each product's pictures in word space (the semantic signal; None: off);
+        ``dim``: the image vectors' size (what the word map reads)."""
         self.store = store
         self.text_scale = text_scale
+        self.words = words
+        self.dim = dim
         self.view = CatalogView(index=index, images=ImageSignals(self._image_signals), fts=store.fts_search,
-                                local_features=store.local_features)
+                                local_features=store.local_features,
+                                semantic=SemanticSpace(words.dim) if words is not None else None,
+                                semantic_floor=semantic_floor)
+        self._vocabulary: list[str] | None = None
         self._df: Counter[str] = Counter()  # how many products each word appears in
         self.labels: dict[str, str] = {}  # a normalised facet value -> how a product spells it
         self._load()
@@ -41,6 +56,58 @@ class LiveView:
         for product in self.store.list_products(limit=-1):
             self._set_product(product, *texts.get(product.sku, ("", [])))
         self._refresh_scorer()
+        if self.words is not None:
+            self._place_all()
+
+    def _place_all(self, chunk: int = 20_000) -> None:
+        """Every product's place in word space, from its pictures' tags (ConSE) or vectors (word map),
+        read a chunk of products at a time."""
+        t0 = time.perf_counter()
+        owners, words, space = self.view.vector_owner, self.words, self.view.semantic
+        assert words is not None and space is not None
+        batch: list[str] = []
+        held = 0
+        skus = owners.skus()
+        for i, sku in enumerate(skus):
+            batch.append(sku)
+            held += len(owners.of_sku(sku))
+            if held < chunk and i < len(skus) - 1:
+                continue
+            ids = [owners.of_sku(s) for s in batch]
+            vectors: list = [None] * len(batch)
+            if words.projection is not None:
+                read = self.store.vectors_by_id(np.concatenate(ids), self.dim, missing_ok=True)
+                vectors = np.split(read, np.cumsum([len(v) for v in ids])[:-1])
+            tags: dict[str, list] = defaultdict(list)
+            if words.projection is None or words.mix > 0:
+                image_ids = np.unique(np.concatenate([owners.lookup(v)[1] for v in ids]))
+                for _, s, _, t in self.store.image_signals(image_ids.tolist()):
+                    tags[s].append(t)
+            for s, vecs in zip(batch, vectors):
+                space.set(s, words.picture(tags.get(s, []), vecs))
+            batch, held = [], 0
+        log.info("placed %d products in word space (%s) in %.1f s", len(space), words.source,
+                 time.perf_counter() - t0)
+
+    def _place(self, sku: str, tags: list) -> None:
+        """One product's place in word space, from its stored pictures."""
+        if self.words is None or self.view.semantic is None:
+            return
+        vectors = None
+        if self.words.projection is not None:
+            vids = self.view.vector_owner.of_sku(sku)
+            vectors = self.store.vectors_by_id(vids, self.dim, missing_ok=True) if len(vids) else None
+        self.view.semantic.set(sku, self.words.picture(tags, vectors))
+
+    def vocabulary(self) -> list[str]:
+        """The words the catalogue names its products with (made again after a write changed them)."""
+        if self._vocabulary is None:
+            view = self.view
+            skus = list(view.titles)
+            self._vocabulary = vocabulary([view.titles[s] for s in skus],
+                                          [view.merchant_tags.get(s, frozenset()) for s in skus],
+                                          [view.facets[s].category if s in view.facets else "" for s in skus])
+        return self._vocabulary
 
     def _image_signals(self, image_ids: list[int]) -> dict[int, ImageInfo]:
         return {image_id: ImageInfo(sku, palette, tags)
@@ -57,6 +124,7 @@ class LiveView:
         view.merchant_tags[product.sku] = merchant_words(product.tags)
         # the colour names of its images' palettes, as the full-text index holds them
         view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, set(colours))
+        self._vocabulary = None
         for norm, label in facet_labels(product.category, product.brand, product.tags).items():
             self.labels.setdefault(norm, label)  # the first spelling seen names the value
 
@@ -111,10 +179,14 @@ class LiveView:
         view.titles.pop(sku, None)
         view.merchant_tags.pop(sku, None)
         view.facets.pop(sku, None)
+        if view.semantic is not None:
+            view.semantic.remove(sku)
+        self._vocabulary = None
 
     def _reload_product(self, product: Product) -> None:
         view, sku = self.view, product.sku
-        for im in self.store.images(sku):
+        stored_images = self.store.images(sku)
+        for im in stored_images:
             view.images.put(im.id, ImageInfo(im.sku, im.palette, im.tags))
         owners, rows = view.vector_owner, self.store.vector_owners(sku)
         stored = np.asarray([r[0] for r in rows], np.int64)
@@ -125,3 +197,4 @@ class LiveView:
             vids, images, regions = zip(*new)
             owners.extend(vids, images, [sku] * len(new), regions)
         self._set_product(product, *self.store.texts_and_colours(sku).get(sku, ("", [])))
+        self._place(sku, [im.tags for im in stored_images])

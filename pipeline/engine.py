@@ -23,6 +23,7 @@ from core.filters import FacetCounts, SearchFilters, count_facets, filter_notes
 from core.results import Analysis, ResultGroup, SearchResult
 from core.settings import Settings
 from core.types import ObjectFeatures
+from features.devise import Projection
 from fusion.faiss_index import choose_kind
 from fusion.ranker import (
     CatalogView,
@@ -32,6 +33,7 @@ from fusion.ranker import (
     parse_weights,
     query_tokens,
 )
+from fusion.text import tokenize
 from pipeline import writer_lock
 from pipeline.analysis import (
     Analyzer,
@@ -55,6 +57,7 @@ from pipeline.index_file import IndexFile, build_index, open_index
 from pipeline.priority import SearchFirst
 from pipeline.store import has_catalogue, open_store
 from pipeline.tuned import tuned_weights
+from pipeline.words import WordMapper, save_projection, stored_projection
 
 log = logging.getLogger(__name__)
 
@@ -125,16 +128,65 @@ class Engine:
         # defaults; a catalogue with more images than products prefers those learnt with shop photos
         products, images, _ = self.store.count()
         tuned = tuned_weights(self.store, stages.embedder.name, photos=images > products)
-        self.default_weights = tuned["weights"] if tuned else settings.fusion.weights.as_dict()
+        self.default_weights = {**settings.fusion.weights.as_dict(), **(tuned["weights"] if tuned else {})}
         self.sku_images = int((tuned or {}).get("sku_images") or settings.fusion.sku_images)
         index, stale = open_index(self.index_path, self.store, settings.index, stages.embedder.dim)
-        self.live = LiveView(self.store, index, settings.fusion.text_scale)
+        self.words = self._word_mapper()
+        self.live = self._live(index)
         self.index_file = IndexFile(self.index_path, self.store, settings.index, lambda: self.view.index, self._lock,
                                     read_only=self.read_only)
         if stale:
             self.index_file.changed()
         if settings.store.url and settings.store.follow_s > 0:  # other processes write the catalogue too
             self._follower = Follower(self.catch_up, settings.store.follow_s).start()
+
+    def _word_mapper(self) -> WordMapper | None:
+        """Words and pictures in one space (None when ``words.enabled`` is off): pictures placed by the
+        catalogue's word map for this embedder when it has one (and ``words.projection``), else by ConSE."""
+        text, words = self.stages.text, self.settings.words
+        if text is None or not words.enabled:
+            return None
+        emb = self.stages.embedder
+        projection = stored_projection(self.store, emb.name, text.name, emb.dim) if words.projection else None
+        return WordMapper(text, projection, words.mix)
+
+    def _live(self, index) -> LiveView:
+        return LiveView(self.store, index, self.settings.fusion.text_scale, self.words, self.settings.words.floor,
+                        self.stages.embedder.dim)
+
+    def use_word_map(self, projection: Projection | None) -> None:
+        """Keep ``projection`` (from ``skulens words train``) with the catalogue and place every product
+        with it from now on (None: forget the catalogue's map, back to ConSE)."""
+        self._writable()
+        if self.stages.text is None:
+            raise StorageError("words are off (words.enabled false): there is no word space to map pictures into")
+        with self._lock:
+            save_projection(self.store, projection, self.stages.embedder.name)
+            self.words = self._word_mapper()
+            self.live = self._live(self.view.index)
+
+    def describe(self, obj: ObjectFeatures | None, k: int | None = None,
+                 leave_out: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+        """Words of the catalogue's vocabulary nearest where ``obj``'s picture falls in word space."""
+        if obj is None or self.words is None:
+            return []
+        vectors = np.stack(list(obj.vectors.values())) if obj.vectors else None
+        with self._lock:
+            return self.words.describe(self.words.picture([obj.tags], vectors), self.live.vocabulary(),
+                                       self.settings.words.describe if k is None else k, leave_out,
+                                       self.settings.words.floor)
+
+    def suggested_tags(self, sku: str, k: int | None = None) -> list[tuple[str, float]]:
+        """Words a merchant could tag ``sku`` with: the catalogue's words nearest its pictures in word
+        space, those its title and tags hold left out (search finds it by those already)."""
+        product = self.store.get_product(sku)
+        if self.words is None:
+            return []
+        with self._lock:
+            vector = self.view.semantic.vector(sku) if self.view.semantic is not None else None
+            have = {w for t in (product.title, *product.tags) for w in tokenize(t)}
+            return self.words.describe(vector, self.live.vocabulary(), self.settings.words.describe if k is None
+                                       else k, have, self.settings.words.floor)
 
     @property
     def view(self) -> CatalogView:
@@ -194,19 +246,21 @@ class Engine:
         timings = dict(analysis.timings) if analysis else {}
         t0 = time.perf_counter()
         groups = []
+        words = self.words.query(text) if self.words is not None else None
         with self._lock:
             fs = self.settings.fusion
             for obj in objects:
                 tokens = query_tokens(obj.ocr.tokens, obj.ocr.confidences.tolist(), text) if obj else \
                     query_tokens((), (), text)
                 cands = gather_candidates(self.view, obj, tokens, fs.candidates, fs.text_candidates,
-                                          pooling=fs.region_pooling, sku_images=self.sku_images, filters=filters)
+                                          pooling=fs.region_pooling, sku_images=self.sku_images, filters=filters,
+                                          words=words, n_semantic=self.settings.words.candidates)
                 cands = apply_filters(self.view, obj, cands, filters, fs.filter_exhaustive_limit,
                                       pooling=fs.region_pooling, sku_images=self.sku_images)
-                matches = self.ranker.rank(self.view, obj, tokens, cands, w, k)
+                matches = self.ranker.rank(self.view, obj, tokens, cands, w, k, words)
                 if data is None:  # words alone: a product none of them matched is not a result
                     matches = [m for m in matches if m.score > 0]
-                groups.append(ResultGroup(obj, matches))
+                groups.append(ResultGroup(obj, matches, self.describe(obj)))
             notes = []
             if filters is not None and not filters.empty and any(len(g.matches) < k for g in groups):
                 notes = filter_notes(filters, self._facet_counts())
@@ -311,7 +365,7 @@ class Engine:
             self.store.replace_embeddings(rows, f"{emb.name}:{emb.dim}", embedder_reference(emb, self.data),
                                           json.dumps(regions_record(self.settings.fusion)), keypoints)
             index = build_index(self.store, self.settings.index, emb.dim)
-            self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
+            self.live = self._live(index)
             self.index_file.changed()
             self.index_file.flush()
 
@@ -364,9 +418,10 @@ class Engine:
             now, skus = self.store.changes_since(self._seen)
             if skus is None:
                 log.info("catalogue changed whole (generation %d -> %d): reloading the view", self._seen, now)
+                self.words = self._word_mapper()  # a new word map, maybe
                 index = self.view.index if self._shared_index else \
                     build_index(self.store, self.settings.index, self.stages.embedder.dim)
-                self.live = LiveView(self.store, index, self.settings.fusion.text_scale)
+                self.live = self._live(index)
             else:
                 for sku in skus:
                     self.live.sync(sku, self.stages.embedder.dim, shared=self._shared_index)

@@ -121,6 +121,12 @@ class CatalogStoreBase(StoreReads):
         with self._transaction() as tx:
             _set_meta(tx, key, value)
 
+    def set_meta_for_all(self, key: str, value: str) -> None:
+        """Set a meta value that changes how every product is seen (the word map): logged as a change
+        of everything, so other processes on the catalogue reload their view whole."""
+        with self._write([EVERYTHING]) as tx:
+            _set_meta(tx, key, value)
+
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from core.naming import float_model_name
-from core.types import SIGNALS
+from core.types import PHOTO_SIGNALS
 from pipeline.store_base import CatalogStoreBase as CatalogStore
 
 TUNED_KEY = "fusion_weights"  # meta: weights learnt by `skulens tune`, used by default
@@ -39,6 +39,7 @@ def tuned_weights(store: CatalogStore, embedder_name: str | None, photos: bool =
     if not raw:
         return None
     record = json.loads(raw)
-    # weights tuned before a signal existed give it none (as they were measured)
-    record["weights"] = {s: float(record["weights"].get(s, 0.0)) for s in SIGNALS}
+    # weights tuned before a signal existed give it none (as they were measured); the semantic signal is
+    # not tuned (photos have no typed words): the caller adds the weight set for it
+    record["weights"] = {s: float(record["weights"].get(s, 0.0)) for s in PHOTO_SIGNALS}
     return record

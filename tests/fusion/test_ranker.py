@@ -324,7 +324,7 @@ def _keypoints(n: int) -> LocalFeatures:
 
 
 def test_verify_top_checks_only_the_best_rows_by_the_other_signals() -> None:
-    m = np.array([[0.9, 0, 0, 0, 0.7], [0.5, 0, 0, 0, 0], [0.8, 0, 0, 0, 0]])
+    m = np.array([[0.9, 0, 0, 0, 0.7, 0], [0.5, 0, 0, 0, 0, 0], [0.8, 0, 0, 0, 0, 0]])
     asked: list[int] = []
     out = verify_top(m, {"embedding": 1.0, "verify": 1.0}, 2, lambda row: asked.append(row) or 0.5)
     assert asked == [0, 2] and out[:, 4].tolist() == [0.5, 0.0, 0.5]  # a stale column is cleared

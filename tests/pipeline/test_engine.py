@@ -306,12 +306,14 @@ def test_a_catalogue_with_shop_photos_ranks_with_the_weights_tuned_for_one(engin
     engine.store.set_meta(tuned_key(name, photos=True), json.dumps({"weights": photo_weights, "sku_images": 3}))
     engine.close()
     one_picture_each = Engine(settings, real_stages)  # as many images as products: G1's weights
-    assert one_picture_each.default_weights == catalogue_weights and one_picture_each.sku_images == 1
+    # the semantic weight is never tuned (photos have no typed words): the one set for it is added
+    semantic = {"semantic": settings.fusion.weights.semantic}
+    assert one_picture_each.default_weights == {**catalogue_weights, **semantic} and one_picture_each.sku_images == 1
     product = one_picture_each.store.get_product("LIME")
     one_picture_each.add_product(product, [("shelf.jpg", query_photo("LIME"))])
     one_picture_each.close()
     with_photos = Engine(settings, real_stages)
-    assert with_photos.default_weights == photo_weights and with_photos.sku_images == 3
+    assert with_photos.default_weights == {**photo_weights, **semantic} and with_photos.sku_images == 3
     assert top(with_photos, "LIME")[0] == "LIME"  # its two images vote
     with_photos.close()
 
