@@ -21,6 +21,14 @@ def _object_json(obj: ObjectFeatures | None) -> dict:
             "tags": obj.tags.to_json(), "regions": sorted(obj.vectors)}
 
 
+def describing_words(obj: ObjectFeatures | None, words: list[tuple[str, float]], colours: int = 2) -> list[str]:
+    """A photo in a few words: its main colours' names, then the catalogue's words nearest it in word space."""
+    if obj is None:
+        return []
+    named = list(dict.fromkeys(colour_names(obj.palette)))[:colours]
+    return named + [w for w, _ in words if w not in named]
+
+
 ImageUrl = Callable[[str, int], str]
 """(sku, image id) -> the URL the HTTP API serves that image at."""
 
@@ -50,7 +58,9 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
             else:
                 row["image"] = str(engine.files.path(files[m.image_id])) if m.image_id in files else None
             rows.append(row)
-        query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings}
+        query = {"boxes": boxes, **_object_json(group.features), "timings_ms": timings,
+                 "words": [{"word": w, "cosine": c} for w, c in group.words],
+                 "describe": describing_words(group.features, group.words)}
         if analysis:
             query["size"] = [analysis.width, analysis.height]
         close = None if analysis is None else bool(rows) and rows[0]["score"] >= engine.settings.fusion.close_match

@@ -40,6 +40,11 @@ class TagOut(BaseModel):
     score: float
 
 
+class WordOut(BaseModel):
+    word: str
+    cosine: float
+
+
 class QueryOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     boxes: list[list[float]] = Field(description="every detected box, [x0, y0, x1, y1] in pixels")
@@ -50,6 +55,10 @@ class QueryOut(BaseModel):
     timings_ms: dict[str, float]
     size: list[int] | None = None
     regions: list[str] | None = None
+    words: list[WordOut] = Field(default_factory=list, description="the catalogue's words nearest the photo in word "
+                                 "space, with their cosines")
+    describe: list[str] = Field(default_factory=list, description="the photo in a few words: its main colours' "
+                                "names, then those nearest words")
 
 
 class Signals(BaseModel):
@@ -59,6 +68,8 @@ class Signals(BaseModel):
     text: float
     verify: float = Field(description="geometric verification: keypoints of the photo's object that the SKU's "
                                       "picture explains; 0 for candidates not among the few checked")
+    semantic: float = Field(0.0, description="the typed words against the SKU's pictures in word space (0 without "
+                                             "typed words, or below words.floor)")
 
 
 class MatchOut(BaseModel):
@@ -159,7 +170,8 @@ class TextSearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(min_length=1, max_length=1000, description="typed words: title, brand, tags, colour words")
     k: int = Field(10, ge=1, le=1000)
-    weights: dict[str, float] | None = Field(None, description="per-signal weights; only 'text' counts here")
+    weights: dict[str, float] | None = Field(None, description="per-signal weights; only 'text' and 'semantic' "
+                                                               "count here")
     filters: FiltersIn | None = None
 
 
@@ -219,6 +231,14 @@ class ProductOut(BaseModel):
     description: str
     extra: dict[str, Any]
     images: list[ImageOut]
+
+
+class SuggestedTags(BaseModel):
+    sku: str
+    source: str = Field(description="how pictures are placed among words: 'word map' (learnt from this catalogue "
+                                    "by `skulens words train`), 'ConSE' (ImageNet's class names) or 'off'")
+    colours: list[str] = Field(description="colour names of the product's pictures it is not tagged with")
+    words: list[WordOut] = Field(description="the catalogue's words nearest its pictures (at cosine words.floor or more), the words of its title and tags left out")
 
 
 class ProductPage(BaseModel):

@@ -15,7 +15,7 @@ import typer
 
 from core.errors import SkulensError
 from core.settings import Settings
-from service.cli import catalogue, dedup, deploy, detector, embedder, measure, models, scale, search
+from service.cli import catalogue, dedup, deploy, detector, embedder, measure, models, scale, search, words
 from service.cli.common import err, state
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ app.command("reindex")(embedder.reindex)
 app.command("migrate")(deploy.migrate)
 app.command("worker")(deploy.worker)
 app.command("bench-deploy")(deploy.bench_deploy)
+app.command("bench-words")(words.bench_words)
 app.add_typer(models.app, name="models")
+app.add_typer(words.app, name="words")
 app.add_typer(catalogue.products_app, name="products")
 app.add_typer(detector.app, name="detector")
 app.add_typer(embedder.app, name="embedder")

@@ -173,6 +173,36 @@
     showImages(editing);
     say($("edit-status"), "");
     $("edit").showModal();
+    suggest(sku);
+  }
+
+  // Tags the product's pictures suggest (their colours, the catalogue's words nearest them): a click adds one.
+  async function suggest(sku) {
+    const box = $("edit-suggest");
+    box.hidden = true;
+    let s;
+    try {
+      s = await skulens.call("GET", productUrl(sku) + "/suggested-tags");
+    } catch {
+      return;  // suggestions are a help, not the dialog's business: none shown
+    }
+    if (!editing || editing.sku !== sku) return;  // another product was opened meanwhile
+    const chips = [...s.colours, ...s.words.map((w) => w.word)].map((word) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "chip";
+      b.textContent = "+ " + word;
+      b.title = s.source === "off" ? word : `from the pictures (${s.source})`;
+      b.addEventListener("click", () => {
+        const tags = $("edit-form").elements.tags;
+        const have = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
+        if (!have.includes(word)) tags.value = [...have, word].join(", ");
+        b.remove();
+      });
+      return b;
+    });
+    box.querySelector("span").replaceChildren(...chips);
+    box.hidden = !chips.length;
   }
 
   $("edit-form").addEventListener("submit", async (ev) => {

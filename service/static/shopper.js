@@ -3,7 +3,13 @@
 // why each product ranked: every signal's score and weight, the words and colours read from the photo.
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SIGNALS = ["embedding", "colour", "tags", "text", "verify"];
+  const PHOTO_SIGNALS = ["embedding", "colour", "tags", "text", "verify"];
+  const WORD_SIGNALS = ["text", "semantic"];  // semantic: the typed words against the pictures, in word space
+  // the signals that count for a search: a photo's five, typed words' two, or all six for both
+  function counting(hasPhoto, hasWords) {
+    if (!hasPhoto) return WORD_SIGNALS;
+    return hasWords ? [...PHOTO_SIGNALS, "semantic"] : PHOTO_SIGNALS;
+  }
   const K = 12;
   const MAX_SIDE = 1600;  // photos are shrunk to this longer side before upload
   let last = null;  // the last search, re-run when a filter changes: {blob, name, isPhoto} or {text}
@@ -95,9 +101,10 @@
     });
     seenRow("Colours", ...swatches, " " + ((q.palette.names || []).join(", ") || ""));
     seenRow("Looks like", (q.tags || []).slice(0, 3).map((t) => t.label).join(", ") || "—");
+    seenRow("Described as", (q.describe || []).join(", ") || "—");
   }
 
-  function card(r, weights, wordsOnly) {
+  function card(r, weights, names) {
     const el = $("card").content.firstElementChild.cloneNode(true);
     el.dataset.sku = r.sku;
     el.querySelector(".title").textContent = r.title || r.sku;
@@ -106,7 +113,7 @@
       .filter(Boolean).join(" · ");
     el.querySelector(".score").textContent = "score " + r.score.toFixed(3);
     const dl = el.querySelector(".signals");
-    for (const name of wordsOnly ? ["text"] : SIGNALS) {  // words alone: only the text signal counts
+    for (const name of names) {  // only the signals this search has
       const v = r.signals[name] || 0;
       const w = weights[name] || 0;
       const dt = document.createElement("dt");
@@ -128,8 +135,7 @@
     return el;
   }
 
-  function showWeights(weights, wordsOnly) {
-    const names = wordsOnly ? ["text"] : SIGNALS;
+  function showWeights(weights, names) {
     $("weights").textContent = "Score = " + names.map((n) => `${(weights[n] || 0).toFixed(2)} × ${n}`).join(" + ");
   }
 
@@ -137,7 +143,9 @@
     clearResults();
     const results = group.results;
     if (group.query && group.query.size) showSeen(group.query);
-    if (results.length) showWeights(group.weights || {}, !(group.query && group.query.size));
+    const hasPhoto = Boolean(group.query && group.query.size);
+    const names = counting(hasPhoto, Boolean(text));
+    if (results.length) showWeights(group.weights || {}, names);
 
     for (const note of group.notes || []) {
       const li = document.createElement("li");
@@ -145,8 +153,7 @@
       $("notes").append(li);
     }
     const grid = $("results");
-    const wordsOnly = !(group.query && group.query.size);
-    for (const r of results) grid.append(card(r, group.weights || {}, wordsOnly));
+    for (const r of results) grid.append(card(r, group.weights || {}, names));
     const filtered = Object.keys(filters()).length ? " with these filters" : "";
     if (!results.length) skulens.status(`No product matches${text ? ` “${text}”` : ""}${filtered}.`);
     else if (group.close === false) {

@@ -90,7 +90,7 @@ def test_search_ranks_the_right_product_first_with_every_signal(client):
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["results"][0]["sku"] == "RED-APPLE"
-    assert set(body["results"][0]["signals"]) == {"embedding", "colour", "tags", "text", "verify"}
+    assert set(body["results"][0]["signals"]) == {"embedding", "colour", "tags", "text", "verify", "semantic"}
     assert body["query"]["boxes"] and body["query"]["palette"]["hex"]
     assert {"detect", "embed", "rank"} <= set(body["query"]["timings_ms"])
     thumb = client.get(body["results"][0]["image_url"], headers=R)
@@ -124,11 +124,27 @@ def test_text_search_finds_titles_brands_and_colour_words(client):
     assert {r["sku"] for r in res.json()["results"]} == {"RED-APPLE", "LIME"}
 
 
+def test_a_photo_is_described_and_a_product_gets_suggested_tags(client):
+    res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")}, headers=R).json()
+    query = res["query"]
+    assert query["describe"][0] == "green"  # its colour first, then the catalogue's words near it
+    assert all(w["word"] in query["describe"] and -1 <= w["cosine"] <= 1 for w in query["words"])
+    assert res["results"][0]["signals"]["semantic"] == 0  # no typed words
+    tags = client.get("/v1/products/LIME/suggested-tags", headers=R)
+    assert tags.status_code == 200, tags.text
+    body = tags.json()
+    assert body["sku"] == "LIME" and body["source"] == "ConSE" and body["colours"] == ["green"]
+    assert "lime" not in [w["word"] for w in body["words"]]  # its title says so already
+    missing = client.get("/v1/products/NO-SUCH/suggested-tags", headers=R)
+    assert missing.status_code == 404 and "NO-SUCH" in missing.json()["detail"]
+    assert client.get("/v1/products/LIME/suggested-tags?k=0", headers=R).status_code == 422
+
+
 def test_results_explain_themselves_and_filters_say_why_they_match_nothing(client):
     res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")}, headers=R).json()
     top = res["results"][0]
     assert top["sku"] == "LIME" and top["brand"] == "Lime" and top["category"] == "ellipse" and top["price"] == 4.5
-    assert set(res["weights"]) == {"embedding", "colour", "tags", "text", "verify"} and res["close"] is True
+    assert set(res["weights"]) == {"embedding", "colour", "tags", "text", "verify", "semantic"} and res["close"] is True
     assert res["notes"] == []
     res = client.post("/v1/search", files={"file": ("q.jpg", photo("LIME"), "image/jpeg")},
                       data={"filters": json.dumps({"brand": "Nobrand", "colour": "purple"})}, headers=R).json()

@@ -65,7 +65,7 @@ def test_search_json_has_query_analysis_and_all_signals(indexed, tmp_path):
     assert {"detect", "colour", "ocr", "embed", "rank"} <= set(q["timings_ms"])
     assert doc["results"][0]["sku"] == "RED-APPLE"
     for r in doc["results"]:
-        assert set(r["signals"]) == {"embedding", "colour", "tags", "text", "verify"}
+        assert set(r["signals"]) == {"embedding", "colour", "tags", "text", "verify", "semantic"}
         assert Path(r["image"]).is_file()
 
 
@@ -203,6 +203,20 @@ def test_dedup_over_the_catalogue_a_photo_and_a_folder(indexed, tmp_path):
     assert (tmp_path / "r.html").read_text().count("data:image/jpeg;base64,") == 2
     bad = skulens("dedup", "--folder", str(tmp_path / "nowhere"), data=data, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: not a folder")
+
+
+def test_words_train_suggest_and_forget(indexed):
+    root, _ = indexed
+    trained = skulens("words", "train", data=root / "data")
+    assert re.search(r"word map learnt from 4 pictures of 4 products in [\d.]+ s", trained.stdout), trained.stdout
+    suggested = json.loads(skulens("words", "suggest", "LIME", "--json", data=root / "data").stdout)
+    assert suggested["sku"] == "LIME" and suggested["source"] == "word map"
+    assert "lime" not in [w["word"] for w in suggested["words"]]  # its title holds it already
+    missing = skulens("words", "suggest", "NO-SUCH", data=root / "data", check=False)
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1 and "NO-SUCH" in missing.stderr
+    assert "forgotten" in skulens("words", "forget", data=root / "data").stdout
+    again = json.loads(skulens("words", "suggest", "LIME", "--json", data=root / "data").stdout)
+    assert again["source"] == "ConSE"
 
 
 def test_models_list_names_the_product_detector(tmp_path):

@@ -126,6 +126,28 @@ def test_shopper_types_a_query(server, page):
     page.click("#text-form button")
     page.wait_for_selector(".card")
     assert page.locator(".card").first.get_attribute("data-sku") == "LIME"
+    # typed words alone: the text signal and the pictures' place in word space, and only those
+    assert page.locator(".card").first.locator(".signals dt").all_inner_texts() == ["text", "semantic"]
+    assert page.inner_text("#weights") == "Score = 0.10 × text + 0.10 × semantic"
+    shot(page, "shopper-words-phone")
+
+
+def test_merchant_edit_suggests_tags_from_the_pictures(server, desktop):
+    url, _ = server
+    page = desktop
+    page.goto(url + "/merchant")
+    page.wait_for_selector("#products li[data-sku='LIME']")
+    page.locator("#products li[data-sku='LIME'] .edit").click()
+    page.wait_for_selector("#edit[open]")
+    page.wait_for_selector("#edit-suggest .chip")
+    chips = page.locator("#edit-suggest .chip").all_inner_texts()
+    assert chips[0] == "+ green", chips  # its colour first, then the catalogue's words near its picture, if any
+    shot(page, "merchant-suggest-desktop")
+    page.locator("#edit-suggest .chip").first.click()
+    assert page.input_value("#edit-form input[name=tags]") == "green"
+    assert page.locator("#edit-suggest .chip").count() == len(chips) - 1
+    page.click("#edit-cancel")  # nothing saved
+    assert page.request.get(url + "/v1/products/LIME").json()["tags"] == []
 
 
 def test_merchant_adds_and_deletes_a_product(server, page, tmp_path):
@@ -371,6 +393,8 @@ def test_shopper_sees_why_a_photo_ranked_and_errors_clear_the_old_photo(server, 
     assert page.locator(".card").first.get_attribute("data-sku") == "LIME"
     seen = page.inner_text("#seen")
     assert "Words read" in seen and "LIME" in seen.upper() and "Colours" in seen and "green" in seen
+    described = page.locator("#seen dd").last.inner_text()
+    assert page.locator("#seen dt").last.inner_text() == "Described as" and described.startswith("green")
     assert page.locator("#seen .swatch").count() >= 1
     scores = page.locator(".card").first.locator(".signals dd small").all_inner_texts()
     assert len(scores) == 5 and all(0 <= float(v) <= 1 for v in scores)
