@@ -16,7 +16,7 @@ from pathlib import Path
 from evaluation.benchmarks_summary import summary
 
 ORDER = ("quality-G1", "quality-G2", "quality-C1", "quality-K1", "speed-query", "speed-index", "embedder-training", "speed-embedder", "speed-vectors",
-         "service-load", "deploy", "dedup-grocery", "dedup-ukbench", "dedup-scale", "detector")
+         "service-load", "deploy", "dedup-grocery", "dedup-ukbench", "dedup-scale", "detector", "words")
 HEADER = ("# skulens benchmarks\n\nWritten by `skulens eval ... --benchmarks BENCHMARKS.md`, `skulens bench` and "
           "`skulens bench-service`; "
           "each section says the machine, the date and the command that produced it. Quality figures come from "

@@ -64,6 +64,10 @@ def speed_rows(sections: dict[str, str]) -> list[str]:
         if table:
             rate, clients = _cell(header, table[0], "throughput /s"), _cell(header, table[0], "clients")
             rows.append(f"| service photo searches ({clients} clients) | {rate} /s | {_title(body)} |")
+    if (body := sections.get("words")) is not None:
+        found = re.search(r"embedding a typed query ([\d.]+) ms", body)
+        if found:
+            rows.append(f"| embedding a typed query (word space) | {found.group(1)} ms | {_title(body)} |")
     return rows
 
 
