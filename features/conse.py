@@ -33,12 +33,28 @@ class ConseMapper:
                                                                                                 np.float32)
 
     def vector(self, tags: Tags) -> np.ndarray:
-        labels, scores = list(tags.labels[: self.top]), np.asarray(tags.scores[: self.top], np.float32)
-        if not labels or not scores.any():
-            return np.zeros(self.text.dim, np.float32)
-        mixed = scores @ self.label_vectors(labels)
-        norm = float(np.linalg.norm(mixed))
-        return (mixed / norm).astype(np.float32) if norm > 0 else np.zeros(self.text.dim, np.float32)
+        return self.vectors([list(zip(tags.labels, tags.scores.tolist()))])[0]
+
+    def vectors(self, tags: Sequence[Sequence[tuple[str, float]]]) -> np.ndarray:
+        """``vector`` of many pictures at once, each given as its ``(label, score)`` pairs, best first:
+        ``(len(tags), dim)`` unit rows (zero where a picture has no tags)."""
+        rows = [list(t[: self.top]) for t in tags]
+        labels = list(dict.fromkeys(label for row in rows for label, _ in row))
+        out = np.zeros((len(rows), self.text.dim), np.float32)
+        if not labels:
+            return out
+        table = self.label_vectors(labels)
+        column = {label: i for i, label in enumerate(labels)}
+        index = np.full((len(rows), self.top), -1, np.int64)
+        weight = np.zeros((len(rows), self.top), np.float32)
+        for i, row in enumerate(rows):
+            for j, (label, score) in enumerate(row):
+                index[i, j], weight[i, j] = column[label], score
+        for j in range(self.top):
+            held = index[:, j] >= 0
+            out[held] += weight[held, j, None] * table[index[held, j]]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
     def nearest(self, vector: np.ndarray, words: Sequence[str], k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` of ``words`` nearest ``vector``, with their cosine."""

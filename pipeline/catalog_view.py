@@ -74,17 +74,17 @@ class LiveView:
             if held < chunk and i < len(skus) - 1:
                 continue
             ids = [owners.of_sku(s) for s in batch]
-            vectors: list = [None] * len(batch)
+            vectors: list | None = None
             if words.projection is not None:
                 read = self.store.vectors_by_id(np.concatenate(ids), self.dim, missing_ok=True)
                 vectors = np.split(read, np.cumsum([len(v) for v in ids])[:-1])
             tags: dict[str, list] = defaultdict(list)
             if words.projection is None or words.mix > 0:
                 image_ids = np.unique(np.concatenate([owners.lookup(v)[1] for v in ids]))
-                for _, s, _, t in self.store.image_signals(image_ids.tolist()):
-                    tags[s].append(t)
-            for s, vecs in zip(batch, vectors):
-                space.set(s, words.picture(tags.get(s, []), vecs))
+                for _, s, pairs in self.store.image_tags(image_ids.tolist()):
+                    tags[s].append(pairs)
+            for s, vec in zip(batch, words.products([tags.get(s, []) for s in batch], vectors)):
+                space.set(s, vec)
             batch, held = [], 0
         log.info("placed %d products in word space (%s) in %.1f s", len(space), words.source,
                  time.perf_counter() - t0)

@@ -374,6 +374,12 @@ class CatalogStoreBase(StoreReads):
                              [int(i) for i in image_ids])
         return [(r[0], r[1], Palette.from_json(json.loads(r[2])), Tags.from_json(json.loads(r[3]))) for r in rows]
 
+    def image_tags(self, image_ids: Sequence[int]) -> list[tuple[int, str, list[tuple[str, float]]]]:
+        """(image id, sku, [(label, score), ...]) of those of ``image_ids`` that are stored: the visual
+        tags alone, read without the rest of the analysis (placing a catalogue in word space)."""
+        rows = self._chunked("SELECT id, sku, tags FROM images WHERE id IN ({marks})", [int(i) for i in image_ids])
+        return [(r[0], r[1], [(d["label"], float(d["score"])) for d in json.loads(r[2])]) for r in rows]
+
     def file_in_use(self, file: str) -> bool:
         return self._row("SELECT 1 FROM images WHERE file = ? LIMIT 1", (file,)) is not None
 

@@ -100,16 +100,32 @@ class WordMapper:
         """Where pictures with these visual tags and image vectors (all of one product, or one
         photo's regions) fall in word space: the word map of their mean vector (mixed with ConSE by
         ``mix``), or the mean of their ConSE vectors.  None when there is nothing to place."""
-        mapped = None
-        if self.projection is not None and vectors is not None and len(vectors):
-            mapped = self.projection.project(unit_rows(vectors).mean(axis=0))[0]
-            if self.mix <= 0:
-                return mapped
-        placed = [v for v in (self.conse.vector(t) for t in tags) if np.any(v)]
-        conse = _unit(np.mean(placed, axis=0)) if placed else None
-        if mapped is None or conse is None:
-            return mapped if mapped is not None else conse
-        return _unit((1 - self.mix) * mapped + self.mix * conse)
+        pairs = [list(zip(t.labels, t.scores.tolist())) for t in tags]
+        row = self.products([pairs], [vectors] if vectors is not None else None)[0]
+        return row if np.any(row) else None
+
+    def products(self, tags: Sequence[Sequence[Sequence[tuple[str, float]]]],
+                 vectors: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        """:meth:`picture` of many products at once: each product's pictures' ``(label, score)`` tag
+        pairs, and (with a word map) its image vectors; ``(products, dim)`` rows, zero where a product
+        has nothing to place."""
+        n = len(tags)
+        flat = [t for product in tags for t in product]
+        owner = np.repeat(np.arange(n), [len(product) for product in tags])
+        conse = np.zeros((n, self.dim), np.float32)
+        if self.projection is None or self.mix > 0:
+            np.add.at(conse, owner, self.conse.vectors(flat))
+            conse = _unit_rows(conse)
+        if self.projection is None or vectors is None:
+            return conse
+        held = [i for i, v in enumerate(vectors) if v is not None and len(v)]
+        mapped = np.zeros((n, self.dim), np.float32)
+        if held:
+            means = np.stack([unit_rows(vectors[i]).mean(axis=0) for i in held])  # type: ignore[arg-type]
+            mapped[held] = self.projection.project(means)
+        if self.mix <= 0:
+            return mapped
+        return _unit_rows((1 - self.mix) * mapped + self.mix * conse)  # one alone where the other is zero
 
     def word_vectors(self, words: Sequence[str]) -> np.ndarray:
         """Each word's vector (remembered: a catalogue's vocabulary is asked again and again)."""
@@ -135,9 +151,10 @@ class WordMapper:
         return [(words[i], round(float(sims[i]), 4)) for i in order if sims[i] >= min_cosine]
 
 
-def _unit(v: np.ndarray) -> np.ndarray | None:
-    norm = float(np.linalg.norm(v))
-    return (v / norm).astype(np.float32) if norm > 0 else None
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
 def vocabulary(titles: Iterable[str], tags: Iterable[Iterable[str]], categories: Iterable[str],
