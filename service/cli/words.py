@@ -20,8 +20,8 @@ app = typer.Typer(help="Words and pictures in one space: learn the catalogue's w
 def words_train() -> None:
     """Learn where this catalogue's pictures fall among words from its own pictures and product texts
     (titles, categories, tags, descriptions), and keep the map with the catalogue: typed words then
-    find products by their pictures through it, instead of through ImageNet's class names (ConSE).
-    Seconds to minutes on a CPU; run it again after the catalogue grew or changed much."""
+    find products by their pictures through it, mixed with ImageNet's class names (ConSE) by
+    words.mix. Seconds on a CPU; run it again after the catalogue grew or changed much."""
     from training.words import train_word_map
 
     engine = common.engine()
