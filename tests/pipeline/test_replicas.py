@@ -73,3 +73,24 @@ def test_a_re_embedded_catalogue_is_reloaded_whole_by_the_other_replica(real_sta
         assert first(b, "RED-APPLE") == "RED-APPLE"
     finally:
         b.close()
+
+
+def test_a_word_map_learnt_through_one_replica_is_used_by_the_other(real_stages, tmp_path, postgres_url):
+    from training.words import train_word_map
+
+    settings = Settings(data=tmp_path / "a", store=StoreSettings(url=postgres_url, follow_s=0))  # caught up by hand
+    a = Engine(settings, real_stages)
+    b = Engine(settings.model_copy(update={"data": tmp_path / "b"}), real_stages)
+    try:
+        index_catalog(a, read_catalog(make_catalogue(tmp_path / "catalog")))
+        assert b.catch_up() > 0 and b.words.source == "ConSE"
+        a.use_word_map(train_word_map(a))
+        assert b.catch_up() == -1  # the whole view again, placed by the new map
+        assert b.words.source == "word map"
+        for sku in ("LIME", "ARLA-MILK"):
+            assert b.view.semantic.vector(sku) @ a.view.semantic.vector(sku) > 0.999
+        a.use_word_map(None)
+        assert b.catch_up() == -1 and b.words.source == "ConSE"
+    finally:
+        a.close()
+        b.close()
