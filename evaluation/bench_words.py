@@ -144,7 +144,7 @@ MIXES = (0.0, 0.5)
 def _with_mix(engine: Engine, mix: float) -> None:
     assert engine.words is not None
     engine.words.mix = mix
-    engine.live._place_all()
+    engine.live.use_words(engine.words)
 
 
 def methods(gallery: Engine, train: Engine, queries: list[WordQuery], relevant: dict[str, set[str]],
@@ -293,7 +293,7 @@ def costs(engine: Engine, texts: list[str], repeats: int = 20) -> dict[str, floa
             out["train_s"] = time.perf_counter() - t0
             engine.use_word_map(projection)
         t0 = time.perf_counter()
-        engine.live._place_all()
+        engine.live.use_words(engine.words)  # type: ignore[arg-type]
         out[f"place_{label}_ms"] = (time.perf_counter() - t0) * 1000 / max(n, 1)
     engine.use_word_map(None)
     return out

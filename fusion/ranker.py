@@ -291,7 +291,7 @@ class FusionRanker:
                 theirs = stored(image_id) if image_id is not None else None
                 return verifier.score(verifier.inliers(local, theirs)) if theirs is not None else 0.0
 
-            matrix = verify_top(matrix, weights, self.verify_top_k, check)
+            matrix = verify_top(matrix, weights, self.verify_top_k, check, has_words=words is not None)
         fused = fuse(matrix, weights, has_image=query is not None, has_words=words is not None)
         order = np.argsort(-fused, kind="stable")[:k]
         return [Match(cands[i].sku, float(fused[i]),
@@ -324,14 +324,15 @@ class FusionRanker:
 
 
 def verify_top(signals: np.ndarray, weights: dict[str, float], top_k: int,
-               check: Callable[[int], float]) -> np.ndarray:
+               check: Callable[[int], float], has_words: bool = False) -> np.ndarray:
     """``signals`` with the ``verify`` column set to ``check(row)`` for the ``top_k`` rows that the
-    other signals rank best under ``weights``, and 0 elsewhere (no check when ``verify`` weighs nothing)."""
+    other signals rank best under ``weights`` (the semantic one only ``has_words``), and 0 elsewhere
+    (no check when ``verify`` weighs nothing)."""
     out = signals.copy()
     out[:, VERIFY] = 0.0
     if top_k <= 0 or weights.get("verify", 0.0) <= 0 or not len(out):
         return out
-    for row in np.argsort(-fuse(out, weights, has_words=True), kind="stable")[:top_k]:
+    for row in np.argsort(-fuse(out, weights, has_words=has_words), kind="stable")[:top_k]:
         out[row, VERIFY] = float(np.clip(check(int(row)), 0.0, 1.0))
     return out
 

@@ -28,6 +28,7 @@ class SemanticSpace:
         self._skus: list[str | None] = []
         self._free: list[int] = []
         self._matrix = np.zeros((0, dim), np.float32)
+        self._held = np.zeros(0, bool)  # rows in use
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -52,13 +53,16 @@ class SemanticSpace:
                 self._rows[sku] = row
                 self._skus[row] = sku
             self._matrix[row] = vec
+            self._held[row] = True
 
     def _grow(self) -> int:
         row = len(self._skus)
         if row >= len(self._matrix):
             grown = np.zeros((max(64, 2 * len(self._matrix)), self.dim), np.float32)
             grown[: len(self._matrix)] = self._matrix
-            self._matrix = grown
+            held = np.zeros(len(grown), bool)
+            held[: len(self._held)] = self._held
+            self._matrix, self._held = grown, held
         self._skus.append(None)
         return row
 
@@ -67,6 +71,7 @@ class SemanticSpace:
             row = self._rows.pop(sku, None)
             if row is not None:
                 self._matrix[row] = 0.0
+                self._held[row] = False
                 self._skus[row] = None
                 self._free.append(row)
 
@@ -92,15 +97,15 @@ class SemanticSpace:
         if n <= 0 or not np.any(query):
             return []
         with self._lock:
-            used = len(self._skus)
-            sims = self._matrix[:used] @ np.asarray(query, np.float32)
-            skus = list(self._skus)
-        mask = np.asarray([s is not None for s in skus], bool) & (sims > min_cosine)
-        if allowed is not None:
-            keep = set(allowed)
-            mask &= np.asarray([s in keep for s in skus], bool)
-        rows = np.flatnonzero(mask)
-        if len(rows) > n:
-            rows = rows[np.argpartition(-sims[rows], n - 1)[:n]]
-        rows = rows[np.argsort(-sims[rows], kind="stable")]
-        return [(skus[r], float(sims[r])) for r in rows]  # type: ignore[misc]
+            if allowed is None:
+                rows = np.flatnonzero(self._held[: len(self._skus)])
+            else:
+                rows = np.asarray(sorted(r for sku in allowed if (r := self._rows.get(sku)) is not None), np.int64)
+            sims = self._matrix[rows] @ np.asarray(query, np.float32)
+            keep = sims > min_cosine
+            rows, sims = rows[keep], sims[keep]
+            if len(rows) > n:
+                best = np.argpartition(-sims, n - 1)[:n]
+                rows, sims = rows[best], sims[best]
+            order = np.argsort(-sims, kind="stable")
+            return [(self._skus[r], float(sims[i])) for i, r in zip(order, rows[order])]  # type: ignore[misc]

@@ -24,7 +24,7 @@ from fusion.semantic import SemanticSpace
 from fusion.text import TextScorer, tokenize
 from fusion.vector_owners import VectorOwners
 from pipeline.store_base import CatalogStoreBase as CatalogStore
-from pipeline.words import WordMapper, vocabulary
+from pipeline.words import WordMapper, name_words, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class LiveView:
                                 local_features=store.local_features,
                                 semantic=SemanticSpace(words.dim) if words is not None else None,
                                 semantic_floor=semantic_floor)
-        self._vocabulary: list[str] | None = None
+        self._names: Counter[str] = Counter()  # in how many products' names (title, tags, category) each word is
+        self._name_words: dict[str, frozenset[str]] = {}
+        self._vocabulary: tuple[list[str], np.ndarray] | None = None  # its describing words and their vectors
         self._df: Counter[str] = Counter()  # how many products each word appears in
         self.labels: dict[str, str] = {}  # a normalised facet value -> how a product spells it
         self._load()
@@ -58,6 +60,11 @@ class LiveView:
         self._refresh_scorer()
         if self.words is not None:
             self._place_all()
+
+    def use_words(self, words: WordMapper) -> None:
+        """Place every product anew with ``words`` (a new word map, or another mix)."""
+        self.words = words
+        self._place_all()
 
     def _place_all(self, chunk: int = 20_000) -> None:
         """Every product's place in word space, from its pictures' tags (ConSE) or vectors (word map),
@@ -99,14 +106,13 @@ class LiveView:
             vectors = self.store.vectors_by_id(vids, self.dim, missing_ok=True) if len(vids) else None
         self.view.semantic.set(sku, self.words.picture(tags, vectors))
 
-    def vocabulary(self) -> list[str]:
-        """The words the catalogue names its products with (made again after a write changed them)."""
+    def vocabulary(self) -> tuple[list[str], np.ndarray]:
+        """The words the catalogue names its products with, and their vectors (made again when a write
+        changed them)."""
+        assert self.words is not None
         if self._vocabulary is None:
-            view = self.view
-            skus = list(view.titles)
-            self._vocabulary = vocabulary([view.titles[s] for s in skus],
-                                          [view.merchant_tags.get(s, frozenset()) for s in skus],
-                                          [view.facets[s].category if s in view.facets else "" for s in skus])
+            words = vocabulary(self._names, len(self._name_words))
+            self._vocabulary = words, self.words.word_vectors(words)
         return self._vocabulary
 
     def _image_signals(self, image_ids: list[int]) -> dict[int, ImageInfo]:
@@ -124,7 +130,7 @@ class LiveView:
         view.merchant_tags[product.sku] = merchant_words(product.tags)
         # the colour names of its images' palettes, as the full-text index holds them
         view.facets[product.sku] = facets(product.category, product.brand, product.tags, product.price, set(colours))
-        self._vocabulary = None
+        self._rename(product.sku, name_words(product.title, product.tags, product.category))
         for norm, label in facet_labels(product.category, product.brand, product.tags).items():
             self.labels.setdefault(norm, label)  # the first spelling seen names the value
 
@@ -181,6 +187,18 @@ class LiveView:
         view.facets.pop(sku, None)
         if view.semantic is not None:
             view.semantic.remove(sku)
+        self._rename(sku, None)
+
+    def _rename(self, sku: str, words: frozenset[str] | None) -> None:
+        """``sku`` is now named with ``words`` (None: it is gone); the vocabulary is made again if that
+        changed it."""
+        old = self._name_words.pop(sku, None)
+        if words is not None:
+            self._name_words[sku] = words
+        if old == words:
+            return
+        self._names.subtract(old or ())
+        self._names.update(words or ())
         self._vocabulary = None
 
     def _reload_product(self, product: Product) -> None:

@@ -163,7 +163,8 @@ class Engine:
         with self._lock:
             save_projection(self.store, projection, self.stages.embedder.name)
             self.words = self._word_mapper()
-            self.live = self._live(self.view.index)
+            assert self.words is not None
+            self.live.use_words(self.words)
 
     def describe(self, obj: ObjectFeatures | None, k: int | None = None,
                  leave_out: tuple[str, ...] = ()) -> list[tuple[str, float]]:
@@ -172,7 +173,7 @@ class Engine:
             return []
         vectors = np.stack(list(obj.vectors.values())) if obj.vectors else None
         with self._lock:
-            return self.words.describe(self.words.picture([obj.tags], vectors), self.live.vocabulary(),
+            return self.words.describe(self.words.picture([obj.tags], vectors), *self.live.vocabulary(),
                                        self.settings.words.describe if k is None else k, leave_out,
                                        self.settings.words.floor)
 
@@ -185,7 +186,7 @@ class Engine:
         with self._lock:
             vector = self.view.semantic.vector(sku) if self.view.semantic is not None else None
             have = {w for t in (product.title, *product.tags) for w in tokenize(t)}
-            return self.words.describe(vector, self.live.vocabulary(), self.settings.words.describe if k is None
+            return self.words.describe(vector, *self.live.vocabulary(), self.settings.words.describe if k is None
                                        else k, have, self.settings.words.floor)
 
     @property

@@ -115,7 +115,7 @@ class WordMapper:
         conse = np.zeros((n, self.dim), np.float32)
         if self.projection is None or self.mix > 0:
             np.add.at(conse, owner, self.conse.vectors(flat))
-            conse = _unit_rows(conse)
+            conse = unit_rows(conse)
         if self.projection is None or vectors is None:
             return conse
         held = [i for i, v in enumerate(vectors) if v is not None and len(v)]
@@ -125,7 +125,7 @@ class WordMapper:
             mapped[held] = self.projection.project(means)
         if self.mix <= 0:
             return mapped
-        return _unit_rows((1 - self.mix) * mapped + self.mix * conse)  # one alone where the other is zero
+        return unit_rows((1 - self.mix) * mapped + self.mix * conse)  # one alone where the other is zero
 
     def word_vectors(self, words: Sequence[str]) -> np.ndarray:
         """Each word's vector (remembered: a catalogue's vocabulary is asked again and again)."""
@@ -138,38 +138,35 @@ class WordMapper:
         with self._lock:
             return np.stack([self._words[w] for w in words]) if words else np.zeros((0, self.dim), np.float32)
 
-    def describe(self, vector: np.ndarray | None, vocabulary: Sequence[str], k: int,
+    def describe(self, vector: np.ndarray | None, vocabulary: Sequence[str], matrix: np.ndarray, k: int,
                  leave_out: Iterable[str] = (), min_cosine: float = -1.0) -> list[tuple[str, float]]:
-        """The ``k`` words of ``vocabulary`` nearest ``vector`` (not those in ``leave_out``; none under
-        ``min_cosine``), with their cosines."""
-        skip = set(leave_out)
-        words = [w for w in vocabulary if w not in skip]
-        if vector is None or k <= 0 or not words:
+        """The ``k`` words of ``vocabulary`` (their vectors the rows of ``matrix``, from
+        :meth:`word_vectors`) nearest ``vector``, not those in ``leave_out`` nor under ``min_cosine``,
+        with their cosines."""
+        if vector is None or k <= 0 or not len(vocabulary):
             return []
-        sims = self.word_vectors(words) @ vector
-        order = np.argsort(-sims, kind="stable")[:k]
-        return [(words[i], round(float(sims[i]), 4)) for i in order if sims[i] >= min_cosine]
+        sims = matrix @ vector
+        skip = set(leave_out)
+        out: list[tuple[str, float]] = []
+        for i in np.argsort(-sims, kind="stable"):
+            if sims[i] < min_cosine or len(out) == k:
+                break
+            if vocabulary[i] not in skip:
+                out.append((vocabulary[i], round(float(sims[i]), 4)))
+        return out
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+def name_words(title: str, tags: Iterable[str], category: str) -> frozenset[str]:
+    """The describing words a product is named with: its title's, tags' and category's."""
+    return frozenset(w for text in (title, *tags, category) for w in tokenize(text or "") if describable(w))
 
 
-def vocabulary(titles: Iterable[str], tags: Iterable[Iterable[str]], categories: Iterable[str],
-               common: float = 0.5) -> list[str]:
-    """The words a catalogue names its products with (titles, tags, categories), sorted: what a
-    picture is described with.  A word in more than ``common`` of the products' names ("product",
-    "organic") tells none of them apart and is left out (from 4 products on)."""
-    counts: Counter[str] = Counter()
-    products = 0
-    for title, own, category in zip(titles, tags, categories):
-        products += 1
-        words = set(tokenize(title or "")) | {w for t in own for w in tokenize(t)} | set(tokenize(category or ""))
-        counts.update(w for w in words if describable(w))
+def vocabulary(counts: Counter[str], products: int, common: float = 0.5) -> list[str]:
+    """The words a catalogue names its products with (``counts``: in how many products' names each
+    word is), sorted: what a picture is described with.  A word in more than ``common`` of the
+    products' names ("product", "organic") tells none of them apart and is left out (from 4 products on)."""
     limit = common * products if products >= 4 else products
-    return sorted(w for w, n in counts.items() if n <= limit)
+    return sorted(w for w, n in counts.items() if 0 < n <= limit)
 
 
 def today() -> str:
