@@ -69,6 +69,16 @@ def result_json(result, engine, all_objects: bool, image_url: ImageUrl | None = 
     return groups if all_objects else groups[0]
 
 
+def suggestions_json(engine, sku: str, k: int) -> dict:
+    """Tags a merchant could give ``sku``, from its pictures: their colours' names it is not tagged with
+    (the three heaviest) and the catalogue's words nearest them in word space."""
+    words = engine.suggested_tags(sku, k)
+    have = {t.lower() for t in engine.store.get_product(sku).tags}
+    colours = [c for im in engine.store.images(sku) for c in colour_names(im.palette) if c not in have]
+    return {"sku": sku, "source": engine.words.source if engine.words is not None else "off",
+            "colours": list(dict.fromkeys(colours))[:3], "words": [{"word": w, "cosine": c} for w, c in words]}
+
+
 def product_json(product: Product, images: list[StoredImage], files_root: Path,
                  image_url: ImageUrl | None = None) -> dict:
     """A product and its images, each named by file path, or by URL when ``image_url`` is given."""

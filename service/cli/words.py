@@ -54,17 +54,21 @@ def words_suggest(
     k: Annotated[int, typer.Option(min=1, max=50, help="how many words")] = 8,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Words of the catalogue nearest a product's pictures (words of its title and tags left out): tags to consider."""
+    """Tags to consider for a product, from its pictures: their colours' names and the catalogue's
+    words nearest them (words of its title and tags left out); the JSON of GET
+    /v1/products/{sku}/suggested-tags."""
+    from service.render import suggestions_json
+
     engine = common.engine(read_only=True)
     try:
-        words = engine.suggested_tags(sku, k)
-        source = engine.words.source if engine.words is not None else "off"
+        found = suggestions_json(engine, sku, k)
     finally:
         engine.close()
     if as_json:
-        out.print_json(json.dumps({"sku": sku, "source": source, "words": [{"word": w, "cosine": c} for w, c in words]}))
+        out.print_json(json.dumps(found))
         return
-    out.print(f"{sku} ({source}): " + (", ".join(f"{w} {c:.2f}" for w, c in words) or "no words"), highlight=False)
+    words = [f"{c} (colour)" for c in found["colours"]] + [f"{w['word']} {w['cosine']:.2f}" for w in found["words"]]
+    out.print(f"{sku} ({found['source']}): " + (", ".join(words) or "nothing to suggest"), highlight=False)
 
 
 def bench_words(

@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from core.catalog import Product, ProductQuery, check_sku, merge_product
-from core.colours import colour_names
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from service import schemas as s
 from service.deps import (
@@ -24,7 +23,7 @@ from service.deps import (
     read_upload,
     settings_of,
 )
-from service.render import product_json
+from service.render import product_json, suggestions_json
 
 read = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
 write = APIRouter(tags=["catalogue"], responses=ERROR_RESPONSES)
@@ -53,14 +52,7 @@ def get_product(request: Request, sku: SkuPath):
 def suggested_tags(request: Request, sku: SkuPath, k: Annotated[int, Query(ge=1, le=50)] = 8):
     """Tags a merchant could give the product, from its pictures: their colours' names and the
     catalogue's words nearest them in word space (what it is tagged with left out)."""
-    engine = engine_of(request)
-    sku = check_sku(sku)
-    words = engine.suggested_tags(sku, k)
-    product = engine.store.get_product(sku)
-    have = {t.lower() for t in product.tags}
-    colours = [c for im in engine.store.images(sku) for c in colour_names(im.palette) if c not in have]
-    return {"sku": sku, "source": engine.words.source if engine.words is not None else "off",
-            "colours": list(dict.fromkeys(colours))[:3], "words": [{"word": w, "cosine": c} for w, c in words]}
+    return suggestions_json(engine_of(request), check_sku(sku), k)
 
 
 async def read_images(request: Request, files: list[UploadFile]) -> list[tuple[str, bytes]]:
